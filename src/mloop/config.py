@@ -1,0 +1,147 @@
+"""One settings object, read once at the entry point (CLI, server, SDK verb) and passed down.
+
+Values come from, highest first: explicit keyword arguments, ``MLOOP_*`` environment
+variables, a TOML config file (``MLOOP_CONFIG``, else ``./mloop.toml`` if present; keys at
+top level or under ``[mloop]``), then the defaults below. With nothing configured,
+everything works locally under ``./.mloop/``.
+
+The engine never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mloop.errors import ConfigError, UnknownFlavorError
+
+
+class Flavor(BaseModel):
+    """What a resource flavor id means on this installation."""
+
+    cpu: float = Field(1.0, description="CPU cores requested")
+    gpu: int = Field(0, description="GPUs requested")
+    memory_gb: float = Field(2.0, description="memory requested, GiB")
+    description: str = ""
+
+
+#: Default flavor table: local CPU-only entries plus the ModelArts ids seen in the seeds,
+#: so copied ModelArts code validates and runs. GPU entries run on CPU when no GPU exists.
+DEFAULT_FLAVORS: dict[str, Flavor] = {
+    "cpu.small": Flavor(cpu=1, memory_gb=2, description="1 CPU core, 2 GiB"),
+    "cpu.medium": Flavor(cpu=2, memory_gb=4, description="2 CPU cores, 4 GiB"),
+    "cpu.large": Flavor(cpu=4, memory_gb=8, description="4 CPU cores, 8 GiB"),
+    "gpu.1": Flavor(cpu=4, gpu=1, memory_gb=16, description="1 GPU"),
+    "modelarts.vm.cpu.2u": Flavor(cpu=2, memory_gb=8, description="ModelArts alias: 2 vCPUs"),
+    "modelarts.vm.cpu.8u": Flavor(cpu=8, memory_gb=32, description="ModelArts alias: 8 vCPUs"),
+    "modelarts.p3.large.public.free": Flavor(cpu=8, gpu=1, memory_gb=64, description="ModelArts alias: 1 GPU (free tier)"),
+    "modelarts.pool.visual.xlarge": Flavor(cpu=8, gpu=1, memory_gb=64, description="ModelArts pool alias: 1 card"),
+    "modelarts.pool.visual.2xlarge": Flavor(cpu=16, gpu=2, memory_gb=128, description="ModelArts pool alias: 2 cards"),
+    "modelarts.pool.visual.4xlarge": Flavor(cpu=32, gpu=4, memory_gb=256, description="ModelArts pool alias: 4 cards"),
+    "modelarts.pool.visual.8xlarge": Flavor(cpu=64, gpu=8, memory_gb=512, description="ModelArts pool alias: 8 cards"),
+}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``mloop.toml`` (or the file named by ``MLOOP_CONFIG``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        named = os.environ.get("MLOOP_CONFIG")
+        path = Path(named) if named else Path("mloop.toml")
+        self._data: dict[str, Any] = {}
+        if named and not path.is_file():
+            raise ConfigError(f"MLOOP_CONFIG names {path}, which does not exist",
+                              hint="fix the path or unset MLOOP_CONFIG")
+        if path.is_file():
+            try:
+                raw = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+            self._data = dict(raw.get("mloop", raw))
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """mloop settings. Every field can be set as ``MLOOP_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOOP_", extra="ignore")
+
+    home: Path = Field(Path(".mloop"), description="folder for the local database, artifacts and run files")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<home>/mloop.db")
+    artifact_root: str | None = Field(None, description="fsspec URL or folder for artifacts; default <home>/artifacts")
+    obs_root: str | None = Field(
+        None, description="where obs://bucket/path URLs are stored; default <artifact_root>/obs"
+    )
+    executor: Literal["local", "ray"] = Field("local", description="where job processes run")
+    max_parallel: int = Field(4, ge=1, description="how many steps of one run may run at the same time")
+    flavors: dict[str, Flavor] = Field(default_factory=lambda: dict(DEFAULT_FLAVORS),
+                                       description="resource flavor table (id -> cpu/gpu/memory)")
+    log_tail_lines: int = Field(20, ge=0, description="log lines shown when a step fails")
+    stop_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM-to-SIGKILL grace period on stop")
+    server_url: str | None = Field(None, description="mloop server URL (client mode); unset = embedded")
+    token: str | None = Field(None, description="API token for the server")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @field_validator("flavors", mode="before")
+    @classmethod
+    def _merge_flavors(cls, value: Any) -> Any:
+        # A configured table extends the defaults rather than replacing them.
+        if isinstance(value, dict):
+            merged: dict[str, Any] = {k: v.model_dump() for k, v in DEFAULT_FLAVORS.items()}
+            merged.update(value)
+            return merged
+        return value
+
+    # -- derived locations ------------------------------------------------------------------
+    @property
+    def home_path(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_path / 'mloop.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(self.home_path / "artifacts")
+
+    @property
+    def resolved_obs_root(self) -> str:
+        return self.obs_root or (self.resolved_artifact_root.rstrip("/") + "/obs")
+
+    def flavor(self, flavor_id: str) -> Flavor:
+        """Look up a flavor id.
+
+        Raises:
+            UnknownFlavorError: the id is not in the table; the message lists the known ids.
+        """
+        try:
+            return self.flavors[flavor_id]
+        except KeyError:
+            known = ", ".join(sorted(self.flavors))
+            raise UnknownFlavorError(
+                f"unknown resource flavor '{flavor_id}'",
+                hint=f"use one of: {known}; or add it under [mloop.flavors] in mloop.toml",
+                flavor=flavor_id,
+            ) from None

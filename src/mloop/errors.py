@@ -1,0 +1,219 @@
+"""One exception tree for mloop.
+
+Every error mloop raises on purpose derives from :class:`MloopError`. A class may also
+subclass the builtin it refines, so ``except ValueError`` keeps working for callers who
+don't know about mloop. Messages say what is wrong *and* what to do next.
+
+::
+
+    MloopError
+    ├── ConfigError                      bad settings, unknown flavor
+    │   └── UnknownFlavorError (LookupError)
+    ├── SpecError
+    │   ├── SpecValidationError (ValueError)   every problem found in a workflow/spec
+    │   └── SpecVersionError                   spec written by a newer mloop
+    ├── PlaceholderValueError (ValueError)     run-time values refused before anything runs
+    ├── NotFoundError (LookupError)            run, release, step, algorithm, model ...
+    ├── RunStateError                          e.g. retry of a run that did not fail
+    ├── NotSupportedYetError (NotImplementedError)  step kind whose handler is not built yet
+    ├── MetricsError (ValueError)              malformed or oversized metrics file
+    ├── StoreError                             database problems, translated at the edge
+    │   └── SchemaVersionError                 database needs ``mloop db upgrade``
+    ├── ArtifactError                          storage/fsspec problems, translated at the edge
+    ├── MissingExtraError (ImportError)        an optional dependency is not installed
+    └── StepFailed                             the *user's* job failed (exit code + log tail);
+                                               not a failure of mloop itself
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow, a spec or a set of values.
+
+    Attributes:
+        location: where it is, e.g. ``steps[train].inputs[data_url]`` or ``parameters[epochs]``.
+        message: what is wrong.
+        hint: what to do about it (optional).
+        step: the step at fault, if any.
+        input: the input or output at fault, if any.
+        placeholder: the placeholder at fault, if any.
+    """
+
+    location: str
+    message: str
+    hint: str | None = None
+    step: str | None = None
+    input: str | None = None
+    placeholder: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class MloopError(Exception):
+    """Base of every error mloop raises on purpose.
+
+    Attributes:
+        hint: what the user can do about it; printed by the CLI below the message.
+        code: a stable machine-readable code, used by the CLI exit codes and the REST layer.
+    """
+
+    code: str = "mloop_error"
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (the shape the REST layer will send)."""
+        out: dict[str, Any] = {"code": self.code, "type": type(self).__name__, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        out.update({k: v for k, v in self.fields.items() if _jsonable(v)})
+        return out
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, dict))
+
+
+class _ProblemsMixin:
+    """Errors that carry a list of :class:`Problem` and print each on its own line."""
+
+    problems: list[Problem]
+
+    @staticmethod
+    def _format(headline: str, problems: Sequence[Problem]) -> str:
+        lines = [headline]
+        lines.extend(f"  - {p}" for p in problems)
+        return "\n".join(lines)
+
+
+class ConfigError(MloopError):
+    code = "config_error"
+
+
+class UnknownFlavorError(ConfigError, LookupError):
+    code = "unknown_flavor"
+
+
+class SpecError(MloopError):
+    code = "spec_error"
+
+
+class SpecValidationError(SpecError, ValueError, _ProblemsMixin):
+    """A workflow or spec breaks one or more rules; ``problems`` lists all of them."""
+
+    code = "spec_invalid"
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem], *, headline: str | None = None) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = headline or f"workflow is invalid ({n} problem{'s' if n != 1 else ''}):"
+        first = self.problems[0] if self.problems else None
+        super().__init__(
+            self._format(head, self.problems),
+            step=first.step if first else None,
+            input=first.input if first else None,
+            placeholder=first.placeholder if first else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["problems"] = [p.__dict__ for p in self.problems]
+        return out
+
+
+class SpecVersionError(SpecError):
+    code = "spec_version"
+
+
+class PlaceholderValueError(MloopError, ValueError, _ProblemsMixin):
+    """Run-time values that do not fit their placeholders; nothing has run."""
+
+    code = "bad_placeholder_value"
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"{n} placeholder value{'s are' if n != 1 else ' is'} not acceptable (nothing was run):"
+        first = self.problems[0] if self.problems else None
+        super().__init__(self._format(head, self.problems), placeholder=first.placeholder if first else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["problems"] = [p.__dict__ for p in self.problems]
+        return out
+
+
+class NotFoundError(MloopError, LookupError):
+    code = "not_found"
+    exit_code = 3
+
+
+class RunStateError(MloopError):
+    code = "bad_run_state"
+
+
+class NotSupportedYetError(MloopError, NotImplementedError):
+    code = "not_supported_yet"
+
+
+class MetricsError(MloopError, ValueError):
+    code = "bad_metrics"
+
+
+class StoreError(MloopError):
+    code = "store_error"
+
+
+class SchemaVersionError(StoreError):
+    code = "schema_version"
+
+
+class ArtifactError(MloopError):
+    code = "artifact_error"
+
+
+class MissingExtraError(MloopError, ImportError):
+    code = "missing_extra"
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"this feature needs the '{package}' package, which is not installed",
+            hint=f"pip install 'mloop[{extra}]'",
+            package=package,
+            extra=extra,
+        )
+
+
+class StepFailed(MloopError):
+    """The user's job failed. Not an mloop bug: the message carries the job's own words."""
+
+    code = "step_failed"
+
+    def __init__(self, step: str, reason: str, *, exit_code_of_job: int | None = None,
+                 log_tail: Sequence[str] = ()) -> None:
+        msg = f"step '{step}' failed: {reason}"
+        if log_tail:
+            msg += "\n" + "\n".join(f"    {line}" for line in log_tail)
+        super().__init__(msg, step=step, reason=reason, exit_code_of_job=exit_code_of_job,
+                         log_tail=list(log_tail))

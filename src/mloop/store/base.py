@@ -1,0 +1,236 @@
+"""What the engine, the services, the CLI (and later the server) may ask of the metadata store.
+
+Methods return pydantic records, never ORM rows. Every state transition is one committed
+row in ``events`` written in the same transaction as the status change.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, Field
+
+RunStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "stopped"]
+StepStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "skipped", "stopped"]
+
+TERMINAL_RUN: frozenset[str] = frozenset({"succeeded", "failed", "stopped"})
+TERMINAL_STEP: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "stopped"})
+
+
+class ReleaseRecord(BaseModel):
+    """A frozen workflow definition. Releasing the same name again adds version n+1."""
+
+    id: str
+    workflow_name: str
+    version: int
+    spec: dict[str, Any]
+    spec_hash: str
+    created_at: datetime
+    extend: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRecord(BaseModel):
+    id: str
+    release_id: str
+    workflow_name: str
+    number: int  # 1, 2, 3 ... per workflow name (SystemEnv.WORKFLOW_RUN_COUNT)
+    status: RunStatus
+    params: dict[str, Any] = Field(default_factory=dict)  # coerced placeholder + data values
+    storages: dict[str, str] = Field(default_factory=dict)  # storage name -> run-time root
+    selected_steps: list[str] | None = None  # partial run: only these steps
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    engine_pid: int | None = None
+    engine_host: str | None = None
+    engine_started_at: float | None = None  # process start time, guards against pid reuse
+    stop_requested: bool = False
+    message: str | None = None
+    attempt: int = 1  # incremented by retry
+
+
+class StepRecord(BaseModel):
+    run_id: str
+    name: str
+    type: str
+    status: StepStatus
+    attempt: int = 0  # 1 on first launch, +1 on each retry
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    message: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)  # resolved input values
+    outputs: dict[str, Any] = Field(default_factory=dict)  # resolved output values
+    outputs_skipped: bool = False
+    workdir: str | None = None
+    log_path: str | None = None
+    code_hash: str | None = None
+
+
+class EventRecord(BaseModel):
+    id: int
+    run_id: str
+    step_name: str | None  # None = the run itself
+    from_status: str | None
+    to_status: str
+    at: datetime
+    message: str | None = None
+
+
+class MetricRecord(BaseModel):
+    run_id: str
+    step_name: str
+    key: str
+    title: str
+    type: str  # float | line chart | histogram | table | one-dimensional-table
+    value: float | None = None  # for float entries
+    data: dict[str, Any]
+    source: str  # the metrics file it came from
+
+
+class ArtifactRecord(BaseModel):
+    id: int
+    run_id: str
+    step_name: str
+    name: str  # output name
+    kind: str  # obs | metrics | model | ...
+    uri: str
+    digest: str | None = None
+    size: int | None = None
+    created_at: datetime
+
+
+class AlgorithmRecord(BaseModel):
+    """A registered algorithm (``mloop algorithm register``), addressable three ways:
+    by ``id`` (``wf.Algorithm(algorithm_id)``), by ``name``+``version``, and by
+    ``subscription_id``+``version`` (``wf.AIGalleryAlgorithm``)."""
+
+    id: str
+    name: str
+    version: str = "1.0.0"
+    subscription_id: str | None = None
+    code_dir: str
+    boot_file: str | None = None
+    command: str | None = None
+    engine: dict[str, Any] = Field(default_factory=dict)
+    parameters: list[dict[str, Any]] = Field(default_factory=list)  # {name, default, required, editable, help}
+    inputs: list[str] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    environments: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    created_at: datetime | None = None
+
+
+class Store(abc.ABC):
+    """The metadata store. One implementation (SQLAlchemy) serves SQLite and PostgreSQL."""
+
+    # -- releases -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_release(self, workflow_name: str, spec: dict[str, Any], extend: dict[str, Any] | None = None) -> ReleaseRecord:
+        """Store a spec as the next release (version) of ``workflow_name``."""
+
+    @abc.abstractmethod
+    def get_release(self, release_id: str) -> ReleaseRecord:
+        """Raises NotFoundError."""
+
+    @abc.abstractmethod
+    def latest_release(self, workflow_name: str) -> ReleaseRecord | None: ...
+
+    @abc.abstractmethod
+    def list_releases(self, workflow_name: str | None = None) -> list[ReleaseRecord]: ...
+
+    # -- runs ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(
+        self,
+        release_id: str,
+        steps: Sequence[tuple[str, str]],
+        *,
+        params: dict[str, Any] | None = None,
+        storages: dict[str, str] | None = None,
+        selected_steps: list[str] | None = None,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        """Create a run in ``pending`` with one ``pending`` step row per (name, type)."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """Look up by full id or by a unique prefix (at least 4 characters).
+
+        Raises NotFoundError (no match, or an ambiguous prefix: the message says so)."""
+
+    @abc.abstractmethod
+    def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
+                  limit: int = 50) -> list[RunRecord]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        """Set fields other than ``status`` (engine_pid, params, stop_requested, ...)."""
+
+    @abc.abstractmethod
+    def transition_run(self, run_id: str, to_status: str, *, message: str | None = None,
+                       expected_from: Sequence[str] | None = None, **fields: Any) -> bool:
+        """Change a run's status and write its event row in one transaction.
+
+        ``started_at``/``finished_at`` are set automatically (running / terminal). When
+        ``expected_from`` is given and the current status is not in it, nothing is written and
+        False is returned (compare-and-set, so a stop and the engine can't both win).
+        """
+
+    # -- steps --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_step(self, run_id: str, name: str) -> StepRecord: ...
+
+    @abc.abstractmethod
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        """In creation order."""
+
+    @abc.abstractmethod
+    def update_step(self, run_id: str, name: str, **fields: Any) -> StepRecord:
+        """Set fields other than ``status``."""
+
+    @abc.abstractmethod
+    def transition_step(self, run_id: str, name: str, to_status: str, *, message: str | None = None,
+                        expected_from: Sequence[str] | None = None, **fields: Any) -> bool:
+        """Like :meth:`transition_run`, for one step; extra ``fields`` are written too."""
+
+    @abc.abstractmethod
+    def list_events(self, run_id: str) -> list[EventRecord]:
+        """Oldest first."""
+
+    # -- metrics and artifacts ----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_metrics(self, run_id: str, step_name: str, entries: Sequence[MetricRecord]) -> None:
+        """Replace the step's metrics from the same source files with these entries."""
+
+    @abc.abstractmethod
+    def list_metrics(self, run_id: str, step_name: str | None = None) -> list[MetricRecord]: ...
+
+    @abc.abstractmethod
+    def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
+                     digest: str | None = None, size: int | None = None) -> ArtifactRecord: ...
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str, step_name: str | None = None) -> list[ArtifactRecord]: ...
+
+    # -- algorithms ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_algorithm(self, record: AlgorithmRecord) -> AlgorithmRecord:
+        """Insert, or replace the row with the same (name, version)."""
+
+    @abc.abstractmethod
+    def find_algorithm(self, *, algorithm_id: str | None = None, name: str | None = None,
+                       subscription_id: str | None = None, version: str | None = None) -> AlgorithmRecord:
+        """Newest version when ``version`` is None. Raises NotFoundError naming what was asked."""
+
+    @abc.abstractmethod
+    def list_algorithms(self) -> list[AlgorithmRecord]: ...
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def close(self) -> None: ...
