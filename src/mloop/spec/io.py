@@ -1,0 +1,77 @@
+"""Loading and dumping specs, with explicit upgrades for older schema versions.
+
+A stored spec must load next year: every spec carries ``schema_version``; older versions
+go through the ``UPGRADES`` functions (dict -> dict) one version at a time, and a spec
+written by a newer mloop is refused with "upgrade mloop".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from mloop.errors import Problem, SpecValidationError, SpecVersionError
+from mloop.spec.models import SCHEMA_VERSION, WorkflowSpec
+from mloop.spec.validate import validate_spec
+
+#: UPGRADES[n] turns a version-n spec dict into a version-(n+1) spec dict.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upgrade_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a spec dict to the current schema version.
+
+    Raises:
+        SpecVersionError: the spec is newer than this mloop, or has no usable version.
+    """
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise SpecVersionError(f"spec has no valid schema_version (got {version!r})",
+                               hint="a spec written by mloop always has one; was this file edited by hand?")
+    if version > SCHEMA_VERSION:
+        raise SpecVersionError(
+            f"spec has schema_version {version}, but this mloop reads up to {SCHEMA_VERSION}",
+            hint="upgrade mloop: pip install -U mloop")
+    while version < SCHEMA_VERSION:
+        data = UPGRADES[version](dict(data))
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def load_spec(data: dict[str, Any] | str | Path, *, validate: bool = True) -> WorkflowSpec:
+    """Load a spec from a dict, a JSON string or a JSON file; upgrade and validate it."""
+    if isinstance(data, Path):
+        data = data.read_text()
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise SpecValidationError([Problem("spec", f"not valid JSON: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise SpecValidationError([Problem("spec", "a spec is a JSON object")])
+    data = upgrade_dict(data)
+    try:
+        spec = WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [Problem("spec." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+        raise SpecValidationError(problems) from exc
+    return validate_spec(spec) if validate else spec
+
+
+def dump_spec(spec: WorkflowSpec) -> dict[str, Any]:
+    """The JSON-able dict of a spec (defaults included, so the file is self-describing)."""
+    return spec.model_dump(mode="json")
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_hash(spec: WorkflowSpec | dict[str, Any]) -> str:
+    data = dump_spec(spec) if isinstance(spec, WorkflowSpec) else spec
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
