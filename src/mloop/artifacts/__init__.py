@@ -1,0 +1,25 @@
+"""Artifact storage: every byte mloop moves goes through here.
+
+* :func:`resolve_url` turns what a user wrote (relative paths, ``~``, ``obs://``) into an
+  absolute path or fsspec URL; :func:`is_local` / :func:`local_path` tell local from remote.
+* :class:`ArtifactStore` wraps one fsspec filesystem under a root URL: atomic writes,
+  reads, folder copies in and out (job staging), listing, deletion, progress callbacks.
+* :func:`hash_file`, :func:`hash_dir` and :func:`snapshot_dir` give content digests and
+  immutable copies of a job's code folder.
+
+fsspec and OS errors come out as :class:`~mloop.errors.ArtifactError`; a backend whose
+package is missing raises :class:`~mloop.errors.MissingExtraError` with the pip line.
+"""
+
+from mloop.artifacts.filesystems import filesystem_for, known_protocols
+from mloop.artifacts.urls import is_local, join_url, local_path, resolve_url, split_protocol
+
+__all__ = [
+    "filesystem_for",
+    "is_local",
+    "join_url",
+    "known_protocols",
+    "local_path",
+    "resolve_url",
+    "split_protocol",
+]
