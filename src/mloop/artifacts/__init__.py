@@ -11,10 +11,14 @@ fsspec and OS errors come out as :class:`~mloop.errors.ArtifactError`; a backend
 package is missing raises :class:`~mloop.errors.MissingExtraError` with the pip line.
 """
 
+from mloop.artifacts.atomic import WriteStrategy
 from mloop.artifacts.filesystems import filesystem_for, known_protocols
+from mloop.artifacts.store import ArtifactStore
 from mloop.artifacts.urls import is_local, join_url, local_path, resolve_url, split_protocol
 
 __all__ = [
+    "ArtifactStore",
+    "WriteStrategy",
     "filesystem_for",
     "is_local",
     "join_url",
