@@ -13,17 +13,33 @@ package is missing raises :class:`~mloop.errors.MissingExtraError` with the pip 
 
 from mloop.artifacts.atomic import WriteStrategy
 from mloop.artifacts.filesystems import filesystem_for, known_protocols
+from mloop.artifacts.hashing import (
+    DEFAULT_IGNORE,
+    ManifestEntry,
+    dir_manifest,
+    hash_dir,
+    hash_file,
+    manifest_digest,
+)
+from mloop.artifacts.snapshot import snapshot_dir
 from mloop.artifacts.store import ArtifactStore
 from mloop.artifacts.urls import is_local, join_url, local_path, resolve_url, split_protocol
 
 __all__ = [
+    "DEFAULT_IGNORE",
     "ArtifactStore",
+    "ManifestEntry",
     "WriteStrategy",
+    "dir_manifest",
     "filesystem_for",
+    "hash_dir",
+    "hash_file",
     "is_local",
     "join_url",
     "known_protocols",
     "local_path",
+    "manifest_digest",
     "resolve_url",
+    "snapshot_dir",
     "split_protocol",
 ]
