@@ -1,0 +1,24 @@
+"""One handler per step kind, looked up by the spec's step type."""
+
+from __future__ import annotations
+
+from mloop.executors.base import Executor
+from mloop.steps.base import Launched, Outcome, StepHandler
+
+
+def handler_for(step_type: str, executor: Executor) -> StepHandler:
+    """The handler for a step type (kinds not built yet fail clearly when reached)."""
+    if step_type == "job":
+        from mloop.steps.job import JobHandler
+
+        return JobHandler(executor)
+    if step_type == "condition":
+        from mloop.steps.condition import ConditionHandler
+
+        return ConditionHandler(executor)
+    from mloop.steps.unsupported import UnsupportedHandler
+
+    return UnsupportedHandler(executor)
+
+
+__all__ = ["Launched", "Outcome", "StepHandler", "handler_for"]

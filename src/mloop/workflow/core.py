@@ -173,7 +173,7 @@ class Workflow:
         """Store this workflow as the next release of its name; returns the release id."""
         from mloop import services
 
-        return services.release_spec(services.default_settings(), self.to_spec()).id
+        return services.release_spec_with_settings(services.default_settings(), self.to_spec()).id
 
     def run(self, steps: Any = None, experiment_id: str | None = None, take_snapshot: bool = True,
             snapshot_path: str | None = None, *, parameters: dict[str, Any] | None = None,

@@ -1,0 +1,410 @@
+"""The ``mloop`` command: a thin typer layer over :mod:`mloop.services`, rendered with rich."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mloop import __version__
+from mloop.config import Settings
+from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="mloop: continuous training of ML models. Run a ModelArts-style workflow locally, "
+                       "record every run, retry what failed.")
+algorithm_app = typer.Typer(no_args_is_help=True, help="The local algorithm registry (wf.Algorithm, wf.AIGalleryAlgorithm).")
+db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
+app.add_typer(algorithm_app, name="algorithm")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+
+# -- loading workflows ---------------------------------------------------------------------------
+def load_workflow(target: str) -> Any:
+    """The spec of ``FILE[:VARIABLE]``: a Python file defining a Workflow, or a compiled spec JSON."""
+    from mloop.spec import load_spec
+    from mloop.workflow import Workflow
+
+    path_text, _, variable = target.partition(":") if not os.path.exists(target) else (target, "", "")
+    path = Path(path_text)
+    if not path.is_file():
+        raise NotFoundError(f"no such file: {path}", hint="give a Python file that defines a Workflow, or a spec .json")
+    if path.suffix == ".json":
+        return load_spec(path)
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        namespace = runpy.run_path(str(path), run_name="__mloop__")
+    except MloopError:
+        raise
+    except SystemExit as exc:
+        raise MloopError(f"{path} exited while loading (SystemExit {exc.code})",
+                         hint="keep module-level code free of sys.exit; guard scripts with if __name__ == '__main__'") from exc
+    except Exception as exc:
+        tb = "".join(traceback.format_exception(exc)[-6:])
+        raise MloopError(f"{path} raised {type(exc).__name__} while loading:\n{tb.rstrip()}") from exc
+    finally:
+        sys.path.pop(0)
+    if variable:
+        found = namespace.get(variable)
+        if not isinstance(found, Workflow):
+            raise NotFoundError(f"{path} has no Workflow named {variable!r}")
+        return found.to_spec()
+    flows = {k: v for k, v in namespace.items() if isinstance(v, Workflow) and not k.startswith("_")}
+    if "workflow" in flows:
+        return flows["workflow"].to_spec()
+    if len(flows) == 1:
+        return next(iter(flows.values())).to_spec()
+    if not flows:
+        raise NotFoundError(f"{path} defines no module-level Workflow", hint="assign it: workflow = wf.Workflow(...)")
+    raise MloopError(f"{path} defines several workflows: {', '.join(flows)}", hint=f"pick one: {path}:NAME")
+
+
+def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    problems = []
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            problems.append(Problem(what, f"{item!r} is not NAME=VALUE"))
+            continue
+        pairs[name.strip()] = value
+    if problems:
+        raise SpecValidationError(problems, headline=f"bad {what} values:")
+    return pairs
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _backend() -> Any:
+    from mloop.services import open_backend
+
+    return open_backend(_settings())
+
+
+# -- workflow commands -------------------------------------------------------------------------
+@app.command()
+def validate(file: str = typer.Argument(..., help="workflow file (FILE or FILE:VARIABLE) or spec .json")) -> None:
+    """Check a workflow against every rule; lists all problems found."""
+    spec = load_workflow(file)
+    params = ", ".join(p.name for p in spec.parameters) or "none"
+    out.print(f"[green]ok[/green] workflow [bold]{spec.name}[/bold]: {len(spec.steps)} steps, "
+              f"placeholders: {params}", highlight=False)
+
+
+@app.command()
+def compile(file: str = typer.Argument(..., help="workflow file"),
+            output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the spec here (default stdout)")) -> None:
+    """Compile a workflow to its versioned JSON spec."""
+    from mloop.spec import dump_spec
+
+    text = json.dumps(dump_spec(load_workflow(file)), indent=2, ensure_ascii=False)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}")
+
+
+@app.command()
+def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
+        param: Optional[list[str]] = typer.Option(None, "-p", "--param", help="placeholder value NAME=VALUE (repeatable)"),
+        steps: Optional[str] = typer.Option(None, "--steps", help="run only these steps (comma separated)"),
+        scene: Optional[str] = typer.Option(None, "--scene", help="run only the steps of this policy scene"),
+        storage: Optional[list[str]] = typer.Option(None, "-s", "--storage", help="storage root NAME=PATH_OR_URL"),
+        follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs while they run"),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id")) -> None:
+    """Run a workflow in this process; exits 0 only if the run succeeded."""
+    from mloop.console import run_workflow
+
+    spec = load_workflow(file)
+    values = parse_pairs(param, "--param")
+    step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
+    run_id = run_workflow(_settings(), spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
+                          scene=scene, quiet=quiet, follow_logs=follow, console=out)
+    if quiet:
+        print(run_id)
+
+
+# -- records of runs ---------------------------------------------------------------------------
+def _ago(ts: Any) -> str:
+    if ts is None:
+        return ""
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _dur(start: Any, end: Any) -> str:
+    from mloop.console import duration
+
+    return duration(start.timestamp() if start else None, end.timestamp() if end else None)
+
+
+@app.command()
+def runs(workflow: Optional[str] = typer.Option(None, "-w", "--workflow", help="only runs of this workflow"),
+         status: Optional[str] = typer.Option(None, "--status", help="only runs in this status"),
+         limit: int = typer.Option(20, "-n", "--limit", help="how many (newest first)"),
+         as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List runs, newest first."""
+    from mloop.console import status_text
+
+    with _backend() as backend:
+        records = backend.store.list_runs(workflow, [status] if status else None, limit)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    table = Table()
+    for col in ("run", "workflow", "#", "status", "started", "duration", "message"):
+        table.add_column(col, no_wrap=col != "message")
+    for r in records:
+        table.add_row(r.id[:12], r.workflow_name, str(r.number), status_text(r.status), _ago(r.started_at or r.created_at),
+                      _dur(r.started_at, r.finished_at), Text(r.message or "", style="dim"))
+    out.print(table if records else "no runs yet: start one with `mloop run FILE`")
+
+
+@app.command()
+def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
+         as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show a run: its values, steps, outputs and state history."""
+    from mloop.console import status_text
+
+    with _backend() as backend:
+        r = backend.store.get_run(run_id)
+        steps = backend.store.list_steps(r.id)
+        events = backend.store.list_events(r.id)
+    if as_json:
+        print(json.dumps({"run": r.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps],
+                          "events": [e.model_dump(mode="json") for e in events]}, indent=2))
+        return
+    out.print(Text.assemble(("run ", ""), (r.id, "bold"), (f"  {r.workflow_name} #{r.number}  ", ""),
+                            status_text(r.status), (f"  attempt {r.attempt}", "dim")), highlight=False)
+    if r.message:
+        out.print(f"  {r.message}", style="dim", highlight=False)
+    if r.params:
+        out.print("values: " + ", ".join(f"{k}={v!r}" for k, v in r.params.items()), highlight=False)
+    if r.storages:
+        out.print("storages: " + ", ".join(f"{k}={v}" for k, v in r.storages.items()), highlight=False)
+    table = Table()
+    for col in ("step", "type", "status", "attempt", "duration", "outputs / message"):
+        table.add_column(col, overflow="fold")
+    for s in steps:
+        produced = "; ".join(f"{k}={v.get('url') if isinstance(v, dict) else v}" for k, v in s.outputs.items())
+        note = s.message or ""
+        table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), _dur(s.started_at, s.finished_at),
+                      "\n".join(x for x in (produced, note) if x))
+    out.print(table)
+    out.print(f"{len(events)} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
+
+
+@app.command()
+def logs(run_id: str = typer.Argument(..., help="run id or prefix"),
+         step: Optional[str] = typer.Argument(None, help="one step (default: all)"),
+         follow: bool = typer.Option(False, "-f", "--follow", help="keep printing until the step ends")) -> None:
+    """Print (and follow) the logs of a run's jobs."""
+    from mloop.services.runs import step_log_path
+    from mloop.store.base import TERMINAL_STEP
+
+    with _backend() as backend:
+        run_rec = backend.store.get_run(run_id)
+        targets = step_log_path(backend, run_rec.id, step)
+        if not targets:
+            err.print("no step of this run has a log yet")
+            return
+        prefix = len(targets) > 1
+        offsets = {t.name: 0 for t in targets}
+        while True:
+            for t in targets:
+                rec = backend.store.get_step(run_rec.id, t.name)
+                if not rec.log_path or not os.path.exists(rec.log_path):
+                    continue
+                with open(rec.log_path, "rb") as fh:
+                    fh.seek(offsets[t.name])
+                    data = fh.read()
+                offsets[t.name] += len(data)
+                for line in data.decode("utf-8", "replace").splitlines():
+                    print(f"[{t.name}] {line}" if prefix else line, flush=True)
+            if not follow:
+                break
+            states = [backend.store.get_step(run_rec.id, t.name).status for t in targets]
+            if all(s in TERMINAL_STEP for s in states) and backend.store.get_run(run_rec.id).status != "running":
+                break
+            time.sleep(0.3)
+
+
+@app.command()
+def metrics(run_id: str = typer.Argument(..., help="run id or prefix"),
+            step: Optional[str] = typer.Option(None, "--step", help="only this step"),
+            as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show the metrics a run's jobs wrote."""
+    with _backend() as backend:
+        run_rec = backend.store.get_run(run_id)
+        records = backend.store.list_metrics(run_rec.id, step)
+    if as_json:
+        print(json.dumps([m.model_dump(mode="json") for m in records], indent=2))
+        return
+    if not records:
+        out.print("no metrics recorded for this run")
+        return
+    table = Table()
+    for col in ("step", "key", "type", "value"):
+        table.add_column(col, overflow="fold")
+    for m in records:
+        table.add_row(m.step_name, m.key, m.type, _metric_text(m))
+    out.print(table)
+
+
+def _metric_text(m: Any) -> str:
+    if m.type == "float":
+        return f"{m.value:.6g}"
+    data = m.data
+    if m.type in ("line chart", "histogram"):
+        ys = data["y_axis"][0]["value"]
+        return f"{len(ys)} points, last {ys[-1]!r}" if ys else "no points"
+    if m.type == "table":
+        rows = data["cell_value"]
+        return f"{len(rows)}x{len(rows[0]) if rows else 0} table ({data['row_labels'].get('title', 'rows')} x " \
+               f"{data['col_labels'].get('title', 'cols')})"
+    if m.type == "one-dimensional-table":
+        return ", ".join(f"{k}={v}" for k, v in zip(data["labels"], data["cell_value"][0]))
+    return json.dumps(data)[:80]
+
+
+@app.command()
+def stop(run_id: str = typer.Argument(..., help="run id or prefix")) -> None:
+    """Stop a run: its running jobs (and the processes they started) end; it is marked stopped."""
+    from mloop.services.runs import stop_run
+
+    with _backend() as backend:
+        r = stop_run(backend, run_id)
+    out.print(f"run {r.id[:12]} is {r.status}")
+
+
+@app.command()
+def retry(run_id: str = typer.Argument(..., help="run id or prefix"),
+          follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs")) -> None:
+    """Re-run a failed or stopped run from its failed steps, reusing what succeeded."""
+    from mloop.console import RunDisplay, summary
+    from mloop.services.runs import execute_run, first_failure, raise_for_run, retry_run
+    from mloop.steps.job import log_tail
+
+    with _backend() as backend:
+        r = retry_run(backend, run_id)
+        with RunDisplay(out, f"{r.workflow_name} · run {r.id[:12]} (retry, attempt {r.attempt})", follow) as display:
+            r = execute_run(backend, r.id, listener=display)
+        failed = first_failure(backend, r)
+        summary(out, r, failed.name if failed else None,
+                log_tail(failed.log_path, backend.settings.log_tail_lines) if failed else [])
+        raise_for_run(backend, r)
+
+
+# -- algorithms, flavors, database -------------------------------------------------------------
+@algorithm_app.command("register")
+def algorithm_register(
+        name: str = typer.Argument(..., help="algorithm name"),
+        code_dir: Path = typer.Option(..., "--code-dir", help="folder with the code"),
+        boot_file: Optional[str] = typer.Option(None, "--boot-file", help="script inside code-dir"),
+        command: Optional[str] = typer.Option(None, "--command", help="command to run inside code-dir"),
+        version: str = typer.Option("1.0.0", "--version", help="x.y.z"),
+        algorithm_id: Optional[str] = typer.Option(None, "--id", help="id for wf.Algorithm(algorithm_id) (default: NAME)"),
+        subscription_id: Optional[str] = typer.Option(None, "--subscription-id", help="id for wf.AIGalleryAlgorithm"),
+        param: Optional[list[str]] = typer.Option(None, "--param", help="parameter NAME=DEFAULT (repeatable); "
+                                                  "NAME! marks it required, NAME= with no default"),
+        fixed: Optional[list[str]] = typer.Option(None, "--fixed", help="parameter that runs may not change"),
+        inputs: Optional[str] = typer.Option(None, "--inputs", help="input names the step must have (comma separated)"),
+        outputs: Optional[str] = typer.Option(None, "--outputs", help="output names (comma separated)"),
+        description: str = typer.Option("", "--description")) -> None:
+    """Register an algorithm so workflows can use it by id or subscription."""
+    from mloop.services.algorithms import register_algorithm
+
+    with _backend() as backend:
+        rec = register_algorithm(backend, name, code_dir, boot_file=boot_file, command=command, version=version,
+                                 algorithm_id=algorithm_id, subscription_id=subscription_id, params=param or [],
+                                 fixed=fixed or [], inputs=inputs, outputs=outputs, description=description)
+    out.print(f"registered algorithm [bold]{rec.name}[/bold] {rec.version} (id {rec.id}"
+              + (f", subscription {rec.subscription_id}" if rec.subscription_id else "") + ")", highlight=False)
+
+
+@algorithm_app.command("list")
+def algorithm_list() -> None:
+    """List registered algorithms."""
+    with _backend() as backend:
+        records = backend.store.list_algorithms()
+    table = Table()
+    for col in ("id", "name", "version", "subscription", "entry", "parameters"):
+        table.add_column(col, overflow="fold")
+    for a in records:
+        table.add_row(a.id, a.name, a.version, a.subscription_id or "", a.boot_file or a.command or "",
+                      ", ".join(f"{p['name']}={p.get('default')!r}" for p in a.parameters))
+    out.print(table if records else "no algorithms registered: `mloop algorithm register NAME --code-dir DIR --boot-file F`")
+
+
+@app.command()
+def flavors() -> None:
+    """List the resource flavors jobs can ask for."""
+    table = Table()
+    for col in ("flavor_id", "cpu", "gpu", "memory GiB", "description"):
+        table.add_column(col)
+    for fid, f in sorted(_settings().flavors.items()):
+        table.add_row(fid, f"{f.cpu:g}", str(f.gpu), f"{f.memory_gb:g}", f.description)
+    out.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the metadata database to this mloop's schema."""
+    from mloop.store import upgrade_database
+
+    settings = _settings()
+    upgrade_database(settings.resolved_database_url)
+    out.print(f"database is up to date ({settings.resolved_database_url})")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="print the version")) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Entry point: one handler turns mloop errors into a message, a hint and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except StepFailed as exc:
+        sys.exit(exc.exit_code)  # the run display already printed the failing step and its log
+    except MloopError as exc:
+        err.print(Text(f"error: {exc.message}", style="red"), highlight=False)
+        if exc.hint:
+            err.print(Text(f"hint: {exc.hint}", style="yellow"), highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors come through here too
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

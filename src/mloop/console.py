@@ -1,0 +1,166 @@
+"""Terminal output for runs: a live table of steps on a terminal, one line per change elsewhere
+(CI logs), job logs streamed on request, and the failing step's log tail at the end."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from mloop.engine.engine import StepView
+from mloop.store.base import RunRecord
+
+STATUS_STYLE = {"pending": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
+                "skipped": "yellow", "stopped": "magenta", "waiting_input": "bold yellow"}
+
+
+def duration(started: float | None, finished: float | None) -> str:
+    if started is None:
+        return ""
+    seconds = (finished or time.time()) - started
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+class RunDisplay:
+    """Listens to the engine and shows progress; use as a context manager around execution."""
+
+    def __init__(self, console: Console, title: str, follow_logs: bool = False) -> None:
+        self.console, self.title, self.follow_logs = console, title, follow_logs
+        self.views: dict[str, StepView] = {}
+        self._live: Live | None = None
+        self._lock = threading.Lock()
+        self._tails: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._tailer: threading.Thread | None = None
+
+    # -- engine listener --------------------------------------------------------------------
+    def __call__(self, view: StepView) -> None:
+        with self._lock:
+            known = self.views.get(view.name)
+            changed = known is None or known.status != view.status
+            self.views[view.name] = StepView(**view.__dict__)
+        if self._live is None and changed and view.status != "pending":
+            stamp = time.strftime("%H:%M:%S")
+            line = Text(f"{stamp} ")
+            line.append(f"{view.name:<20} ")
+            line.append_text(status_text(view.status))
+            if view.status in ("succeeded", "failed", "stopped"):
+                line.append(f" {duration(view.started, view.finished)}")
+            if view.message and view.status in ("failed", "skipped", "stopped"):
+                line.append(f"  {view.message}", style="dim")
+            self.console.print(line, highlight=False)
+        elif self._live is not None:
+            self._live.update(self.table())
+
+    def table(self) -> Table:
+        table = Table(title=self.title, title_justify="left", expand=False)
+        for col in ("step", "type", "status", "time", "note"):
+            table.add_column(col, no_wrap=col != "note", overflow="fold")
+        with self._lock:
+            views = list(self.views.values())
+        for v in views:
+            note = v.message or ""
+            table.add_row(v.name, v.type, status_text(v.status), duration(v.started, v.finished),
+                          Text(note[:120], style="dim"))
+        return table
+
+    # -- context ----------------------------------------------------------------------------
+    def __enter__(self) -> "RunDisplay":
+        if self.console.is_terminal:
+            self._live = Live(self.table(), console=self.console, refresh_per_second=4,
+                              get_renderable=self.table)
+            self._live.__enter__()
+        else:
+            self.console.print(self.title, style="bold")
+        if self.follow_logs:
+            self._tailer = threading.Thread(target=self._tail_loop, daemon=True)
+            self._tailer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._tailer:
+            self._tailer.join(timeout=2)
+            self._tail_once()
+        if self._live is not None:
+            self._live.update(self.table())
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def _tail_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._tail_once()
+
+    def _tail_once(self) -> None:
+        with self._lock:
+            paths = {v.name: v.log_path for v in self.views.values() if v.log_path}
+        for name, path in paths.items():
+            if not path or not os.path.exists(path):
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(self._tails.get(path, 0))
+                data = fh.read()
+                if not data:
+                    continue
+                end = data.rfind(b"\n") + 1
+                if end == 0:
+                    continue
+                self._tails[path] = self._tails.get(path, 0) + end
+            for line in data[:end].decode("utf-8", "replace").splitlines():
+                out = Text(f"[{name}] ", style="cyan")
+                out.append(line)
+                (self._live.console if self._live else self.console).print(out, highlight=False, markup=False)
+
+
+def summary(console: Console, run: RunRecord, failed_step: str | None, tail: list[str]) -> None:
+    """The last lines: the run's outcome, and for a failure the step and its log tail."""
+    style = STATUS_STYLE.get(run.status, "")
+    console.print(Text.assemble(("run ", ""), (run.id[:12], "bold"), (" ", ""), (run.status, style),
+                                (f"  {run.message}" if run.message else "", "dim")), highlight=False)
+    if failed_step:
+        console.print(f"step {failed_step!r} failed; last lines of its log:", style="red")
+        for line in tail:
+            console.print(f"  {line}", highlight=False, markup=False)
+        console.print(f"full log: mloop logs {run.id[:12]} {failed_step}", style="dim")
+
+
+def run_workflow(settings: Any, spec: Any, values: dict[str, Any], *, storages: dict[str, str] | None = None,
+                 steps: list[str] | None = None, scene: str | None = None, quiet: bool = False,
+                 require_defaults: bool = False, follow_logs: bool = False, experiment_id: str | None = None,
+                 console: Console | None = None) -> str:
+    """Create and execute a run in this process with live output; what SDK verbs call.
+
+    Returns the run id. Raises StepFailed when the run does not succeed.
+    """
+    from mloop.services.backend import open_backend
+    from mloop.services.runs import create_run, execute_run, first_failure, raise_for_run
+    from mloop.steps.job import log_tail
+
+    console = console or Console(stderr=False)
+    with open_backend(settings) as backend:
+        run = create_run(backend, spec, values, storages=storages, steps=steps, scene=scene,
+                         require_defaults=require_defaults)
+        title = f"{spec.name} · run {run.id[:12]} (#{run.number})"
+        if quiet:
+            run = execute_run(backend, run.id)
+        else:
+            with RunDisplay(console, title, follow_logs=follow_logs) as display:
+                run = execute_run(backend, run.id, listener=display)
+            failed = first_failure(backend, run)
+            summary(console, run, failed.name if failed else None,
+                    log_tail(failed.log_path, settings.log_tail_lines) if failed else [])
+        raise_for_run(backend, run)
+        return run.id

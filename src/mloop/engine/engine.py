@@ -1,0 +1,310 @@
+"""The engine: runs one run of a spec, step by step, recording every transition.
+
+The same code runs in-process (``mloop run``, ``workflow.run()``) and, later, inside the
+server. It sees only specs and store records, never SDK objects.
+
+Scheduling is event driven: job exits arrive on a queue the moment they happen, so the
+per-step overhead is a couple of committed rows, not a polling interval.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psutil
+
+from mloop.artifacts import ArtifactStore
+from mloop.config import Settings
+from mloop.engine import rules
+from mloop.engine.conditions import describe, evaluate
+from mloop.engine.context import InputUnavailable, RunContext
+from mloop.errors import MloopError, RunStateError
+from mloop.executors.base import Executor, JobExit, JobHandle, get_executor
+from mloop.spec.io import load_spec
+from mloop.spec.models import StepSpec, WorkflowSpec
+from mloop.steps import Launched, Outcome, StepHandler, handler_for
+from mloop.store.base import RunRecord, Store
+
+Listener = Callable[["StepView"], None]
+
+
+@dataclass
+class StepView:
+    """What a display needs to know about one step (the engine keeps these in memory)."""
+
+    name: str
+    type: str
+    status: str
+    message: str | None = None
+    started: float | None = None  # time.time()
+    finished: float | None = None
+    attempt: int = 0
+    log_path: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+
+def process_start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+class Engine:
+    """Executes runs against a store, an artifact store and an executor."""
+
+    def __init__(self, store: Store, settings: Settings, artifacts: ArtifactStore,
+                 executor: Executor | None = None, listener: Listener | None = None) -> None:
+        self.store, self.settings, self.artifacts = store, settings, artifacts
+        self.executor = executor or get_executor(settings.executor)
+        self.listener = listener
+        self._events: queue.Queue[tuple[str, JobHandle, JobExit]] = queue.Queue()
+        self._handlers: dict[str, StepHandler] = {}
+        self._interrupted = threading.Event()
+
+    # -- public -----------------------------------------------------------------------------
+    def execute(self, run_id: str) -> RunRecord:
+        """Run every pending step of ``run_id`` to the end; returns the finished run.
+
+        Raises:
+            RunStateError: the run is not pending (already running elsewhere, or finished).
+        """
+        run = self.store.get_run(run_id)
+        release = self.store.get_release(run.release_id)
+        spec = load_spec(release.spec, validate=False)
+        me = os.getpid()
+        claimed = self.store.transition_run(
+            run.id, "running", expected_from=["pending"], engine_pid=me, engine_host=socket.gethostname(),
+            engine_started_at=process_start_time(me))
+        if not claimed:
+            raise RunStateError(f"run {run.id} is {self.store.get_run(run.id).status}, not pending",
+                                hint="use `mloop retry` for a failed or stopped run")
+        run = self.store.get_run(run.id)
+        run_dir = os.path.join(self.settings.home_path, "runs", run.id)
+        os.makedirs(run_dir, exist_ok=True)
+        ctx = RunContext(run, spec, self.settings, self.store, self.artifacts, dict(run.params),
+                         dict(run.storages), run_dir)
+        restore = self._install_signal_handlers()
+        try:
+            return _Execution(self, ctx).loop()
+        finally:
+            restore()
+
+    def interrupt(self) -> None:
+        """Stop the run being executed (what Ctrl-C does)."""
+        self._interrupted.set()
+
+    # -- internals --------------------------------------------------------------------------
+    def handler(self, step_type: str) -> StepHandler:
+        if step_type not in self._handlers:
+            self._handlers[step_type] = handler_for(step_type, self.executor)
+        return self._handlers[step_type]
+
+    def on_exit(self, handle: JobHandle, exit: JobExit) -> None:
+        self._events.put(("exit", handle, exit))
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handle(signum: int, frame: Any) -> None:
+            self._interrupted.set()
+
+        for sig in previous:
+            signal.signal(sig, handle)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+
+class _Execution:
+    """One pass of the scheduling loop over one run."""
+
+    STOP_CHECK_SECONDS = 0.25
+
+    def __init__(self, engine: Engine, ctx: RunContext) -> None:
+        self.engine, self.ctx = engine, ctx
+        self.store = engine.store
+        self.spec: WorkflowSpec = ctx.spec
+        records = {r.name: r for r in self.store.list_steps(ctx.run_id)}
+        self.order = [s.name for s in self.spec.steps if s.name in records]
+        self.steps: dict[str, StepSpec] = {s.name: s for s in self.spec.steps if s.name in records}
+        self.deps = rules.dependencies(self.spec, set(self.order))
+        self.views = {name: StepView(name, r.type, r.status, r.message, attempt=r.attempt, log_path=r.log_path,
+                                     started=r.started_at.timestamp() if r.started_at else None,
+                                     finished=r.finished_at.timestamp() if r.finished_at else None)
+                      for name, r in records.items()}
+        self.running: dict[str, Launched] = {}
+        self.by_handle: dict[int, str] = {}
+        self.failed = False
+        self.stopping = False
+        self._last_stop_check = 0.0
+
+    # -- transitions ------------------------------------------------------------------------
+    def _set(self, name: str, status: str, message: str | None = None, **fields: Any) -> None:
+        view = self.views[name]
+        rules.check_step_transition(view.status, status)
+        self.store.transition_step(self.ctx.run_id, name, status, message=message, **fields)
+        now = time.time()
+        if status == "running":
+            view.started, view.finished = now, None
+        elif status in rules.TERMINAL_STEP:
+            view.finished = now
+        view.status, view.message = status, message
+        if "attempt" in fields:
+            view.attempt = fields["attempt"]
+        if "log_path" in fields:
+            view.log_path = fields["log_path"]
+        if self.engine.listener:
+            self.engine.listener(view)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def loop(self) -> RunRecord:
+        for name in self.order:
+            self.engine.listener and self.engine.listener(self.views[name])
+        self._preflight()
+        while True:
+            self._check_stop()
+            if not self.stopping and not self.failed:
+                self._start_ready()
+            if not self.running:
+                break
+            try:
+                kind, handle, exit = self.engine._events.get(timeout=self.STOP_CHECK_SECONDS)
+            except queue.Empty:
+                continue
+            self._finished(handle, exit)
+        return self._finish_run()
+
+    def _preflight(self) -> None:
+        from mloop.steps.job import preflight
+
+        for name in self.order:
+            step = self.steps[name]
+            if step.type == "job" and self.views[name].status == "pending":
+                try:
+                    preflight(step, self.ctx)
+                except MloopError as exc:
+                    self._set(name, "failed", f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
+                    self.failed = True
+
+    def _check_stop(self) -> None:
+        now = time.monotonic()
+        interrupted = self.engine._interrupted.is_set()
+        if not interrupted and now - self._last_stop_check < self.STOP_CHECK_SECONDS:
+            return
+        self._last_stop_check = now
+        if not self.stopping and (interrupted or self.store.get_run(self.ctx.run_id).stop_requested):
+            self.stopping = True
+            if interrupted:
+                self.store.update_run(self.ctx.run_id, stop_requested=True)
+            for launched in list(self.running.values()):
+                handler = self.engine.handler("job")
+                threading.Thread(target=handler.cancel, args=(launched, self.engine.settings.stop_grace_seconds),
+                                 daemon=True).start()
+
+    def _ready(self) -> list[str]:
+        out = []
+        for name in self.order:
+            if self.views[name].status != "pending":
+                continue
+            states = [self.views[d].status for d in self.deps[name]]
+            if all(s in ("succeeded", "skipped") for s in states):
+                out.append(name)
+        return out
+
+    def _start_ready(self) -> None:
+        progressed = True
+        while progressed:  # skips and condition steps finish at once and may unblock more
+            progressed = False
+            for name in self._ready():
+                if self.failed or self.stopping:
+                    return
+                if len(self.running) >= self.engine.settings.max_parallel:
+                    return
+                if self._start(name):
+                    progressed = True
+
+    def _start(self, name: str) -> bool:
+        """Start (or skip) one ready step; True if it finished at once."""
+        step = self.steps[name]
+        deps = self.deps[name]
+        if deps and all(self.views[d].status == "skipped" for d in deps):
+            self._set(name, "skipped", "all upstream steps were skipped", outputs_skipped=True)
+            return True
+        try:
+            if step.policy and step.policy.skip_conditions:
+                if all(evaluate(c, self.ctx) for c in step.policy.skip_conditions):
+                    text = " and ".join(describe(c, self.ctx) for c in step.policy.skip_conditions)
+                    self._set(name, "skipped", f"skip condition holds: {text}", outputs_skipped=True)
+                    return True
+            attempt = self.views[name].attempt + 1
+            result = self.engine.handler(step.type).start(step, self.ctx, attempt, self.engine.on_exit)
+        except (MloopError, InputUnavailable, OSError) as exc:
+            hint = getattr(exc, "hint", None)
+            self._set(name, "failed", f"{exc}" + (f" ({hint})" if hint else ""))
+            self.failed = True
+            return True
+        if isinstance(result, Outcome):
+            self._set(name, "running", attempt=attempt)
+            self._apply(name, result)
+            return True
+        self.running[name] = result
+        self.by_handle[id(result.handle)] = name
+        self._set(name, "running", attempt=attempt, **result.fields)
+        if result.handle.exit is not None:  # ended before we registered it (e.g. could not start)
+            pass  # its exit event is already queued
+        return False
+
+    def _finished(self, handle: JobHandle, exit: JobExit) -> None:
+        name = self.by_handle.pop(id(handle), None)
+        if name is None:
+            return
+        launched = self.running.pop(name)
+        if exit.exit_code != 0 and not exit.timed_out:
+            # A job killed by a stop request is stopped, not failed: look at the flag again.
+            if self.stopping or self.store.get_run(self.ctx.run_id).stop_requested:
+                self.stopping = True
+                self._set(name, "stopped", "stopped on request", exit_code=exit.exit_code)
+                return
+        step = self.steps[name]
+        try:
+            outcome = self.engine.handler(step.type).finish(step, self.ctx, launched, exit)
+        except MloopError as exc:
+            outcome = Outcome("failed", str(exc))
+        self._apply(name, outcome)
+
+    def _apply(self, name: str, outcome: Outcome) -> None:
+        message = outcome.message
+        if outcome.status == "failed":
+            self.failed = True
+            self.views[name].log_tail = outcome.log_tail
+        self._set(name, outcome.status, message, outputs=outcome.outputs, exit_code=outcome.exit_code)
+        for target in outcome.skip_steps:
+            if target in self.views and self.views[target].status == "pending":
+                self._set(target, "skipped", f"condition step {name!r} took the other branch", outputs_skipped=True)
+
+    def _finish_run(self) -> RunRecord:
+        statuses = {n: v.status for n, v in self.views.items()}
+        failed = [n for n, s in statuses.items() if s == "failed"]
+        if self.stopping:
+            status, message = "stopped", "stopped on request"
+        elif failed:
+            status, message = "failed", f"step{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed"
+        elif any(s == "pending" for s in statuses.values()):
+            status, message = "failed", "some steps could not run"
+        else:
+            status, message = "succeeded", None
+        self.store.transition_run(self.ctx.run_id, status, message=message)
+        return self.store.get_run(self.ctx.run_id)

@@ -1,0 +1,113 @@
+"""Jobs as local processes, each in its own session so a stop ends its whole process tree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psutil
+
+from mloop.errors import ArtifactError
+from mloop.executors.base import ExitCallback, Executor, JobExit, JobHandle, JobRequest
+
+
+def kill_tree(pid: int, grace_seconds: float = 5.0, started_after: float | None = None) -> bool:
+    """SIGTERM a process, its process group and its descendants; SIGKILL what is left after the grace.
+
+    ``started_after`` guards against pid reuse: a process that started before it is not ours.
+    Returns True if something was signalled.
+    """
+    try:
+        root = psutil.Process(pid)
+        if started_after is not None and root.create_time() < started_after - 1.0:
+            return False
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the job leads its own session: this reaches the whole group
+    except (ProcessLookupError, PermissionError):
+        pass
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)  # children that left the group
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_seconds)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=2)
+    return True
+
+
+class LocalExecutor(Executor):
+    """Runs each job as a subprocess; a waiter thread per job reports its exit at once."""
+
+    def launch(self, request: JobRequest, on_exit: ExitCallback | None = None) -> JobHandle:
+        os.makedirs(os.path.dirname(request.log_path), exist_ok=True)
+        try:
+            log = open(request.log_path, "ab", buffering=0)
+        except OSError as exc:
+            raise ArtifactError(f"cannot open the log file {request.log_path}: {exc}") from exc
+        try:
+            proc = subprocess.Popen(
+                request.argv, cwd=request.cwd, env=request.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            log.write(f"mloop: could not start the job: {exc}\n".encode())
+            log.close()
+            handle = JobHandle(request, None, None)
+            if on_exit:
+                on_exit(handle, JobExit(None, reason=f"could not start {request.argv[0]!r}: {exc}"))
+            return handle
+        finally:
+            if not log.closed:
+                log.close()  # the child holds its own descriptor
+        handle = JobHandle(request, proc.pid, proc)
+        threading.Thread(target=self._wait, args=(handle, on_exit), name=f"wait-{request.step_name}",
+                         daemon=True).start()
+        return handle
+
+    def _wait(self, handle: JobHandle, on_exit: ExitCallback | None) -> None:
+        proc: subprocess.Popen[bytes] = handle.native
+        timeout = handle.request.timeout_seconds
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_tree(proc.pid, grace_seconds=5.0)
+            proc.wait()
+        code = proc.returncode
+        result = JobExit(code if code >= 0 else None, signal=-code if code < 0 else None, timed_out=timed_out,
+                         reason=f"timed out after {timeout:.0f} s" if timed_out else None)
+        handle.exit = result
+        if on_exit:
+            on_exit(handle, result)
+
+    def poll(self, handle: JobHandle) -> JobExit | None:
+        return handle.exit
+
+    def cancel(self, handle: JobHandle, grace_seconds: float = 5.0) -> None:
+        if handle.pid is not None and handle.native is not None and handle.native.poll() is None:
+            kill_tree(handle.pid, grace_seconds)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """True once ``pid`` no longer runs (or is a zombie), False after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,187 @@
+"""Run-time values for placeholders: coerced to the declared type and checked before anything runs.
+
+Values arrive typed (from Python) or as text (``mloop run -p epochs=5``). Every problem is
+collected and raised once as :class:`PlaceholderValueError`, naming the placeholder, the
+expected type and the value given.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mloop.errors import Problem, PlaceholderValueError
+from mloop.spec.models import DataRequirementSpec, ParameterSpec, WorkflowSpec
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+class _Bad(Exception):
+    pass
+
+
+def _coerce_scalar(ptype: str, value: Any) -> Any:
+    if ptype == "int":
+        if isinstance(value, bool):
+            raise _Bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise _Bad from None
+        raise _Bad
+    if ptype == "float":
+        if isinstance(value, bool):
+            raise _Bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise _Bad from None
+        raise _Bad
+    if ptype == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise _Bad
+    if ptype == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _Bad
+    raise _Bad
+
+
+def coerce_parameter(p: ParameterSpec, value: Any) -> Any:
+    """``value`` as the placeholder's type.
+
+    Raises:
+        PlaceholderValueError: naming the placeholder, its type and the value given.
+    """
+    try:
+        if p.type in ("int", "float", "bool", "str"):
+            return _coerce_scalar(p.type, value)
+        if p.type == "json":
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise _Bad
+            return value
+        if p.type == "list":
+            if isinstance(value, str):
+                text = value.strip()
+                value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise _Bad
+            return [_coerce_scalar(p.format or "str", v) for v in value]
+        if p.type == "enum":
+            choices = p.enum or []
+            if value in choices:
+                return value
+            for choice in choices:  # "-p mode=3" for enum_list [1, 2, 3]
+                if isinstance(value, str) and str(choice) == value:
+                    return choice
+            raise PlaceholderValueError([Problem(
+                f"parameters[{p.name}]", f"value {value!r} is not one of {choices!r}",
+                "pick a value from enum_list", placeholder=p.name)])
+    except (_Bad, json.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, PlaceholderValueError):
+            raise
+        expected = p.type.upper() + (f" of {p.format}" if p.type == "list" else "")
+        example = {"json": ' (a JSON object, e.g. {"flavor_id": "cpu.small"})', "bool": " (true or false)"}.get(p.type, "")
+        raise PlaceholderValueError([Problem(
+            f"parameters[{p.name}]", f"expected {expected}{example}, got {value!r}",
+            placeholder=p.name)]) from None
+    return value
+
+
+def _data_value(d: DataRequirementSpec, value: Any) -> Any:
+    """Data placeholder values: a path string for OBS (``obs_path``/``obs_url`` dicts accepted),
+    ``name:version`` or a dict for datasets, anything JSON-like for the rest."""
+    if d.type == "obs":
+        if isinstance(value, dict):
+            value = value.get("obs_url", value.get("obs_path"))
+        if not isinstance(value, str) or not value:
+            raise _Bad
+        return {"obs_url": value}
+    if d.type == "dataset":
+        if isinstance(value, str):
+            name, _, version = value.partition(":")
+            value = {"dataset_name": name, "version_name": version or None}
+        if not isinstance(value, dict) or not value.get("dataset_name"):
+            raise _Bad
+        return value
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def resolve_values(spec: WorkflowSpec, given: dict[str, Any], *, steps: set[str] | None = None,
+                   require_defaults: bool = False) -> dict[str, Any]:
+    """Every placeholder's value for a run: given values coerced, defaults filled in.
+
+    Args:
+        spec: the workflow.
+        given: values by placeholder (or data placeholder) name.
+        steps: the steps that will run; a placeholder used only by other steps may stay unset.
+        require_defaults: ``release_and_run()``: nobody is there to give a missing value.
+
+    Raises:
+        PlaceholderValueError: every unknown name, bad value and missing value at once.
+    """
+    problems: list[Problem] = []
+    out: dict[str, Any] = {}
+    known = {p.name for p in spec.parameters} | {d.name for d in spec.data_requirements}
+    for name in given:
+        if name not in known:
+            hint = f"known: {', '.join(sorted(known))}" if known else "this workflow has no placeholders"
+            problems.append(Problem(f"parameters[{name}]", f"no placeholder named {name!r}", hint, placeholder=name))
+
+    def needed(used: list[str]) -> bool:
+        return steps is None or not used or bool(set(used) & steps)
+
+    for p in spec.parameters:
+        if p.name in given:
+            try:
+                out[p.name] = coerce_parameter(p, given[p.name])
+            except PlaceholderValueError as exc:
+                problems.extend(exc.problems)
+        elif p.default is not None:
+            out[p.name] = p.default
+        elif p.required and needed(p.used_steps):
+            what = "release_and_run() needs a default for every placeholder" if require_defaults else \
+                f"give it with -p {p.name}=VALUE (or parameters={{'{p.name}': ...}})"
+            problems.append(Problem(f"parameters[{p.name}]", f"placeholder {p.name!r} ({p.type.upper()}) has no "
+                                    "value and no default", what, placeholder=p.name))
+        else:
+            out[p.name] = None
+    for d in spec.data_requirements:
+        raw = given.get(d.name, d.default)
+        if raw is None:
+            if needed(d.used_steps):
+                hint = "release_and_run() needs a default for every placeholder" if require_defaults else \
+                    f"give it with -p {d.name}=PATH"
+                problems.append(Problem(f"data_requirements[{d.name}]", f"data placeholder {d.name!r} ({d.type}) "
+                                        "has no value and no default", hint, placeholder=d.name))
+            out[d.name] = None
+            continue
+        try:
+            out[d.name] = _data_value(d, raw)
+        except _Bad:
+            problems.append(Problem(f"data_requirements[{d.name}]", f"value {raw!r} is not a valid {d.type} "
+                                    "value", "for obs give a path, e.g. -p data=./data/", placeholder=d.name))
+    if problems:
+        raise PlaceholderValueError(problems)
+    return out
