@@ -28,8 +28,8 @@ db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
 app.add_typer(algorithm_app, name="algorithm")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 # -- loading workflows ---------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def _backend() -> Any:
 def validate(file: str = typer.Argument(..., help="workflow file (FILE or FILE:VARIABLE) or spec .json")) -> None:
     """Check a workflow against every rule; lists all problems found."""
     spec = load_workflow(file)
-    params = ", ".join(p.name for p in spec.parameters) or "none"
+    params = ", ".join([p.name for p in spec.parameters] + [d.name for d in spec.data_requirements]) or "none"
     out.print(f"[green]ok[/green] workflow [bold]{spec.name}[/bold]: {len(spec.steps)} steps, "
               f"placeholders: {params}", highlight=False)
 
@@ -133,6 +133,11 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
 
     spec = load_workflow(file)
     values = parse_pairs(param, "--param")
+    for req in spec.data_requirements:
+        # A path typed on the command line is relative to where it was typed.
+        raw = values.get(req.name)
+        if req.type in ("obs", "data_selector") and raw and "://" not in raw and not raw.startswith("{"):
+            values[req.name] = os.path.abspath(os.path.expanduser(raw)) + ("/" if raw.endswith("/") else "")
     step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     run_id = run_workflow(_settings(), spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
                           scene=scene, quiet=quiet, follow_logs=follow, console=out)

@@ -107,7 +107,7 @@ def coerce_parameter(p: ParameterSpec, value: Any) -> Any:
 def _data_value(d: DataRequirementSpec, value: Any) -> Any:
     """Data placeholder values: a path string for OBS (``obs_path``/``obs_url`` dicts accepted),
     ``name:version`` or a dict for datasets, anything JSON-like for the rest."""
-    if d.type == "obs":
+    if d.type == "obs" or (d.type == "data_selector" and isinstance(value, str)):
         if isinstance(value, dict):
             value = value.get("obs_url", value.get("obs_path"))
         if not isinstance(value, str) or not value:
