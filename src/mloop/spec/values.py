@@ -67,6 +67,7 @@ def coerce_parameter(p: ParameterSpec, value: Any) -> Any:
     Raises:
         PlaceholderValueError: naming the placeholder, its type and the value given.
     """
+    given = value  # reported as given, not as parsed
     try:
         if p.type in ("int", "float", "bool", "str"):
             return _coerce_scalar(p.type, value)
@@ -99,7 +100,7 @@ def coerce_parameter(p: ParameterSpec, value: Any) -> Any:
         expected = p.type.upper() + (f" of {p.format}" if p.type == "list" else "")
         example = {"json": ' (a JSON object, e.g. {"flavor_id": "cpu.small"})', "bool": " (true or false)"}.get(p.type, "")
         raise PlaceholderValueError([Problem(
-            f"parameters[{p.name}]", f"expected {expected}{example}, got {value!r}",
+            f"parameters[{p.name}]", f"expected {expected}{example}, got {given!r}",
             placeholder=p.name)]) from None
     return value
 
