@@ -44,7 +44,10 @@ def load_workflow(target: str) -> Any:
         raise NotFoundError(f"no such file: {path}", hint="give a Python file that defines a Workflow, or a spec .json")
     if path.suffix == ".json":
         return load_spec(path)
+    from mloop.workflow import core
+
     sys.path.insert(0, str(path.resolve().parent))
+    core.LOADING_ONLY = True
     try:
         namespace = runpy.run_path(str(path), run_name="__mloop__")
     except MloopError:
@@ -56,6 +59,7 @@ def load_workflow(target: str) -> Any:
         tb = "".join(traceback.format_exception(exc)[-6:])
         raise MloopError(f"{path} raised {type(exc).__name__} while loading:\n{tb.rstrip()}") from exc
     finally:
+        core.LOADING_ONLY = False
         sys.path.pop(0)
     if variable:
         found = namespace.get(variable)

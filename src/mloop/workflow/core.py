@@ -24,6 +24,17 @@ from mloop.workflow.resource import Workspace
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
+#: Set by the CLI while it imports a workflow file: a script that ends in an unguarded
+#: ``workflow.release_and_run()`` (as ModelArts CI scripts do) must not run twice.
+LOADING_ONLY = False
+
+
+def _skip_verb(verb: str) -> bool:
+    if LOADING_ONLY:
+        print(f"mloop: ignoring workflow.{verb}() while loading the file (the mloop command runs it)",
+              file=sys.stderr)
+    return LOADING_ONLY
+
 
 def _caller_dir() -> str:
     """The folder of the file that built the workflow: relative paths in it are relative to it."""
@@ -173,6 +184,8 @@ class Workflow:
         """Store this workflow as the next release of its name; returns the release id."""
         from mloop import services
 
+        if _skip_verb("release"):
+            return ""
         return services.release_spec_with_settings(services.default_settings(), self.to_spec()).id
 
     def run(self, steps: Any = None, experiment_id: str | None = None, take_snapshot: bool = True,
@@ -184,6 +197,8 @@ class Workflow:
         """
         from mloop import services
 
+        if _skip_verb("run"):
+            return ""
         names = [getattr(s, "name", s) for s in as_list(steps)] or None
         values = {**self._values, **(parameters or {})}
         return services.run_workflow(services.default_settings(), self.to_spec(), values, storages=storages,
@@ -196,6 +211,8 @@ class Workflow:
         """
         from mloop import services
 
+        if _skip_verb("release_and_run"):
+            return ""
         return services.run_workflow(services.default_settings(), self.to_spec(), dict(self._values),
                                      require_defaults=True)
 
