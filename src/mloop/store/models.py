@@ -1,0 +1,316 @@
+"""SQLAlchemy models of the metadata store.
+
+The tables mirror the pydantic records of :mod:`mloop.store.base`; each model's
+``to_record()`` is the only way a row leaves the store. The Alembic migrations in
+``migrations/versions`` must create exactly this schema (a test compares them).
+
+Timestamps are stored as ``DateTime(timezone=True)``. PostgreSQL keeps the zone; SQLite keeps
+a naive text value, so the store writes UTC only and ``to_record()`` marks values read back
+as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mloop.store.base import (
+    AlgorithmRecord,
+    ArtifactRecord,
+    EventRecord,
+    MetricRecord,
+    ReleaseRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+
+#: Every constraint and index gets a predictable name, so later migrations (and SQLite's
+#: batch mode, which recreates tables) can refer to them on both dialects.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables, with named constraints."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime; naive values are taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _as_utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("workflow_name", "version"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    workflow_name: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_hash: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime]
+    extend: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    def to_record(self) -> ReleaseRecord:
+        """This row as a :class:`~mloop.store.base.ReleaseRecord`."""
+        return ReleaseRecord(
+            id=self.id,
+            workflow_name=self.workflow_name,
+            version=self.version,
+            spec=self.spec,
+            spec_hash=self.spec_hash,
+            created_at=as_utc(self.created_at),
+            extend=self.extend,
+        )
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    # The unique pair also serves "runs of this workflow" lookups and counting.
+    __table_args__ = (UniqueConstraint("workflow_name", "number"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    workflow_name: Mapped[str] = mapped_column(String)
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String, index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    storages: Mapped[dict[str, str]] = mapped_column(JSON)
+    selected_steps: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    engine_pid: Mapped[int | None] = mapped_column(Integer)
+    engine_host: Mapped[str | None] = mapped_column(String)
+    engine_started_at: Mapped[float | None] = mapped_column(Double)
+    stop_requested: Mapped[bool] = mapped_column(Boolean)
+    message: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+
+    def to_record(self) -> RunRecord:
+        """This row as a :class:`~mloop.store.base.RunRecord`."""
+        return RunRecord(
+            id=self.id,
+            release_id=self.release_id,
+            workflow_name=self.workflow_name,
+            number=self.number,
+            status=cast(RunStatus, self.status),
+            params=self.params,
+            storages=self.storages,
+            selected_steps=self.selected_steps,
+            created_at=as_utc(self.created_at),
+            started_at=_as_utc_or_none(self.started_at),
+            finished_at=_as_utc_or_none(self.finished_at),
+            engine_pid=self.engine_pid,
+            engine_host=self.engine_host,
+            engine_started_at=self.engine_started_at,
+            stop_requested=self.stop_requested,
+            message=self.message,
+            attempt=self.attempt,
+        )
+
+
+class Step(Base):
+    __tablename__ = "steps"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    # Steps of one run share a creation time; the position keeps their declared order.
+    position: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    pid: Mapped[int | None] = mapped_column(Integer)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outputs_skipped: Mapped[bool] = mapped_column(Boolean)
+    workdir: Mapped[str | None] = mapped_column(String)
+    log_path: Mapped[str | None] = mapped_column(String)
+    code_hash: Mapped[str | None] = mapped_column(String)
+
+    def to_record(self) -> StepRecord:
+        """This row as a :class:`~mloop.store.base.StepRecord`."""
+        return StepRecord(
+            run_id=self.run_id,
+            name=self.name,
+            type=self.type,
+            status=cast(StepStatus, self.status),
+            attempt=self.attempt,
+            created_at=as_utc(self.created_at),
+            started_at=_as_utc_or_none(self.started_at),
+            finished_at=_as_utc_or_none(self.finished_at),
+            pid=self.pid,
+            exit_code=self.exit_code,
+            message=self.message,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            outputs_skipped=self.outputs_skipped,
+            workdir=self.workdir,
+            log_path=self.log_path,
+            code_hash=self.code_hash,
+        )
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step_name: Mapped[str | None] = mapped_column(String)
+    from_status: Mapped[str | None] = mapped_column(String)
+    to_status: Mapped[str] = mapped_column(String)
+    at: Mapped[datetime]
+    message: Mapped[str | None] = mapped_column(Text)
+
+    def to_record(self) -> EventRecord:
+        """This row as a :class:`~mloop.store.base.EventRecord`."""
+        return EventRecord(
+            id=self.id,
+            run_id=self.run_id,
+            step_name=self.step_name,
+            from_status=self.from_status,
+            to_status=self.to_status,
+            at=as_utc(self.at),
+            message=self.message,
+        )
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "step_name"], ["steps.run_id", "steps.name"], ondelete="CASCADE"),
+        Index(None, "run_id", "step_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String)
+    step_name: Mapped[str] = mapped_column(String)
+    key: Mapped[str] = mapped_column(String)
+    title: Mapped[str] = mapped_column(String)
+    type: Mapped[str] = mapped_column(String)
+    value: Mapped[float | None] = mapped_column(Double)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String)
+
+    def to_record(self) -> MetricRecord:
+        """This row as a :class:`~mloop.store.base.MetricRecord`."""
+        return MetricRecord(
+            run_id=self.run_id,
+            step_name=self.step_name,
+            key=self.key,
+            title=self.title,
+            type=self.type,
+            value=self.value,
+            data=self.data,
+            source=self.source,
+        )
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "step_name"], ["steps.run_id", "steps.name"], ondelete="CASCADE"),
+        Index(None, "run_id", "step_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String)
+    step_name: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String)
+    uri: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(String)
+    # A 32-bit INTEGER would cap artifacts at 2 GiB on PostgreSQL.
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    def to_record(self) -> ArtifactRecord:
+        """This row as a :class:`~mloop.store.base.ArtifactRecord`."""
+        return ArtifactRecord(
+            id=self.id,
+            run_id=self.run_id,
+            step_name=self.step_name,
+            name=self.name,
+            kind=self.kind,
+            uri=self.uri,
+            digest=self.digest,
+            size=self.size,
+            created_at=as_utc(self.created_at),
+        )
+
+
+class Algorithm(Base):
+    __tablename__ = "algorithms"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    version: Mapped[str] = mapped_column(String)
+    subscription_id: Mapped[str | None] = mapped_column(String, index=True)
+    code_dir: Mapped[str] = mapped_column(String)
+    boot_file: Mapped[str | None] = mapped_column(String)
+    command: Mapped[str | None] = mapped_column(Text)
+    engine: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    inputs: Mapped[list[str]] = mapped_column(JSON)
+    outputs: Mapped[list[str]] = mapped_column(JSON)
+    environments: Mapped[dict[str, str]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    def to_record(self) -> AlgorithmRecord:
+        """This row as a :class:`~mloop.store.base.AlgorithmRecord`."""
+        return AlgorithmRecord(
+            id=self.id,
+            name=self.name,
+            version=self.version,
+            subscription_id=self.subscription_id,
+            code_dir=self.code_dir,
+            boot_file=self.boot_file,
+            command=self.command,
+            engine=self.engine,
+            parameters=self.parameters,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            environments=self.environments,
+            description=self.description,
+            created_at=as_utc(self.created_at),
+        )
