@@ -1,0 +1,33 @@
+"""The metadata store: runs, steps, events, metrics, artifacts, releases and algorithms.
+
+Open it with :func:`open_store`; program against :class:`~mloop.store.base.Store`.
+"""
+
+from __future__ import annotations
+
+from mloop.store.base import Store
+from mloop.store.schema import ensure_schema, prepare_sqlite_folder, upgrade_database
+from mloop.store.sql import SQLStore
+
+__all__ = ["SQLStore", "Store", "open_store", "upgrade_database"]
+
+
+def open_store(url: str) -> SQLStore:
+    """Open the metadata store at ``url``, creating the schema in an empty database.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``Settings().resolved_database_url``. For SQLite, a missing
+            parent folder is created.
+
+    Raises:
+        SchemaVersionError: the database needs ``mloop db upgrade`` (or a newer mloop).
+        StoreError: the database can't be reached.
+    """
+    prepare_sqlite_folder(url)
+    store = SQLStore(url)
+    try:
+        ensure_schema(store.engine, url)
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,216 @@
+"""Alembic in front of the store: check the schema revision on open, create or upgrade it.
+
+An empty database is brought to the head revision on first open, under a file lock so two
+processes opening it at once don't both create tables. A database at an older revision is
+refused until someone runs ``mloop db upgrade`` (migrating is a decision to take with a
+backup at hand, not a side effect of ``mloop status``); one at a revision this mloop doesn't
+know was written by a newer mloop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from mloop.errors import SchemaVersionError, StoreError
+from mloop.store.sql import (
+    WRITE_OPTION,
+    create_store_engine,
+    display_url,
+    is_sqlite_file,
+    parse_url,
+    translate_error,
+)
+
+#: The Alembic script directory (env.py and versions/) shipped inside the package.
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: How long to wait for another process that is creating or upgrading the same database.
+LOCK_TIMEOUT_S = 120.0
+_VERSION_TABLE = "alembic_version"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the packaged migrations; ``env.py`` runs them on ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The schema revision this mloop expects."""
+    head = _script().get_current_head()
+    if head is None:
+        raise StoreError(f"no migrations found in {MIGRATIONS_DIR}; the mloop install is broken",
+                         hint="reinstall mloop")
+    return head
+
+
+def ensure_schema(engine: Engine, url: str) -> None:
+    """Create the schema in an empty database; refuse one at another revision.
+
+    Raises:
+        SchemaVersionError: the database is at an older or unknown revision, or holds tables
+            but no revision.
+        StoreError: the database can't be reached or migrated.
+    """
+    head = head_revision()
+    current, has_tables = _state(engine, url)
+    if current is None and not has_tables:
+        with _migration_lock(url):
+            # Another process may have created the schema while we waited for the lock.
+            current, has_tables = _state(engine, url)
+            if current is None and not has_tables:
+                _upgrade(engine, url)
+                return
+    if current == head:
+        return
+    _refuse_unless_upgradable(current, has_tables, head, url)
+    raise SchemaVersionError(
+        f"the database {display_url(url)} has schema revision {current}; this mloop needs revision {head}",
+        hint="back up the database, then run `mloop db upgrade`",
+        found=current, expected=head,
+    )
+
+
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """Migrate the database at ``url`` to this mloop's schema (``mloop db upgrade``).
+
+    An empty database gets the whole schema; one already at the head is left alone.
+
+    Args:
+        url: a SQLAlchemy database URL.
+
+    Returns:
+        The revision found (None for an empty database) and the revision now in place.
+
+    Raises:
+        SchemaVersionError: the database is at a revision this mloop doesn't know, or holds
+            tables but no revision.
+        StoreError: the database can't be reached or migrated.
+    """
+    head = head_revision()
+    prepare_sqlite_folder(url)
+    engine = create_store_engine(url)
+    try:
+        with _migration_lock(url):
+            current, has_tables = _state(engine, url)
+            if current != head:
+                _refuse_unless_upgradable(current, has_tables, head, url)
+                _upgrade(engine, url)
+            return current, head
+    finally:
+        engine.dispose()
+
+
+def prepare_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite database file if it is missing (SQLite won't)."""
+    parsed = parse_url(url)
+    if is_sqlite_file(parsed) and parsed.database:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _state(engine: Engine, url: str) -> tuple[str | None, bool]:
+    """The database's Alembic revision and whether it has any other tables."""
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            tables = set(inspect(connection).get_table_names()) - {_VERSION_TABLE}
+    except SQLAlchemyError as exc:
+        raise translate_error(exc, display_url(url)) from exc
+    return revision, bool(tables)
+
+
+def _refuse_unless_upgradable(current: str | None, has_tables: bool, head: str, url: str) -> None:
+    """Raise unless ``current`` is a revision the packaged migrations can upgrade from."""
+    if current is None:
+        if has_tables:
+            raise SchemaVersionError(
+                f"the database {display_url(url)} has tables but no mloop schema revision",
+                hint="point mloop at an empty database or at one mloop created",
+                found=None, expected=head,
+            )
+        return
+    if current not in {script.revision for script in _script().walk_revisions()}:
+        raise SchemaVersionError(
+            f"the database {display_url(url)} has schema revision {current}, which this mloop does "
+            f"not know (it needs {head}); a newer mloop has upgraded it",
+            hint="upgrade mloop (pip install -U mloop)",
+            found=current, expected=head,
+        )
+
+
+def _upgrade(engine: Engine, url: str) -> None:
+    try:
+        with engine.execution_options(**{WRITE_OPTION: True}).connect() as connection:
+            with _sqlite_foreign_keys_off(connection):
+                command.upgrade(alembic_config(connection), "head")
+    except SQLAlchemyError as exc:
+        raise translate_error(exc, display_url(url)) from exc
+    except CommandError as exc:
+        raise StoreError(f"could not migrate the database {display_url(url)}: {exc}") from exc
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Turn SQLite's foreign keys off while migrating.
+
+    Batch mode rebuilds a table by copying it and dropping the old one; with foreign keys on,
+    that DROP deletes the rows of every ON DELETE CASCADE child. The pragma is a no-op inside
+    a transaction, so it goes straight to the driver before Alembic begins one.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None  # an open connection always has one
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """Hold a file lock that every process migrating the same database shares.
+
+    SQLite: ``<db file>.lock`` beside the database. Otherwise a file in the system temp
+    folder named by a hash of the URL, which serialises processes on this machine.
+    """
+    parsed = parse_url(url)
+    if is_sqlite_file(parsed) and parsed.database:
+        database = Path(parsed.database).expanduser()
+        path = database.with_name(database.name + ".lock")
+    else:
+        key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"mloop-migrate-{key}.lock"
+    lock = FileLock(path, timeout=LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise StoreError(
+            f"waited {LOCK_TIMEOUT_S:.0f} s for another process to finish migrating {display_url(url)}",
+            hint=f"find the process holding {path} and let it finish",
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()

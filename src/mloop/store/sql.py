@@ -1,0 +1,731 @@
+"""The SQLAlchemy implementation of :class:`~mloop.store.base.Store` (SQLite and PostgreSQL).
+
+Every public method is one short transaction; writes commit before the method returns.
+SQLAlchemy errors are turned into :class:`~mloop.errors.StoreError` here, at the edge.
+
+SQLite needs care because an engine process and a ``mloop stop`` process write the same
+file: the database runs in WAL mode (readers never block the writer) and every write
+transaction starts with ``BEGIN IMMEDIATE``, taking the write lock before its first read.
+With a plain ``BEGIN``, two transactions that both read and then write can each hold a read
+snapshot the other must wait for; SQLite then fails one at once with "database is locked"
+instead of waiting ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, cast, get_args
+
+from sqlalchemy import CursorResult, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from mloop.errors import MissingExtraError, NotFoundError, StoreError
+from mloop.store.base import (
+    TERMINAL_RUN,
+    TERMINAL_STEP,
+    AlgorithmRecord,
+    ArtifactRecord,
+    EventRecord,
+    MetricRecord,
+    ReleaseRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    Store,
+)
+from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
+
+#: How long a SQLite writer waits for another process's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Shortest run-id prefix ``get_run`` accepts, so a typo can't match half the runs.
+MIN_PREFIX = 4
+#: Execution option that marks the engine used for write transactions (BEGIN IMMEDIATE).
+WRITE_OPTION = "mloop_write"
+
+_RUN_STATUSES = frozenset(get_args(RunStatus))
+_STEP_STATUSES = frozenset(get_args(StepStatus))
+#: Fields ``update_run``/``transition_run`` may set; ``status`` changes only by transition.
+_RUN_FIELDS = frozenset({
+    "params", "storages", "selected_steps", "started_at", "finished_at", "engine_pid",
+    "engine_host", "engine_started_at", "stop_requested", "message", "attempt",
+})
+_STEP_FIELDS = frozenset({
+    "attempt", "started_at", "finished_at", "pid", "exit_code", "message", "inputs", "outputs",
+    "outputs_skipped", "workdir", "log_path", "code_hash",
+})
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """The sha256 of a spec's canonical JSON (sorted keys, compact separators, UTF-8)."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key for algorithm versions: numeric parts compare as numbers (1.10 > 1.9),
+    other parts as text, and text sorts below numbers."""
+    return tuple((1, int(part), "") if part.isdigit() else (0, 0, part) for part in re.split(r"[.\-+_]", version))
+
+
+_URL_HINT = "use sqlite:///path/to/mloop.db or postgresql://user@host/dbname"
+
+
+def parse_url(url: str) -> URL:
+    """Parse a database URL; a bare ``postgresql://`` means psycopg 3.
+
+    Raises:
+        StoreError: ``url`` is not a URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r}", hint=_URL_HINT) from exc
+    # mloop[postgres] installs psycopg 3; SQLAlchemy 2.0 would pick psycopg2 for this name.
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def display_url(url: str | URL) -> str:
+    """The URL as it may appear in messages: the password is masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def is_sqlite_file(url: URL) -> bool:
+    """Whether ``url`` names a SQLite database in a file (not in memory)."""
+    in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    return url.get_backend_name() == "sqlite" and not in_memory
+
+
+def create_store_engine(url: str) -> Engine:
+    """Create the engine every mloop component uses for ``url``.
+
+    On SQLite, each connection gets WAL, foreign keys, a busy timeout and
+    ``synchronous=NORMAL``, and transactions on ``engine.execution_options(mloop_write=True)``
+    begin ``IMMEDIATE``.
+
+    Raises:
+        StoreError: the URL can't be parsed or names an unknown kind of database.
+        MissingExtraError: the PostgreSQL driver is not installed.
+    """
+    parsed = parse_url(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite" and not is_sqlite_file(parsed):
+        # One shared connection, or each pooled connection would see its own empty database.
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    elif backend == "postgresql":
+        kwargs = {"pool_pre_ping": True}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except ImportError as exc:
+        if backend == "postgresql":
+            raise MissingExtraError("psycopg", "postgres") from exc
+        raise StoreError(f"no driver for the database {display_url(parsed)}: {exc}") from exc
+    except ArgumentError as exc:
+        raise StoreError(f"not a usable database URL: {display_url(parsed)} ({exc})", hint=_URL_HINT) from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Take transaction control away from the sqlite3 module (it would emit a deferred
+    # BEGIN lazily); _sqlite_on_begin emits our own. PRAGMAs only hold per connection.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    write = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def translate_error(exc: SQLAlchemyError, url: str) -> StoreError:
+    """Turn a SQLAlchemy error into a StoreError that says what to do."""
+    detail = str(getattr(exc, "orig", None) or exc).strip()
+    if isinstance(exc, OperationalError) and "database is locked" in detail:
+        return StoreError(
+            f"the database {url} is locked by another writer (waited up to {SQLITE_BUSY_TIMEOUT_MS // 1000} s)",
+            hint="retry; if it keeps happening, use PostgreSQL for many concurrent writers",
+        )
+    if isinstance(exc, OperationalError):
+        return StoreError(f"cannot use the database {url}: {detail}",
+                          hint="check that the database server is running and the URL is right")
+    return StoreError(f"database error on {url}: {detail}")
+
+
+def _check_fields(given: dict[str, Any], allowed: frozenset[str], method: str) -> dict[str, Any]:
+    """Refuse fields that are not columns one may set; store datetimes as UTC."""
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        hint = " (change status with a transition)" if "status" in unknown else ""
+        raise TypeError(f"{method}() got fields it cannot set: {', '.join(unknown)}{hint}")
+    return {k: as_utc(v) if isinstance(v, datetime) else v for k, v in given.items()}
+
+
+def _check_statuses(to_status: str, expected_from: Sequence[str] | None, known: frozenset[str]) -> None:
+    # A misspelt status would silently never match a compare-and-set, so refuse it.
+    bad = sorted({to_status, *(expected_from or ())} - known)
+    if bad:
+        raise ValueError(f"unknown status {', '.join(map(repr, bad))}; expected one of {', '.join(sorted(known))}")
+
+
+def _timestamps(to_status: str, terminal: frozenset[str], started_at: datetime | None,
+                now: datetime) -> dict[str, Any]:
+    """``started_at`` on first entering running; ``finished_at`` set on entering a terminal
+    status and cleared on leaving one (a retried run is not finished)."""
+    values: dict[str, Any] = {"finished_at": now if to_status in terminal else None}
+    if to_status == "running" and started_at is None:
+        values["started_at"] = now
+    return values
+
+
+class SQLStore(Store):
+    """The metadata store on a SQLAlchemy database (SQLite or PostgreSQL).
+
+    Use :func:`mloop.store.open_store` rather than this constructor: it also checks (or
+    creates) the schema.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``sqlite:///.mloop/mloop.db`` or
+            ``postgresql://user@host/mloop``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_store_engine(url)
+        self._display_url = display_url(url)
+        # Rows become records inside their transaction; no ORM object leaves a session.
+        self._reads = sessionmaker(self.engine)
+        self._writes = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}))
+
+    def __enter__(self) -> SQLStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self._display_url!r})"
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def _session(self, *, write: bool) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        maker = self._writes if write else self._reads
+        try:
+            with maker.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self._display_url) from exc
+
+    @staticmethod
+    def _lock_numbering(session: Session, workflow_name: str) -> None:
+        """Serialise numbering (release versions, run numbers) of one workflow until commit.
+
+        On SQLite the IMMEDIATE transaction already holds the database's write lock. On
+        PostgreSQL, two transactions could otherwise read the same max and collide on the
+        unique constraint, so they queue on an advisory lock named after the workflow.
+        """
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"mloop:{workflow_name}"))))
+
+    # -- releases ---------------------------------------------------------------------------
+    def create_release(self, workflow_name: str, spec: dict[str, Any],
+                       extend: dict[str, Any] | None = None) -> ReleaseRecord:
+        """Store a spec as the next release (version) of ``workflow_name``.
+
+        Args:
+            workflow_name: the workflow the spec belongs to.
+            spec: the spec as JSON data; ``spec_hash`` is the sha256 of its canonical JSON.
+            extend: free-form extra data kept with the release.
+
+        Returns:
+            The release, with version 1 for a new workflow name, else the latest version + 1.
+        """
+        digest = spec_hash(spec)
+        with self._session(write=True) as session:
+            self._lock_numbering(session, workflow_name)
+            latest = session.scalar(select(func.max(Release.version)).where(Release.workflow_name == workflow_name))
+            row = Release(id=_new_id(), workflow_name=workflow_name, version=(latest or 0) + 1, spec=spec,
+                          spec_hash=digest, created_at=_now(), extend=dict(extend or {}))
+            session.add(row)
+            session.flush()
+            return row.to_record()
+
+    def get_release(self, release_id: str) -> ReleaseRecord:
+        """Return one release.
+
+        Raises:
+            NotFoundError: no release has this id.
+        """
+        with self._session(write=False) as session:
+            row = session.get(Release, release_id)
+            if row is None:
+                raise NotFoundError(f"no release with id '{release_id}'", release_id=release_id)
+            return row.to_record()
+
+    def latest_release(self, workflow_name: str) -> ReleaseRecord | None:
+        """The highest version of ``workflow_name``, or None if it was never released."""
+        with self._session(write=False) as session:
+            row = session.scalars(
+                select(Release).where(Release.workflow_name == workflow_name)
+                .order_by(Release.version.desc()).limit(1)
+            ).first()
+            return None if row is None else row.to_record()
+
+    def list_releases(self, workflow_name: str | None = None) -> list[ReleaseRecord]:
+        """Releases by workflow name, then version (oldest first)."""
+        query = select(Release).order_by(Release.workflow_name, Release.version)
+        if workflow_name is not None:
+            query = query.where(Release.workflow_name == workflow_name)
+        with self._session(write=False) as session:
+            return [row.to_record() for row in session.scalars(query)]
+
+    # -- runs -------------------------------------------------------------------------------
+    def create_run(
+        self,
+        release_id: str,
+        steps: Sequence[tuple[str, str]],
+        *,
+        params: dict[str, Any] | None = None,
+        storages: dict[str, str] | None = None,
+        selected_steps: list[str] | None = None,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        """Create a run in ``pending`` with one ``pending`` step row per (name, type).
+
+        Args:
+            release_id: the release to run.
+            steps: (name, type) of every step, in the order ``list_steps`` will return them.
+            params: placeholder and data values of this run.
+            storages: storage name -> run-time root.
+            selected_steps: for a partial run, the only steps to run.
+            run_id: the id to use; a new uuid4 hex when None.
+
+        Returns:
+            The run; ``number`` is 1 + the number of earlier runs of the same workflow.
+
+        Raises:
+            NotFoundError: no release has ``release_id``.
+            ValueError: two steps share a name.
+            StoreError: a run with ``run_id`` already exists.
+        """
+        names = [name for name, _type in steps]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"step names must be unique; repeated: {', '.join(duplicates)}")
+        new_id = run_id or _new_id()
+        with self._session(write=True) as session:
+            release = session.get(Release, release_id)
+            if release is None:
+                raise NotFoundError(f"no release with id '{release_id}'", release_id=release_id)
+            if session.get(Run, new_id) is not None:
+                raise StoreError(f"a run with id '{new_id}' already exists", run_id=new_id)
+            self._lock_numbering(session, release.workflow_name)
+            earlier = session.scalar(
+                select(func.count()).select_from(Run).where(Run.workflow_name == release.workflow_name)
+            )
+            now = _now()
+            run = Run(id=new_id, release_id=release_id, workflow_name=release.workflow_name,
+                      number=(earlier or 0) + 1, status="pending", params=dict(params or {}),
+                      storages=dict(storages or {}),
+                      selected_steps=None if selected_steps is None else list(selected_steps),
+                      created_at=now, stop_requested=False, attempt=1)
+            session.add(run)
+            session.flush()  # the run row first: the steps' foreign key points at it
+            session.add_all(
+                Step(run_id=new_id, name=name, position=position, type=step_type, status="pending",
+                     attempt=0, created_at=now, inputs={}, outputs={}, outputs_skipped=False)
+                for position, (name, step_type) in enumerate(steps)
+            )
+            return run.to_record()
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """Look up a run by its full id or by a unique prefix of at least 4 characters.
+
+        Raises:
+            NotFoundError: nothing matches, or the prefix matches several runs (the message
+                names some of them).
+        """
+        with self._session(write=False) as session:
+            row = session.get(Run, run_id)
+            if row is not None:
+                return row.to_record()
+            if len(run_id) < MIN_PREFIX:
+                raise NotFoundError(f"no run with id '{run_id}'",
+                                    hint=f"a prefix of a run id needs at least {MIN_PREFIX} characters",
+                                    run_id=run_id)
+            matches = list(session.scalars(
+                select(Run).where(Run.id.startswith(run_id, autoescape=True)).order_by(Run.id).limit(3)
+            ))
+            if not matches:
+                raise NotFoundError(f"no run with id or id prefix '{run_id}'", run_id=run_id)
+            if len(matches) > 1:
+                shown = ", ".join(m.id for m in matches[:2]) + (", ..." if len(matches) > 2 else "")
+                raise NotFoundError(f"run id prefix '{run_id}' is ambiguous: it matches {shown}",
+                                    hint="give more characters of the run id", run_id=run_id)
+            return matches[0].to_record()
+
+    def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
+                  limit: int = 50) -> list[RunRecord]:
+        """Runs, newest first.
+
+        Args:
+            workflow_name: only runs of this workflow.
+            status: only runs in one of these statuses.
+            limit: at most this many runs.
+        """
+        query = select(Run).order_by(Run.created_at.desc(), Run.number.desc()).limit(limit)
+        if workflow_name is not None:
+            query = query.where(Run.workflow_name == workflow_name)
+        if status is not None:
+            query = query.where(Run.status.in_(list(status)))
+        with self._session(write=False) as session:
+            return [row.to_record() for row in session.scalars(query)]
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        """Set fields other than ``status`` (engine_pid, params, stop_requested, ...).
+
+        Raises:
+            NotFoundError: no run has this (full) id.
+            TypeError: a field is unknown or is ``status``.
+        """
+        values = _check_fields(fields, _RUN_FIELDS, "update_run")
+        with self._session(write=True) as session:
+            row = session.get(Run, run_id)
+            if row is None:
+                raise NotFoundError(f"no run with id '{run_id}'", run_id=run_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            session.flush()
+            return row.to_record()
+
+    def transition_run(self, run_id: str, to_status: str, *, message: str | None = None,
+                       expected_from: Sequence[str] | None = None, **fields: Any) -> bool:
+        """Change a run's status and write its event row in one transaction.
+
+        ``started_at`` is set on first entering ``running``; ``finished_at`` is set on entering
+        a terminal status and cleared on leaving one. ``fields`` are written too and win over
+        both. ``message``, when given, becomes the run's message and the event's.
+
+        Args:
+            run_id: the run's full id.
+            to_status: the new status.
+            message: why, for people reading the events.
+            expected_from: compare-and-set: only change the status if it is one of these.
+            **fields: other run fields to set in the same transaction.
+
+        Returns:
+            False (and nothing written) when ``expected_from`` did not hold, else True.
+
+        Raises:
+            NotFoundError: no run has this id.
+            ValueError: an unknown status.
+            TypeError: a field that can't be set.
+        """
+        _check_statuses(to_status, expected_from, _RUN_STATUSES)
+        values = _check_fields(fields, _RUN_FIELDS, "transition_run")
+        with self._session(write=True) as session:
+            # FOR UPDATE locks the row on PostgreSQL so from_status is exact; on SQLite the
+            # IMMEDIATE transaction already holds the write lock (and the clause is omitted).
+            current = session.execute(
+                select(Run.status, Run.started_at).where(Run.id == run_id).with_for_update()
+            ).one_or_none()
+            if current is None:
+                raise NotFoundError(f"no run with id '{run_id}'", run_id=run_id)
+            if expected_from is not None and current.status not in expected_from:
+                return False
+            now = _now()
+            new = {**_timestamps(to_status, TERMINAL_RUN, current.started_at, now), **values, "status": to_status}
+            if message is not None:
+                new["message"] = message
+            # Conditional on the status just read: the compare-and-set holds even if the
+            # row lock were missing.
+            result = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == current.status).values(new)
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], result).rowcount != 1:
+                return False
+            session.add(Event(run_id=run_id, step_name=None, from_status=current.status,
+                              to_status=to_status, at=now, message=message))
+            return True
+
+    # -- steps ------------------------------------------------------------------------------
+    def get_step(self, run_id: str, name: str) -> StepRecord:
+        """Return one step of a run.
+
+        Raises:
+            NotFoundError: the run has no step of this name.
+        """
+        with self._session(write=False) as session:
+            row = session.get(Step, (run_id, name))
+            if row is None:
+                raise NotFoundError(f"run '{run_id}' has no step '{name}'", run_id=run_id, step=name)
+            return row.to_record()
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps in creation order.
+
+        Raises:
+            NotFoundError: no run has this id.
+        """
+        with self._session(write=False) as session:
+            self._require_run(session, run_id)
+            rows = session.scalars(select(Step).where(Step.run_id == run_id).order_by(Step.position))
+            return [row.to_record() for row in rows]
+
+    def update_step(self, run_id: str, name: str, **fields: Any) -> StepRecord:
+        """Set fields other than ``status`` (pid, inputs, outputs, workdir, ...).
+
+        Raises:
+            NotFoundError: the run has no step of this name.
+            TypeError: a field is unknown or is ``status``.
+        """
+        values = _check_fields(fields, _STEP_FIELDS, "update_step")
+        with self._session(write=True) as session:
+            row = session.get(Step, (run_id, name))
+            if row is None:
+                raise NotFoundError(f"run '{run_id}' has no step '{name}'", run_id=run_id, step=name)
+            for key, value in values.items():
+                setattr(row, key, value)
+            session.flush()
+            return row.to_record()
+
+    def transition_step(self, run_id: str, name: str, to_status: str, *, message: str | None = None,
+                        expected_from: Sequence[str] | None = None, **fields: Any) -> bool:
+        """Like :meth:`transition_run`, for one step; extra ``fields`` are written too.
+
+        Returns:
+            False (and nothing written) when ``expected_from`` did not hold, else True.
+
+        Raises:
+            NotFoundError: the run has no step of this name.
+            ValueError: an unknown status.
+            TypeError: a field that can't be set.
+        """
+        _check_statuses(to_status, expected_from, _STEP_STATUSES)
+        values = _check_fields(fields, _STEP_FIELDS, "transition_step")
+        with self._session(write=True) as session:
+            current = session.execute(
+                select(Step.status, Step.started_at).where(Step.run_id == run_id, Step.name == name)
+                .with_for_update()
+            ).one_or_none()
+            if current is None:
+                raise NotFoundError(f"run '{run_id}' has no step '{name}'", run_id=run_id, step=name)
+            if expected_from is not None and current.status not in expected_from:
+                return False
+            now = _now()
+            new = {**_timestamps(to_status, TERMINAL_STEP, current.started_at, now), **values, "status": to_status}
+            if message is not None:
+                new["message"] = message
+            result = session.execute(
+                update(Step).where(Step.run_id == run_id, Step.name == name, Step.status == current.status)
+                .values(new).execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], result).rowcount != 1:
+                return False
+            session.add(Event(run_id=run_id, step_name=name, from_status=current.status,
+                              to_status=to_status, at=now, message=message))
+            return True
+
+    def list_events(self, run_id: str) -> list[EventRecord]:
+        """The run's and its steps' transitions, oldest first.
+
+        Raises:
+            NotFoundError: no run has this id.
+        """
+        with self._session(write=False) as session:
+            self._require_run(session, run_id)
+            rows = session.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id))
+            return [row.to_record() for row in rows]
+
+    # -- metrics and artifacts --------------------------------------------------------------
+    def add_metrics(self, run_id: str, step_name: str, entries: Sequence[MetricRecord]) -> None:
+        """Replace the step's metrics from the same source files with these entries.
+
+        Metrics of the step from other sources stay. The entries are stored under
+        ``run_id``/``step_name`` whatever their own ``run_id``/``step_name`` say.
+
+        Raises:
+            NotFoundError: the run has no step of this name.
+        """
+        sources = {entry.source for entry in entries}
+        with self._session(write=True) as session:
+            self._require_step(session, run_id, step_name)
+            if sources:
+                session.execute(delete(Metric).where(
+                    Metric.run_id == run_id, Metric.step_name == step_name, Metric.source.in_(sources)
+                ))
+            session.add_all(
+                Metric(run_id=run_id, step_name=step_name, key=e.key, title=e.title, type=e.type,
+                       value=e.value, data=e.data, source=e.source)
+                for e in entries
+            )
+
+    def list_metrics(self, run_id: str, step_name: str | None = None) -> list[MetricRecord]:
+        """Metrics of a run (or of one of its steps) in the order they were added.
+
+        Raises:
+            NotFoundError: no run has this id.
+        """
+        query = select(Metric).where(Metric.run_id == run_id).order_by(Metric.id)
+        if step_name is not None:
+            query = query.where(Metric.step_name == step_name)
+        with self._session(write=False) as session:
+            self._require_run(session, run_id)
+            return [row.to_record() for row in session.scalars(query)]
+
+    def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
+                     digest: str | None = None, size: int | None = None) -> ArtifactRecord:
+        """Record an artifact a step produced.
+
+        Args:
+            run_id: the run.
+            step_name: the step that produced it.
+            name: the output's name.
+            kind: obs, metrics, model, ...
+            uri: where the bytes are (an fsspec URL).
+            digest: content digest, if known.
+            size: size in bytes, if known.
+
+        Raises:
+            NotFoundError: the run has no step of this name.
+        """
+        with self._session(write=True) as session:
+            self._require_step(session, run_id, step_name)
+            row = Artifact(run_id=run_id, step_name=step_name, name=name, kind=kind, uri=uri,
+                           digest=digest, size=size, created_at=_now())
+            session.add(row)
+            session.flush()
+            return row.to_record()
+
+    def list_artifacts(self, run_id: str, step_name: str | None = None) -> list[ArtifactRecord]:
+        """Artifacts of a run (or of one of its steps), oldest first.
+
+        Raises:
+            NotFoundError: no run has this id.
+        """
+        query = select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
+        if step_name is not None:
+            query = query.where(Artifact.step_name == step_name)
+        with self._session(write=False) as session:
+            self._require_run(session, run_id)
+            return [row.to_record() for row in session.scalars(query)]
+
+    # -- algorithms -------------------------------------------------------------------------
+    def register_algorithm(self, record: AlgorithmRecord) -> AlgorithmRecord:
+        """Insert, or replace the row with the same (name, version).
+
+        A replaced algorithm keeps its id, so workflows that name it by id keep working;
+        ``record.id`` is then ignored. Use the returned record.
+
+        Raises:
+            StoreError: ``record.id`` already belongs to another (name, version).
+        """
+        values = record.model_dump(exclude={"id", "created_at"})
+        created_at = as_utc(record.created_at) if record.created_at else _now()
+        with self._session(write=True) as session:
+            row = session.scalars(
+                select(Algorithm).where(Algorithm.name == record.name, Algorithm.version == record.version)
+            ).first()
+            if row is None:
+                taken = session.get(Algorithm, record.id)
+                if taken is not None:
+                    raise StoreError(
+                        f"algorithm id '{record.id}' already belongs to {taken.name} {taken.version}",
+                        hint="register with a new id", algorithm_id=record.id,
+                    )
+                row = Algorithm(id=record.id, created_at=created_at, **values)
+                session.add(row)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.created_at = created_at
+            session.flush()
+            return row.to_record()
+
+    def find_algorithm(self, *, algorithm_id: str | None = None, name: str | None = None,
+                       subscription_id: str | None = None, version: str | None = None) -> AlgorithmRecord:
+        """Find an algorithm by id, by name or by subscription id (criteria combine).
+
+        Args:
+            algorithm_id: the algorithm's id.
+            name: its registered name.
+            subscription_id: its gallery subscription id.
+            version: this version; None picks the highest version (numeric parts compare as
+                numbers, so 1.10.0 is newer than 1.9.0).
+
+        Raises:
+            NotFoundError: nothing matches; the message names what was asked.
+            TypeError: none of ``algorithm_id``, ``name``, ``subscription_id`` was given.
+        """
+        if algorithm_id is None and name is None and subscription_id is None:
+            raise TypeError("find_algorithm() needs algorithm_id, name or subscription_id")
+        query = select(Algorithm)
+        if algorithm_id is not None:
+            query = query.where(Algorithm.id == algorithm_id)
+        if name is not None:
+            query = query.where(Algorithm.name == name)
+        if subscription_id is not None:
+            query = query.where(Algorithm.subscription_id == subscription_id)
+        if version is not None:
+            query = query.where(Algorithm.version == version)
+        with self._session(write=False) as session:
+            rows = list(session.scalars(query))
+            if not rows:
+                asked = {"algorithm_id": algorithm_id, "name": name, "subscription_id": subscription_id,
+                         "version": version}
+                asked = {k: v for k, v in asked.items() if v is not None}
+                what = ", ".join(f"{k}={v!r}" for k, v in asked.items())
+                raise NotFoundError(f"no algorithm with {what}", **asked)
+            newest = max(rows, key=lambda r: (version_key(r.version), as_utc(r.created_at)))
+            return newest.to_record()
+
+    def list_algorithms(self) -> list[AlgorithmRecord]:
+        """All algorithms by name, then version (oldest first)."""
+        with self._session(write=False) as session:
+            rows = sorted(session.scalars(select(Algorithm)), key=lambda r: (r.name, version_key(r.version)))
+            return [row.to_record() for row in rows]
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every pooled connection. The store can't be used afterwards."""
+        self.engine.dispose()
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _require_run(session: Session, run_id: str) -> None:
+        if session.get(Run, run_id) is None:
+            raise NotFoundError(f"no run with id '{run_id}'", run_id=run_id)
+
+    @staticmethod
+    def _require_step(session: Session, run_id: str, step_name: str) -> None:
+        if session.get(Step, (run_id, step_name)) is None:
+            raise NotFoundError(f"run '{run_id}' has no step '{step_name}'", run_id=run_id, step=step_name)
