@@ -1,0 +1,56 @@
+"""Seed 002 example: 控制单节点的执行 - 通过参数配置实现
+
+a JobStep skipped when a BOOL placeholder equals True.
+
+Source: seeds/002_65b490c469ccf75a.txt, line 8, example 1 of 2 (the code after "from modelarts import workflow as wf").
+Reconstructed from the flattened text with only the import changed to mloop; identifiers,
+arguments and values are as written in the seed.
+"""
+from mloop import workflow as wf
+
+condition_equal = wf.steps.Condition(
+    condition_type=wf.steps.ConditionTypeEnum.EQ,
+    left=wf.Placeholder(name="is_skip", placeholder_type=wf.PlaceholderType.BOOL),
+    right=True
+)
+
+# 构建一个OutputStorage对象,对训练输出目录做统一管理
+storage = wf.data.OutputStorage(name="storage_name", title="title_info", description="description_info")  # name字段必填,title, description可选填
+
+# 定义输入的OBS对象
+obs_data = wf.data.OBSPlaceholder(name="obs_placeholder_name", object_type="directory")
+
+# 通过JobStep来定义一个训练节点,并将训练结果输出到OBS
+job_step = wf.steps.JobStep(
+    name="training_job",  # 训练节点的名称,命名规范(只能包含英文字母、数字、下划线(_)、中划线(-),并且只能以英文字母开头,长度限制为64字符),一个Workflow里的两个step名称不能重复
+    title="图像分类训练",  # 标题信息,不填默认使用name
+    algorithm=wf.AIGalleryAlgorithm(
+        subscription_id="subscription_id",  # 算法订阅ID
+        item_version_id="item_version_id",  # 算法订阅版本ID,也可直接填写版本号
+        parameters=[]
+    ),  # 训练使用的算法对象,示例中使用AIGallery订阅的算法;部分算法超参的值如果无需修改,则在parameters字段中可以不填写,系统自动填充相关超参值
+    inputs=wf.steps.JobInput(name="data_url", data=obs_data),  # JobStep的输入在运行时配置;data字段也可使用data=wf.data.OBSPath(obs_path="fake_obs_path")表示
+    outputs=wf.steps.JobOutput(
+        name="train_url",
+        obs_config=wf.data.OBSOutputConfig(obs_path=storage.join("directory_path"))
+    ),  # JobStep的输出
+    spec=wf.steps.JobSpec(
+        resource=wf.steps.JobResource(
+            flavor=wf.Placeholder(
+                name="train_flavor",
+                placeholder_type=wf.PlaceholderType.JSON,
+                description="训练资源规格"
+            )
+        )
+    ),  # 训练资源规格信息
+    policy=wf.steps.StepPolicy(
+        skip_conditions=[condition_equal]  # 通过skip_conditions中的计算结果决定job_step是否跳过
+    )
+)
+
+workflow = wf.Workflow(
+    name="new-condition-demo",
+    desc="this is a demo workflow",
+    steps=[job_step],
+    storages=storage
+)
