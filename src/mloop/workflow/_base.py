@@ -65,6 +65,7 @@ class SpecContext:
         self.storage_roots: dict[str, Any] = {}  # name -> root Storage object
         self.problems: list[Problem] = []
         self.step: str | None = None
+        self.input: str | None = None  # the input/output being serialised, for problem locations
         self.step_objects: dict[str, Any] = {}  # name -> Step, filled by the workflow
         self._implied: list[str] = []
 
@@ -86,6 +87,7 @@ class SpecContext:
 
     def problem(self, location: str, message: str, hint: str | None = None, **fields: Any) -> None:
         fields.setdefault("step", self.step)
+        fields.setdefault("input", self.input)
         self.problems.append(Problem(location, message, hint, **fields))
 
     def _use(self, used: list[str]) -> None:
@@ -112,7 +114,7 @@ class SpecContext:
                          "placeholder names are global: reuse one Placeholder object or rename one",
                          placeholder=ph.name)
         self._use(old.used_steps)
-        return f"$ref/parameters/{ph.name}"
+        return f"$ref/parameters/{new.name}"
 
     def add_data_requirement(self, spec: m.DataRequirementSpec, loc: str) -> str:
         old = self.data_requirements.get(spec.name)
@@ -160,6 +162,13 @@ class SpecContext:
             return {str(k): self.value(x, f"{loc}.{k}") for k, x in v.items()}
         self.problem(loc, f"cannot use a {type(v).__name__} here ({v!r})")
         return None
+
+
+def name_of(value: Any) -> str:
+    """A name as spec text; a missing or non-str name becomes text the validator reports."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else str(value)
 
 
 def as_list(value: Any) -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from mloop.errors import NotFoundError
 from mloop.spec import models as m
 from mloop.spec import refs
-from mloop.workflow._base import DataObject, SpecContext, SpecObject, as_list
+from mloop.workflow._base import DataObject, SpecContext, SpecObject, as_list, name_of
 
 
 class Consumption(DataObject):
@@ -46,11 +46,14 @@ class StepInput:
         self.name, self.data = name, data
 
     def _to_spec(self, ctx: SpecContext, loc: str) -> m.InputSpec:
-        if isinstance(self.data, DataObject):
-            return m.InputSpec(name=self.name, type=self.data.data_type, data=self.data._data_ref(ctx, loc))
-        ctx.problem(loc, f"input data must be a wf.data object or an output's as_input(), got {self.data!r}",
-                    input=str(self.name))
-        return m.InputSpec(name=self.name, type="unknown", data=None)
+        ctx.input = name_of(self.name)
+        try:
+            if isinstance(self.data, DataObject):
+                return m.InputSpec(name=ctx.input, type=self.data.data_type, data=self.data._data_ref(ctx, loc))
+            ctx.problem(loc, f"input data must be a wf.data object or an output's as_input(), got {self.data!r}")
+            return m.InputSpec(name=ctx.input, type="unknown", data=None)
+        finally:
+            ctx.input = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, data={self.data!r})"
@@ -80,7 +83,11 @@ class StepOutput:
         return {}
 
     def _to_spec(self, ctx: SpecContext, loc: str) -> m.OutputSpec:
-        return m.OutputSpec(name=self.name, type=self.data_type, config=self._config(ctx, loc))  # type: ignore[arg-type]
+        ctx.input = name_of(self.name)
+        try:
+            return m.OutputSpec(name=ctx.input, type=self.data_type, config=self._config(ctx, loc))
+        finally:
+            ctx.input = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -205,8 +212,8 @@ class Step:
         return {}
 
     def _to_spec(self, ctx: SpecContext) -> m.StepSpec:
-        ctx.step = self.name
-        loc = f"steps[{self.name}]"
+        ctx.step = name_of(self.name)
+        loc = f"steps[{ctx.step}]"
         inputs = []
         for i, item in enumerate(self.inputs):
             if isinstance(item, StepInput):
@@ -231,7 +238,7 @@ class Step:
                 policy = m.StepPolicySpec.model_validate(self.policy._to_spec(ctx, f"{loc}.policy"))
             else:
                 ctx.problem(f"{loc}.policy", f"expected a wf.steps.StepPolicy, got {self.policy!r}")
-        spec = m.StepSpec(name=self.name, type=self.step_type, title=self.title,  # type: ignore[arg-type]
+        spec = m.StepSpec(name=name_of(self.name), type=self.step_type, title=self.title,  # type: ignore[arg-type]
                           description=self.description, inputs=inputs, outputs=outputs,
                           properties=self._properties(ctx, f"{loc}.properties"), depend_steps=depends, policy=policy)
         self._extra_spec(spec, ctx, loc)

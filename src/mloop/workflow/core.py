@@ -16,7 +16,7 @@ from mloop.errors import NotSupportedYetError, Problem
 from mloop.spec import models as m
 from mloop.spec.io import dump_spec
 from mloop.spec.validate import check_name, validate_spec
-from mloop.workflow._base import SpecContext, as_list
+from mloop.workflow._base import SpecContext, as_list, name_of
 from mloop.workflow._step import Step
 from mloop.workflow.data import Storage, _storage_spec
 from mloop.workflow.policy import Policy
@@ -126,11 +126,12 @@ class Workflow:
             if not isinstance(graph, Subgraph) or graph.steps is None:
                 ctx.problem(f"workflow.subgraphs[{i}]", "expected wf.Subgraph(name, steps)")
                 continue
-            graphs.append(m.SubgraphSpec(name=graph.name, steps=[getattr(s, "name", s) for s in as_list(graph.steps)]))
+            graphs.append(m.SubgraphSpec(name=name_of(graph.name),
+                                         steps=[name_of(getattr(s, "name", s)) for s in as_list(graph.steps)]))
         if not isinstance(self.desc, str):
             ctx.problem("workflow.desc", f"desc must be a string, got {self.desc!r}")
         spec = m.WorkflowSpec(
-            name=self.name if isinstance(self.name, str) else str(self.name),
+            name=name_of(self.name),
             description=self.desc if isinstance(self.desc, str) else "",
             steps=steps, parameters=list(ctx.parameters.values()),
             data_requirements=list(ctx.data_requirements.values()), data=list(ctx.data.values()),

@@ -8,7 +8,7 @@ from typing import Any
 from mloop.errors import Problem, SpecValidationError
 from mloop.spec import models as m
 from mloop.spec import refs
-from mloop.workflow._base import DataObject, SpecContext, SpecObject, as_list
+from mloop.workflow._base import DataObject, SpecContext, SpecObject, as_list, name_of
 from mloop.workflow.placeholder import Placeholder
 
 __all__ = [
@@ -132,7 +132,7 @@ class Storage:
 
 
 def _storage_spec(storage: Storage) -> m.StorageSpec:
-    return m.StorageSpec(name=storage.name, title=storage.title or storage.name, description=storage.description,
+    return m.StorageSpec(name=name_of(storage.name), title=storage.title or storage.name, description=storage.description,
                          path=storage.default, with_execution_id=storage.with_execution_id,
                          create_dir=storage.create_dir)
 
@@ -181,7 +181,7 @@ class _Requirement(DataObject):
         return None
 
     def _data_ref(self, ctx: SpecContext, loc: str) -> str:
-        spec = m.DataRequirementSpec(name=self.name, type=self.data_type, delay=self.delay,
+        spec = m.DataRequirementSpec(name=name_of(self.name), type=self.data_type, delay=self.delay,
                                      conditions=self._conditions(ctx, loc), default=self._default(ctx, loc))
         return ctx.add_data_requirement(spec, loc)
 

@@ -6,6 +6,7 @@ import enum
 from typing import Any
 
 from mloop.spec import models as m
+from mloop.workflow._base import name_of
 
 
 class PlaceholderType(str, enum.Enum):
@@ -75,7 +76,7 @@ class Placeholder:
         if wire == "float" and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)  # the 1.0.0 SDK insists on 1.0; 1 means the same
         spec = m.ParameterSpec(
-            name=self.name, type=wire, default=default, format=self.placeholder_format, delay=self.delay,  # type: ignore[arg-type]
+            name=name_of(self.name), type=wire, default=default, format=self.placeholder_format, delay=self.delay,  # type: ignore[arg-type]
             description=self.description, enum=list(self.enum_list) if self.enum_list is not None else None,
             constraint=self.constraint, required=self.required,
         )

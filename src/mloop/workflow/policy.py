@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mloop.spec import models as m
-from mloop.workflow._base import SpecContext, as_list
+from mloop.workflow._base import SpecContext, as_list, name_of
 
 __all__ = ["Policy", "Scene"]
 
@@ -24,7 +24,7 @@ class Scene:
                 ctx.problem(loc, f"scene steps must be steps or step names, got {step!r}")
                 continue
             names.append(name)
-        return m.SceneSpec(name=self.scene_name, steps=names)
+        return m.SceneSpec(name=name_of(self.scene_name), steps=names)
 
 
 class Policy:
