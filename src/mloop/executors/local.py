@@ -86,8 +86,10 @@ class LocalExecutor(Executor):
             kill_tree(proc.pid, grace_seconds=5.0)
             proc.wait()
         code = proc.returncode
-        result = JobExit(code if code >= 0 else None, signal=-code if code < 0 else None, timed_out=timed_out,
-                         reason=f"timed out after {timeout:.0f} s" if timed_out else None)
+        # kill_tree waits for the processes it signals, so it may reap the job itself, and then
+        # Popen reads exit code 0: a job killed for running too long never counts as a success.
+        result = JobExit(code if code >= 0 and not timed_out else None, signal=-code if code < 0 else None,
+                         timed_out=timed_out, reason=f"timed out after {timeout:.0f} s" if timed_out else None)
         handle.exit = result
         if on_exit:
             on_exit(handle, result)
