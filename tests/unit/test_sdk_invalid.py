@@ -19,7 +19,6 @@ import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydantic
 import pytest
 
 from mloop import workflow as wf
@@ -82,17 +81,7 @@ def test_invalid_workflow_is_refused_with_stated_message(path: Path) -> None:
     assert all(f"  - {p}" in message for p in err.problems), "every problem is printed on its own line"
 
 
-# Problems found while serialising an input's data do not carry input= (see xfail below).
-_FIELDS_BUG = {"selector_mixed_types"}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="bug: problems raised inside an input's data "
-                                                                  "(DataConsumptionSelector) carry no input= field"))
-     if p.stem in _FIELDS_BUG else p for p in INVALID_FILES],
-    ids=[p.stem for p in INVALID_FILES],
-)
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[p.stem for p in INVALID_FILES])
 def test_every_problem_names_its_step_input_or_placeholder(path: Path) -> None:
     err = build(path)
     for p in err.problems:
@@ -208,7 +197,7 @@ def test_optional_placeholder_that_is_not_delayed_passes() -> None:
     assert _job_with(ph).to_spec().parameter("note").required is False
 
 
-# -- bugs (strict xfail: they turn into failures once fixed, so the marker gets removed) --------
+# -- names that are missing altogether --------------------------------------------------------
 def _service(output: wf.steps.ServiceOutput) -> wf.steps.ServiceStep:
     return wf.steps.ServiceStep(
         name="deploy",
@@ -226,26 +215,39 @@ def _job_named(name: object) -> wf.steps.JobStep:
     )
 
 
-_NON_STR_NAMES = {
-    "service_output_without_name": lambda: wf.Workflow(name="w", desc="d", steps=[_service(wf.steps.ServiceOutput())]),
-    "step_name_none": lambda: wf.Workflow(name="w", desc="d", steps=[_job_named(None)]),
-    "placeholder_name_none": lambda: _job_with(wf.Placeholder(name=None, placeholder_type=wf.PlaceholderType.STR)),  # type: ignore[arg-type]
-    "scene_name_none": lambda: wf.Workflow(name="w", desc="d", steps=[_job_named("train")],
-                                           policy=wf.policy.Policy(scenes=[wf.policy.Scene(None, ["train"])])),
+_MISSING_NAMES = {
+    # ServiceOutput(name=None) / ModelOutput(name=None) are allowed by the signature (reference 13)
+    "service_output_without_name": (lambda: wf.Workflow(name="w", desc="d", steps=[_service(wf.steps.ServiceOutput())]),
+                                    "steps[deploy].outputs[]: output name is empty"),
+    "model_output_without_name": (lambda: wf.Workflow(name="w", desc="d", steps=[wf.steps.ModelStep(
+        name="register", inputs=wf.steps.ModelInput(name="model_input", data=wf.data.OBSPath(obs_path="/bucket/m/")),
+        outputs=wf.steps.ModelOutput(model_config=wf.steps.ModelConfig(model_name="digits")))]),
+                                  "steps[register].outputs[]: output name is empty"),
+    "step_name_none": (lambda: wf.Workflow(name="w", desc="d", steps=[_job_named(None)]), "steps[]: step name is empty"),
+    "input_name_none": (lambda: wf.Workflow(name="w", desc="d", steps=[wf.steps.JobStep(
+        name="train", algorithm=wf.BaseAlgorithm(code_dir="./code", boot_file="train.py"),
+        inputs=wf.steps.JobInput(name=None, data=wf.data.OBSPath(obs_path="/bucket/d/")),  # type: ignore[arg-type]
+        spec=wf.steps.JobSpec(resource=wf.steps.JobResource(flavor={"flavor_id": "cpu.small"})))]),
+                        "steps[train].inputs[]: input name is empty"),
+    "placeholder_name_none": (lambda: _job_with(wf.Placeholder(name=None, placeholder_type=wf.PlaceholderType.STR)),  # type: ignore[arg-type]
+                              "parameters[]: placeholder name is empty"),
+    "scene_name_none": (lambda: wf.Workflow(name="w", desc="d", steps=[_job_named("train")],
+                                            policy=wf.policy.Policy(scenes=[wf.policy.Scene(None, ["train"])])),
+                        "policy.scenes[]"),
 }
 
 
-@pytest.mark.xfail(strict=True, raises=pydantic.ValidationError,
-                   reason="bug: a missing/non-str name (ServiceOutput() / ModelOutput() allow name=None) escapes as "
-                          "a raw pydantic ValidationError instead of a SpecValidationError problem")
-@pytest.mark.parametrize("case", sorted(_NON_STR_NAMES))
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="bug: a scene name is never checked, so "
+                                                               "Scene(None) / Scene('') is accepted"))
+    if c == "scene_name_none" else c for c in sorted(_MISSING_NAMES)])
 def test_missing_names_are_reported_as_problems(case: str) -> None:
-    with pytest.raises(SpecValidationError):
-        _NON_STR_NAMES[case]()
+    build_it, expected = _MISSING_NAMES[case]
+    with pytest.raises(SpecValidationError) as info:  # not a raw pydantic ValidationError
+        build_it()
+    assert expected in str(info.value), describe(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: problems found inside an input's data (DataConsumptionSelector) "
-                                       "carry step= but not input=")
 def test_selector_problem_names_its_input() -> None:
     err = build(INVALID_DIR / "selector_mixed_types.py")
-    assert err.problems[0].input == "model_input"
+    assert (err.problems[0].step, err.problems[0].input) == ("register", "model_input")

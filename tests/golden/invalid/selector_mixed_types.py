@@ -2,7 +2,7 @@
 # expect: steps[register].inputs[model_input].data_list[1]: all outputs must have the same data type
 # expect: 'metrics' differs from 'obs'
 # problems: 1
-# fields: step=register
+# fields: step=register input=model_input
 from mloop import workflow as wf
 
 train = wf.steps.JobStep(
