@@ -50,6 +50,7 @@ class JobHandle:
     pid: int | None
     native: Any = None  # the executor's own object (Popen, Ray ObjectRef, ...)
     exit: JobExit | None = None  # set once the job has ended
+    cancelled: bool = False  # set by Executor.cancel: the job was killed on purpose
 
 
 ExitCallback = Callable[[JobHandle, JobExit], None]

@@ -87,8 +87,9 @@ class LocalExecutor(Executor):
             proc.wait()
         code = proc.returncode
         # kill_tree waits for the processes it signals, so it may reap the job itself, and then
-        # Popen reads exit code 0: a job killed for running too long never counts as a success.
-        result = JobExit(code if code >= 0 and not timed_out else None, signal=-code if code < 0 else None,
+        # Popen reads exit code 0: a job killed for running too long or on a stop never succeeded.
+        killed = timed_out or handle.cancelled
+        result = JobExit(code if code >= 0 and not killed else None, signal=-code if code < 0 else None,
                          timed_out=timed_out, reason=f"timed out after {timeout:.0f} s" if timed_out else None)
         handle.exit = result
         if on_exit:
@@ -99,6 +100,7 @@ class LocalExecutor(Executor):
 
     def cancel(self, handle: JobHandle, grace_seconds: float = 5.0) -> None:
         if handle.pid is not None and handle.native is not None and handle.native.poll() is None:
+            handle.cancelled = True
             kill_tree(handle.pid, grace_seconds)
 
 
