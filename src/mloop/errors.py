@@ -169,6 +169,10 @@ class NotFoundError(MloopError, LookupError):
     exit_code = 3
 
 
+class UnknownOutputError(NotFoundError, KeyError):
+    """``step.outputs[name]`` for a name the step doesn't have (also a KeyError, as for a dict)."""
+
+
 class RunStateError(MloopError):
     code = "bad_run_state"
 

@@ -215,13 +215,9 @@ class TestRefs:
                  "e": ("$ref/system_env/workflow_name",)}
         assert refs.walk_refs(value) == ["$ref/parameters/x", "$ref/data/y", "$ref/system_env/workflow_name"]
 
-    @pytest.mark.xfail(strict=True, reason="bug: format_ref(SelectorRef(())) gives '$ref/consumptions/[]', "
-                                           "which parse_ref refuses ('bad selector item')")
     def test_empty_selector_round_trips(self) -> None:
         assert refs.parse_ref(refs.format_ref(refs.SelectorRef(()))) == refs.SelectorRef(())
 
-    @pytest.mark.xfail(strict=True, reason="bug: an empty DataConsumptionSelector is reported as an unparsable "
-                                           "ref, not with the validator's 'needs at least one output' message")
     def test_empty_selector_is_reported_clearly(self) -> None:
         found = problems_of(model_step("register", wf.data.DataConsumptionSelector(data_list=[])))
         assert any("DataConsumptionSelector needs at least one output" in p for p in found), found
@@ -268,16 +264,12 @@ class TestDependencies:
         found = problems_of(train, job("later", depend_steps=[train, train]))
         assert found == ["steps[later].depend_steps: lists 'train' twice"]
 
-    @pytest.mark.xfail(strict=True, reason="bug: DataConsumptionSelector items do not imply dependencies "
-                                           "(as_input() alone does)")
     def test_selector_implies_the_edges(self) -> None:
         a, b = job("a"), job("b")
         register = model_step("register", wf.data.DataConsumptionSelector(
             data_list=[a.outputs["out"].as_input(), b.outputs["out"].as_input()]))
         assert compile_steps(a, b, register).step("register").depend_steps == ["a", "b"]
 
-    @pytest.mark.xfail(strict=True, reason="bug: an output variable (get_output_variable) used as a parameter "
-                                           "value does not imply the dependency")
     def test_output_variable_implies_the_edge(self) -> None:
         deploy = wf.steps.ServiceStep(
             name="deploy",
@@ -480,9 +472,6 @@ class TestPlaceholders:
         bad = job("a", parameters=[wf.AlgorithmParameters(name="run", value="$ref/system_env/nope")])
         assert any("unknown system value 'nope'" in p for p in problems_of(bad))
 
-    @pytest.mark.xfail(strict=True, reason="bug: SpecContext.value returns a SystemEnv member as a plain str "
-                                           "(it is a str enum) before its SystemEnv branch, so the spec holds "
-                                           "'execution_uuid' instead of '$ref/system_env/execution_uuid'")
     def test_system_env_member_becomes_a_ref(self) -> None:
         step = job("a", parameters=[wf.AlgorithmParameters(name="run", value=wf.SystemEnv.EXECUTION_UUID)])
         data = dump_spec(compile_steps(step))
@@ -593,8 +582,6 @@ class TestScenesAndSubgraphs:
         assert "sub_graphs[c]: step 'a' is already in subgraph 'g'" in found
         assert any(p.startswith("sub_graphs[9x]: subgraph name '9x' is not allowed") for p in found)
 
-    @pytest.mark.xfail(strict=True, reason="missing rule: the graph with subgraphs collapsed must stay acyclic "
-                                           "(reference 2.2); a -> b -> c with subgraph {a, c} is accepted")
     def test_subgraph_collapse_must_stay_acyclic(self) -> None:
         a, b, c = self.steps()
         found = problems_of(a, b, c, subgraphs=[wf.Subgraph("ends", [a, c])])

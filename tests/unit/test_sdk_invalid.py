@@ -237,10 +237,7 @@ _MISSING_NAMES = {
 }
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="bug: a scene name is never checked, so "
-                                                               "Scene(None) / Scene('') is accepted"))
-    if c == "scene_name_none" else c for c in sorted(_MISSING_NAMES)])
+@pytest.mark.parametrize("case", sorted(_MISSING_NAMES))
 def test_missing_names_are_reported_as_problems(case: str) -> None:
     build_it, expected = _MISSING_NAMES[case]
     with pytest.raises(SpecValidationError) as info:  # not a raw pydantic ValidationError

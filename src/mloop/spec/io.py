@@ -34,7 +34,7 @@ def upgrade_dict(data: dict[str, Any]) -> dict[str, Any]:
                                hint="a spec written by mloop always has one; was this file edited by hand?")
     if version > SCHEMA_VERSION:
         raise SpecVersionError(
-            f"spec has schema_version {version}, but this mloop reads up to {SCHEMA_VERSION}",
+            f"spec has schema_version {version}, but this mloop reads up to {SCHEMA_VERSION}: upgrade mloop",
             hint="upgrade mloop: pip install -U mloop")
     while version < SCHEMA_VERSION:
         data = UPGRADES[version](dict(data))

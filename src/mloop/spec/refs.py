@@ -105,6 +105,8 @@ def parse_ref(value: str) -> Ref:
         return SystemEnvRef(rest)
     if kind == "consumptions" and rest:
         if rest.startswith("[") and rest.endswith("]"):
+            if not rest[1:-1].strip():
+                return SelectorRef(())
             items = []
             for part in rest[1:-1].split(","):
                 step, _, output = part.strip().partition("/")

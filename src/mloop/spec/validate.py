@@ -380,6 +380,8 @@ class _Checker:
             self._unique([s.name for s in spec.policy.scenes], "policy.scenes", "scene name {!r} is used twice")
             for scene in spec.policy.scenes:
                 loc = f"policy.scenes[{scene.name}]"
+                if msg := check_name(scene.name):
+                    self.add(loc, f"scene {msg}")
                 if not scene.steps:
                     self.add(loc, "a scene needs at least one step")
                 self._unique(scene.steps, loc, "step {!r} is listed twice in the scene")
@@ -400,6 +402,34 @@ class _Checker:
                 elif name in owner:
                     self.add(loc, f"step {name!r} is already in subgraph {owner[name]!r}")
                 owner.setdefault(name, graph.name)
+        if owner:
+            self._collapsed_cycles(owner)
+
+    def _collapsed_cycles(self, owner: dict[str, str]) -> None:
+        """With each subgraph collapsed to one node, the graph must still be acyclic."""
+        def node(step: str) -> str:
+            return owner.get(step, step)
+
+        edges: dict[str, set[str]] = {}
+        for step in self.spec.steps:
+            for dep in step.depend_steps:
+                if dep in self.steps and node(dep) != node(step.name):
+                    edges.setdefault(node(step.name), set()).add(node(dep))
+        state: dict[str, int] = {}
+
+        def visit(n: str) -> bool:
+            state[n] = 1
+            for m in edges.get(n, ()):
+                if state.get(m) == 1 or (m not in state and visit(m)):
+                    return True
+            state[n] = 2
+            return False
+
+        for n in list(edges):
+            if n not in state and visit(n):
+                self.add("sub_graphs", "with its subgraphs collapsed the workflow has a dependency cycle",
+                         "a subgraph must not contain steps both before and after a step outside it")
+                return
 
 
 def spec_problems(spec: WorkflowSpec) -> list[Problem]:

@@ -140,18 +140,20 @@ class SpecContext:
         from mloop.workflow.placeholder import Placeholder, SystemEnv
         from mloop.workflow._step import OutputVariable
 
+        # Enums first: SystemEnv and the wire enums subclass str/int.
+        if isinstance(v, SystemEnv):
+            return v.env()
+        if isinstance(v, enum.Enum):
+            return v.value
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, Placeholder):
             return self.add_parameter(v, loc)
         if isinstance(v, Storage):
             return v._ref(self)
-        if isinstance(v, SystemEnv):
-            return v.env()
         if isinstance(v, OutputVariable):
+            self.imply_dependency(v.step)
             return v._ref()
-        if isinstance(v, enum.Enum):
-            return v.value
         if isinstance(v, SpecObject):
             return v._to_spec(self, loc)
         if isinstance(v, DataObject):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from mloop.errors import NotFoundError
+from mloop.errors import NotFoundError, UnknownOutputError
 from mloop.spec import models as m
 from mloop.spec import refs
 from mloop.workflow._base import DataObject, SpecContext, SpecObject, as_list, name_of
@@ -106,7 +106,7 @@ class Outputs(dict):  # type: ignore[type-arg]
 
     def __missing__(self, key: str) -> StepOutput:
         names = ", ".join(repr(k) for k in self) or "none"
-        raise NotFoundError(f"step {self.step.name!r} has no output {key!r} (its outputs: {names})",
+        raise UnknownOutputError(f"step {self.step.name!r} has no output {key!r} (its outputs: {names})",
                             step=self.step.name)
 
 

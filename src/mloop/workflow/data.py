@@ -432,6 +432,7 @@ class DataConsumptionSelector(DataObject):
             if item.data_type != self.data_type:
                 ctx.problem(f"{loc}.data_list[{i}]", f"all outputs must have the same data type; "
                                                      f"{item.data_type!r} differs from {self.data_type!r}")
+            ctx.imply_dependency(item.step)
             items.append(refs.ConsumptionRef(item.step.name, item.output.name))
         return refs.format_ref(refs.SelectorRef(tuple(items)))
 
