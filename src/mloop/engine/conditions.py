@@ -75,7 +75,7 @@ def _label(value: Any) -> str:
     ref = refs.parse_ref(value)
     if isinstance(ref, refs.MetricRef):
         return f"{ref.step}.{ref.key}"
-    return getattr(ref, "name", value)
+    return str(getattr(ref, "name", value))
 
 
 def describe(cond: ConditionSpec, ctx: RunContext | None = None) -> str:

@@ -174,8 +174,9 @@ class RunContext:
             raise InputUnavailable(f"step {step!r} is not part of this run, so metric {key!r} is unknown") from None
         if record.status == "skipped":
             raise InputUnavailable(f"step {step!r} was skipped, so it wrote no metric {key!r}")
-        floats = {m.key: m.value for m in self.store.list_metrics(self.run_id, step) if m.type == "float"}
-        if key not in floats or floats[key] is None:
+        floats = {m.key: m.value for m in self.store.list_metrics(self.run_id, step)
+                  if m.type == "float" and m.value is not None}
+        if key not in floats:
             have = ", ".join(sorted(floats)) or "none"
             raise NotFoundError(f"step {step!r} wrote no float metric {key!r} (float metrics it wrote: {have})",
                                 hint="only 'float' entries of a metrics file can be used in a condition")
