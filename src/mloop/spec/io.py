@@ -69,7 +69,8 @@ def dump_spec(spec: WorkflowSpec) -> dict[str, Any]:
 
 
 def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, compact separators, UTF-8, no NaN: the text a spec's hash is taken of."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def spec_hash(spec: WorkflowSpec | dict[str, Any]) -> str:

@@ -13,8 +13,6 @@ instead of waiting ``busy_timeout``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -74,9 +72,10 @@ def _new_id() -> str:
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
-    """The sha256 of a spec's canonical JSON (sorted keys, compact separators, UTF-8)."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """The sha256 of a spec's canonical JSON (one definition: :func:`mloop.spec.io.spec_hash`)."""
+    from mloop.spec.io import spec_hash as _hash
+
+    return _hash(spec)
 
 
 def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
