@@ -21,7 +21,7 @@ from typing import Any
 
 from mloop.artifacts import is_local, local_path, snapshot_dir
 from mloop.config import Settings
-from mloop.engine.context import RunContext
+from mloop.engine.context import InputUnavailable, RunContext
 from mloop.errors import ConfigError, MetricsError, MloopError, NotFoundError
 from mloop.executors.base import JobExit, JobRequest, Resources
 from mloop.metrics import load_metrics_file
@@ -267,7 +267,7 @@ def preflight(step: StepSpec, ctx: RunContext) -> None:
     """
     try:
         props = ctx.resolve(step.properties)
-    except NotFoundError:
+    except (NotFoundError, InputUnavailable):
         return  # depends on outputs of earlier steps: checked when the step starts
     algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())
     if algo.boot_file and not os.path.isfile(os.path.join(algo.code_dir, algo.boot_file)):
