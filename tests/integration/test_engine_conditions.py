@@ -149,7 +149,7 @@ class TestConditionStep:
                                           else_then_steps=["retrain"], depend_steps=[train])
             deploy = job("deploy", depend=[gate])
             notify = job("notify", depend=[deploy])
-            retrain = job("retrain", depend=[gate])
+            retrain = job("retrain")  # a branch waits for its condition step even without depend_steps
             workflow = wf.Workflow(name="branches", desc="", steps=[train, gate, deploy, notify, retrain])
         """)
 

@@ -19,6 +19,9 @@ from mloop.services import execute_run
 
 pytestmark = pytest.mark.timeout(60)
 
+#: A job that leaves a mark in its output folder.
+MARK_RAN = "open(os.path.join(args.out, 'ran'), 'w').close()\n"
+
 DUMP_CONTRACT = """
     seen = {
         "argv": sys.argv[1:],
@@ -210,6 +213,23 @@ class TestLimits:
         assert (done.status, step.status) == ("failed", "failed"), done.why()
         assert "timed out" in step.message and "max_execution_minutes" in step.message
 
+    def test_a_failure_lets_running_steps_finish_but_starts_no_new_ones(self, tmp_path: Path,
+                                                                        embedded: Embedded) -> None:
+        write_job(tmp_path / "fail", "sys.exit('failing at once')\n")
+        write_job(tmp_path / "code", "time.sleep(1)\n" + MARK_RAN)
+        flow = write_workflow(tmp_path, """
+            fail = job("fail", code="fail")
+            slow = job("slow")
+            later = job("later", depend=[slow])
+            workflow = wf.Workflow(name="failfast", desc="", steps=[fail, slow, later])
+        """)
+
+        done = embedded.run(flow)
+
+        assert done.statuses() == {"fail": "failed", "slow": "succeeded", "later": "pending"}, done.why()
+        assert done.status == "failed" and "fail" in done.run.message
+        assert "failing at once" in done.log("fail")
+
     def test_four_jobs_with_max_parallel_two_run_two_at_a_time(self, tmp_path: Path) -> None:
         finished = self._four_sleepers(tmp_path, max_parallel=2, seconds=1.0)
         run = finished.run
@@ -251,7 +271,7 @@ def max_overlap(done) -> int:  # type: ignore[no-untyped-def]
 
 class TestSetupProblems:
     def test_unknown_flavor_fails_the_run_before_any_job_runs(self, tmp_path: Path, embedded: Embedded) -> None:
-        write_job(tmp_path / "code", "open(os.path.join(args.out, 'ran'), 'w').close()\n")
+        write_job(tmp_path / "code", MARK_RAN)
         flow = write_workflow(tmp_path, """
             first = job("first")
             big = job("big", flavor="gpu.enormous", depend=[first])
@@ -267,7 +287,7 @@ class TestSetupProblems:
         assert not list((tmp_path / "out").rglob("ran"))
 
     def test_unknown_algorithm_id_fails_the_run_naming_it(self, tmp_path: Path, embedded: Embedded) -> None:
-        write_job(tmp_path / "code", "open(os.path.join(args.out, 'ran'), 'w').close()\n")
+        write_job(tmp_path / "code", MARK_RAN)
         flow = write_workflow(tmp_path, """
             first = job("first")
             other = job("other", algorithm=wf.Algorithm(algorithm_id="no-such-algo"), depend=[first])
@@ -280,6 +300,22 @@ class TestSetupProblems:
         assert done.statuses() == {"first": "pending", "other": "failed"}
         assert "no-such-algo" in done.steps["other"].message
         assert not list((tmp_path / "out").rglob("ran"))
+
+    def test_parameter_from_an_upstream_output_variable_is_checked_when_the_step_starts(
+            self, tmp_path: Path, embedded: Embedded) -> None:
+        write_job(tmp_path / "code", MARK_RAN)
+        flow = write_workflow(tmp_path, """
+            first = job("first")
+            second = job("second", params={"address": first.outputs["out"].get_output_variable("address")},
+                         depend=[first])
+            workflow = wf.Workflow(name="variables", desc="", steps=[first, second])
+        """)
+
+        done = embedded.run(flow)  # used to raise from the engine and leave the run 'running'
+
+        assert done.status == "failed", done.why()
+        assert done.statuses() == {"first": "succeeded", "second": "failed"}
+        assert "first" in done.steps["second"].message and "'address'" in done.steps["second"].message
 
     def test_model_step_after_a_job_fails_as_not_supported_yet(self, tmp_path: Path, embedded: Embedded) -> None:
         write_job(tmp_path / "code", "open(os.path.join(args.out, 'model.bin'), 'w').close()\n")
