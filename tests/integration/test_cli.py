@@ -42,20 +42,26 @@ class TestHappyPath:
         """, args=("out", "n"))
         write_job(tmp_path / "evaluate", """
             print("evaluate read", open(os.path.join(args.model, "value.txt")).read())
-        """, args=("out", "model"))
+            print("labels:", open(os.path.join(args.data, "labels.txt")).read())
+        """, args=("out", "model", "data"))
+        (tmp_path / "dataset").mkdir()
+        (tmp_path / "dataset" / "labels.txt").write_text("cat,dog")
         write_workflow(tmp_path, """
             n = wf.Placeholder(name="n", placeholder_type=wf.PlaceholderType.INT, default=1)
+            data = wf.data.OBSPlaceholder(name="data", object_type="directory")
             train = job("train", code="train", params={"n": n}, metric_file="metrics.json")
-            evaluate = job("evaluate", code="evaluate", inputs={"model": train.outputs["out"].as_input()})
+            evaluate = job("evaluate", code="evaluate", inputs={"model": train.outputs["out"].as_input(),
+                                                                "data": data})
             workflow = wf.Workflow(name="happy", desc="the happy path", steps=[train, evaluate])
         """)
 
-        result = cli("run", "flow.py", "-p", "n=7")
+        result = cli("run", "flow.py", "-p", "n=7", "-p", "data=./dataset/")
 
         assert result.code == 0, str(result)
         assert "succeeded" in result.out
         run = only_run(cli)
-        assert (run["workflow_name"], run["status"], run["params"]) == ("happy", "succeeded", {"n": 7})
+        assert (run["workflow_name"], run["status"]) == ("happy", "succeeded")
+        assert run["params"] == {"n": 7, "data": {"obs_url": f"{tmp_path / 'dataset'}/"}}
         run_id = run["id"]
 
         listing = cli.ok("runs").out
@@ -67,7 +73,8 @@ class TestHappyPath:
             assert any(line in row and "succeeded" in row for row in shown.splitlines()), shown
 
         assert "hello from train n=7" in cli.ok("logs", run_id, "train").out
-        assert "evaluate read 14" in cli.ok("logs", run_id, "evaluate").out
+        evaluate_log = cli.ok("logs", run_id, "evaluate").out
+        assert "evaluate read 14" in evaluate_log and "labels: cat,dog" in evaluate_log
 
         metrics = cli.ok("metrics", run_id).out
         assert any("accuracy" in row and "0.7" in row for row in metrics.splitlines()), metrics
@@ -261,6 +268,12 @@ class TestStopAndCrash:
         wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 10,
                    "the job and its child to end")
 
+        retried = cli("retry", run_id)  # a stopped run continues from the stopped step
+
+        assert retried.code == 0, str(retried)
+        assert {n: (s["status"], s["attempt"]) for n, s in cli.show(run_id)["steps"].items()} == {
+            "quick": ("succeeded", 1), "slow": ("succeeded", 2)}
+
     def test_ctrl_c_stops_the_run(self, tmp_path: Path, cli: Cli, sleeper: dict[str, int]) -> None:
         engine, run_id = self.start_until_slow_runs(tmp_path, cli, sleeper)
 
@@ -331,3 +344,16 @@ class TestAlgorithmRegistry:
         assert seen["by_subscription"]["version"] == "v1"
         assert {"--lr=0.5", "--epochs=3"} <= set(seen["by_subscription"]["argv"])
         assert steps["by_id"]["inputs"]["algorithm"].startswith("registry:trainer@1.0.0")
+
+
+class TestUsageErrors:
+    def test_unknown_option_prints_the_usage_and_exits_2(self, tmp_path: Path, cli: Cli) -> None:
+        write_workflow(tmp_path, """
+            workflow = wf.Workflow(name="usage", desc="", steps=[job("train")])
+        """)
+
+        result = cli("run", "flow.py", "--no-such-option")
+
+        assert result.code == 2, str(result)
+        assert "No such option" in result.err and "Traceback" not in result.err
+        assert cli.runs() == []
