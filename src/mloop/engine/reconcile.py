@@ -21,7 +21,10 @@ def engine_alive(run: RunRecord) -> bool:
     if run.engine_host and run.engine_host != socket.gethostname():
         return True  # another machine's engine: not ours to judge
     try:
-        started = psutil.Process(run.engine_pid).create_time()
+        process = psutil.Process(run.engine_pid)
+        started = process.create_time()
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False  # killed, and its parent has not reaped it yet: it runs nothing
     except psutil.Error:
         return False
     return run.engine_started_at is None or abs(started - run.engine_started_at) < 1.0
