@@ -292,7 +292,9 @@ class TestStopAndCrash:
             self, tmp_path: Path, cli: Cli, sleeper: dict[str, int]) -> None:
         engine, run_id = self.start_until_slow_runs(tmp_path, cli, sleeper)
 
-        engine.kill()  # SIGKILL: no handler runs, the job is left behind
+        os.kill(engine.pid, signal.SIGKILL)  # no handler runs, the job is left behind
+        # Not reaped yet (as under a parent that has not waited): a zombie engine is a dead one.
+        wait_until(lambda: psutil.Process(engine.pid).status() == psutil.STATUS_ZOMBIE, 10, "the engine to die")
         assert not process_gone(sleeper["job"]), "the job should outlive its engine"
 
         run = only_run(cli)  # any command reconciles
