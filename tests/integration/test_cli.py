@@ -359,3 +359,46 @@ class TestUsageErrors:
         assert result.code == 2, str(result)
         assert "No such option" in result.err and "Traceback" not in result.err
         assert cli.runs() == []
+
+
+class TestLiveAndConcurrent:
+    def test_logs_follow_streams_new_lines_until_the_step_ends(self, tmp_path: Path, cli: Cli) -> None:
+        write_job(tmp_path / "code", """
+            print("first line", flush=True)
+            open(os.path.join(args.here, "started"), "w").close()
+            wait_for_file(os.path.join(args.here, "go"))
+            print("second line", flush=True)
+        """, args=("out", "here"))
+        write_workflow(tmp_path, """
+            workflow = wf.Workflow(name="follow", desc="", steps=[job("talk", params={"here": str(HERE)})])
+        """)
+        engine = cli.start("run", "flow.py")
+        try:
+            wait_until((tmp_path / "started").exists, 60, f"the job to start; mloop run said:\n{engine.output()}")
+            run_id = only_run(cli)["id"]
+            follower = cli.start("logs", run_id, "talk", "-f")
+            wait_until(lambda: "first line" in follower.output(), 30, "the follower to print the first line")
+            assert follower.proc.poll() is None, "logs -f ended while the step still runs"
+        finally:
+            (tmp_path / "go").touch()
+
+        followed = follower.wait(timeout=30)
+
+        assert followed.code == 0, str(followed)
+        assert followed.out.index("first line") < followed.out.index("second line")
+        assert engine.wait(timeout=30).code == 0
+
+    def test_two_runs_at_once_share_one_home(self, tmp_path: Path, cli: Cli) -> None:
+        write_job(tmp_path / "code", "time.sleep(0.3)\nprint('run', os.environ['MLOOP_RUN_ID'])\n")
+        write_workflow(tmp_path, """
+            a = job("a")
+            workflow = wf.Workflow(name="twice", desc="", steps=[a, job("b", depend=[a]), job("c")])
+        """)
+
+        engines = [cli.start("run", "flow.py"), cli.start("run", "flow.py")]
+        results = [engine.wait(timeout=60) for engine in engines]
+
+        assert all(r.code == 0 for r in results), "\n".join(map(str, results))
+        runs = cli.runs()
+        assert sorted(r["number"] for r in runs) == [1, 2]
+        assert {r["status"] for r in runs} == {"succeeded"}
