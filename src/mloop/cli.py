@@ -207,14 +207,18 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
     if r.storages:
         out.print("storages: " + ", ".join(f"{k}={v}" for k, v in r.storages.items()), highlight=False)
     table = Table()
-    for col in ("step", "type", "status", "attempt", "duration", "outputs / message"):
-        table.add_column(col, overflow="fold")
+    for col in ("step", "type", "status", "attempt", "duration", "message"):
+        table.add_column(col, overflow="fold", no_wrap=col != "message")
     for s in steps:
-        produced = "; ".join(f"{k}={v.get('url') if isinstance(v, dict) else v}" for k, v in s.outputs.items())
-        note = s.message or ""
         table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), _dur(s.started_at, s.finished_at),
-                      "\n".join(x for x in (produced, note) if x))
+                      Text(s.message or "", style="dim"))
     out.print(table)
+    produced = [(s.name, k, v) for s in steps for k, v in s.outputs.items()]
+    if produced:
+        out.print("outputs:")
+        for step_name, key, value in produced:
+            shown = value.get("url", value.get("value")) if isinstance(value, dict) else value
+            out.print(f"  {step_name}.{key}: {shown}", highlight=False)
     out.print(f"{len(events)} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
 
 

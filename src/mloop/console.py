@@ -59,7 +59,7 @@ class RunDisplay:
             line.append_text(status_text(view.status))
             if view.status in ("succeeded", "failed", "stopped"):
                 line.append(f" {duration(view.started, view.finished)}")
-            if view.message and view.status in ("failed", "skipped", "stopped"):
+            if view.message and view.status != "running":
                 line.append(f"  {view.message}", style="dim")
             self.console.print(line, highlight=False)
         elif self._live is not None:
