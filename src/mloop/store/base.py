@@ -7,10 +7,10 @@ row in ``events`` written in the same transaction as the status change.
 from __future__ import annotations
 
 import abc
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 RunStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "stopped"]
 StepStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "skipped", "stopped"]
@@ -19,7 +19,21 @@ TERMINAL_RUN: frozenset[str] = frozenset({"succeeded", "failed", "stopped"})
 TERMINAL_STEP: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "stopped"})
 
 
-class ReleaseRecord(BaseModel):
+class _Record(BaseModel):
+    """Records are read straight off ORM rows; every timestamp comes out aware, in UTC
+    (SQLite hands back naive datetimes, which mloop always writes in UTC)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
+
+
+class ReleaseRecord(_Record):
     """A frozen workflow definition. Releasing the same name again adds version n+1."""
 
     id: str
@@ -31,7 +45,7 @@ class ReleaseRecord(BaseModel):
     extend: dict[str, Any] = Field(default_factory=dict)
 
 
-class RunRecord(BaseModel):
+class RunRecord(_Record):
     id: str
     release_id: str
     workflow_name: str
@@ -51,7 +65,7 @@ class RunRecord(BaseModel):
     attempt: int = 1  # incremented by retry
 
 
-class StepRecord(BaseModel):
+class StepRecord(_Record):
     run_id: str
     name: str
     type: str
@@ -71,7 +85,7 @@ class StepRecord(BaseModel):
     code_hash: str | None = None
 
 
-class EventRecord(BaseModel):
+class EventRecord(_Record):
     id: int
     run_id: str
     step_name: str | None  # None = the run itself
@@ -81,7 +95,7 @@ class EventRecord(BaseModel):
     message: str | None = None
 
 
-class MetricRecord(BaseModel):
+class MetricRecord(_Record):
     run_id: str
     step_name: str
     key: str
@@ -92,7 +106,7 @@ class MetricRecord(BaseModel):
     source: str  # the metrics file it came from
 
 
-class ArtifactRecord(BaseModel):
+class ArtifactRecord(_Record):
     id: int
     run_id: str
     step_name: str
@@ -104,7 +118,7 @@ class ArtifactRecord(BaseModel):
     created_at: datetime
 
 
-class AlgorithmRecord(BaseModel):
+class AlgorithmRecord(_Record):
     """A registered algorithm (``mloop algorithm register``), addressable three ways:
     by ``id`` (``wf.Algorithm(algorithm_id)``), by ``name``+``version``, and by
     ``subscription_id``+``version`` (``wf.AIGalleryAlgorithm``)."""

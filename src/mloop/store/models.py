@@ -12,7 +12,7 @@ as UTC.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -38,9 +38,7 @@ from mloop.store.base import (
     MetricRecord,
     ReleaseRecord,
     RunRecord,
-    RunStatus,
     StepRecord,
-    StepStatus,
 )
 
 #: Every constraint and index gets a predictable name, so later migrations (and SQLite's
@@ -68,10 +66,6 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _as_utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
-
-
 class Release(Base):
     __tablename__ = "releases"
     __table_args__ = (UniqueConstraint("workflow_name", "version"),)
@@ -86,15 +80,7 @@ class Release(Base):
 
     def to_record(self) -> ReleaseRecord:
         """This row as a :class:`~mloop.store.base.ReleaseRecord`."""
-        return ReleaseRecord(
-            id=self.id,
-            workflow_name=self.workflow_name,
-            version=self.version,
-            spec=self.spec,
-            spec_hash=self.spec_hash,
-            created_at=as_utc(self.created_at),
-            extend=self.extend,
-        )
+        return ReleaseRecord.model_validate(self)
 
 
 class Run(Base):
@@ -122,25 +108,7 @@ class Run(Base):
 
     def to_record(self) -> RunRecord:
         """This row as a :class:`~mloop.store.base.RunRecord`."""
-        return RunRecord(
-            id=self.id,
-            release_id=self.release_id,
-            workflow_name=self.workflow_name,
-            number=self.number,
-            status=cast(RunStatus, self.status),
-            params=self.params,
-            storages=self.storages,
-            selected_steps=self.selected_steps,
-            created_at=as_utc(self.created_at),
-            started_at=_as_utc_or_none(self.started_at),
-            finished_at=_as_utc_or_none(self.finished_at),
-            engine_pid=self.engine_pid,
-            engine_host=self.engine_host,
-            engine_started_at=self.engine_started_at,
-            stop_requested=self.stop_requested,
-            message=self.message,
-            attempt=self.attempt,
-        )
+        return RunRecord.model_validate(self)
 
 
 class Step(Base):
@@ -168,25 +136,7 @@ class Step(Base):
 
     def to_record(self) -> StepRecord:
         """This row as a :class:`~mloop.store.base.StepRecord`."""
-        return StepRecord(
-            run_id=self.run_id,
-            name=self.name,
-            type=self.type,
-            status=cast(StepStatus, self.status),
-            attempt=self.attempt,
-            created_at=as_utc(self.created_at),
-            started_at=_as_utc_or_none(self.started_at),
-            finished_at=_as_utc_or_none(self.finished_at),
-            pid=self.pid,
-            exit_code=self.exit_code,
-            message=self.message,
-            inputs=self.inputs,
-            outputs=self.outputs,
-            outputs_skipped=self.outputs_skipped,
-            workdir=self.workdir,
-            log_path=self.log_path,
-            code_hash=self.code_hash,
-        )
+        return StepRecord.model_validate(self)
 
 
 class Event(Base):
@@ -202,15 +152,7 @@ class Event(Base):
 
     def to_record(self) -> EventRecord:
         """This row as a :class:`~mloop.store.base.EventRecord`."""
-        return EventRecord(
-            id=self.id,
-            run_id=self.run_id,
-            step_name=self.step_name,
-            from_status=self.from_status,
-            to_status=self.to_status,
-            at=as_utc(self.at),
-            message=self.message,
-        )
+        return EventRecord.model_validate(self)
 
 
 class Metric(Base):
@@ -232,16 +174,7 @@ class Metric(Base):
 
     def to_record(self) -> MetricRecord:
         """This row as a :class:`~mloop.store.base.MetricRecord`."""
-        return MetricRecord(
-            run_id=self.run_id,
-            step_name=self.step_name,
-            key=self.key,
-            title=self.title,
-            type=self.type,
-            value=self.value,
-            data=self.data,
-            source=self.source,
-        )
+        return MetricRecord.model_validate(self)
 
 
 class Artifact(Base):
@@ -264,17 +197,7 @@ class Artifact(Base):
 
     def to_record(self) -> ArtifactRecord:
         """This row as a :class:`~mloop.store.base.ArtifactRecord`."""
-        return ArtifactRecord(
-            id=self.id,
-            run_id=self.run_id,
-            step_name=self.step_name,
-            name=self.name,
-            kind=self.kind,
-            uri=self.uri,
-            digest=self.digest,
-            size=self.size,
-            created_at=as_utc(self.created_at),
-        )
+        return ArtifactRecord.model_validate(self)
 
 
 class Algorithm(Base):
@@ -298,19 +221,4 @@ class Algorithm(Base):
 
     def to_record(self) -> AlgorithmRecord:
         """This row as a :class:`~mloop.store.base.AlgorithmRecord`."""
-        return AlgorithmRecord(
-            id=self.id,
-            name=self.name,
-            version=self.version,
-            subscription_id=self.subscription_id,
-            code_dir=self.code_dir,
-            boot_file=self.boot_file,
-            command=self.command,
-            engine=self.engine,
-            parameters=self.parameters,
-            inputs=self.inputs,
-            outputs=self.outputs,
-            environments=self.environments,
-            description=self.description,
-            created_at=as_utc(self.created_at),
-        )
+        return AlgorithmRecord.model_validate(self)
