@@ -40,7 +40,7 @@ def reconcile_run(store: Store, run: RunRecord, grace_seconds: float = 5.0) -> b
             continue
         if step.pid:
             kill_tree(step.pid, grace_seconds,
-                      started_after=step.started_at.timestamp() if step.started_at else None)
+                      started_by=step.started_at.timestamp() if step.started_at else None)
         if run.stop_requested:
             store.transition_step(run.id, step.name, "stopped", message="stopped on request",
                                   expected_from=[step.status])

@@ -14,15 +14,17 @@ from mloop.errors import ArtifactError
 from mloop.executors.base import ExitCallback, Executor, JobExit, JobHandle, JobRequest
 
 
-def kill_tree(pid: int, grace_seconds: float = 5.0, started_after: float | None = None) -> bool:
+def kill_tree(pid: int, grace_seconds: float = 5.0, started_by: float | None = None) -> bool:
     """SIGTERM a process, its process group and its descendants; SIGKILL what is left after the grace.
 
-    ``started_after`` guards against pid reuse: a process that started before it is not ours.
+    ``started_by`` guards against pid reuse: when the job had started (a step's ``started_at``,
+    recorded just after the launch). A process created after it (give or take the second
+    psutil's start times may be off) reuses the pid of a job that is gone, and is not ours.
     Returns True if something was signalled.
     """
     try:
         root = psutil.Process(pid)
-        if started_after is not None and root.create_time() < started_after - 1.0:
+        if started_by is not None and root.create_time() > started_by + 1.0:
             return False
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:

@@ -143,7 +143,7 @@ def stop_run(backend: Backend, run_id: str, wait_seconds: float | None = None) -
         return store.get_run(run.id)
     for step in store.list_steps(run.id):
         if step.status == "running" and step.pid:
-            kill_tree(step.pid, grace, started_after=step.started_at.timestamp() if step.started_at else None)
+            kill_tree(step.pid, grace, started_by=step.started_at.timestamp() if step.started_at else None)
     deadline = time.monotonic() + (wait_seconds if wait_seconds is not None else grace + 10)
     while time.monotonic() < deadline:
         run = store.get_run(run.id)
