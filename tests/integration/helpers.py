@@ -120,15 +120,19 @@ def write_job(code_dir: Path, body: str, args: Iterable[str] = ("out",), name: s
 # -- waiting ---------------------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str],
+               interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s.
+
+    ``what`` names what is awaited; a callable is asked only on failure (e.g. for output so far).
+    """
     end = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 

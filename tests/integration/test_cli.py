@@ -73,8 +73,9 @@ class TestHappyPath:
             assert any(line in row and "succeeded" in row for row in shown.splitlines()), shown
 
         assert "hello from train n=7" in cli.ok("logs", run_id, "train").out
-        evaluate_log = cli.ok("logs", run_id, "evaluate").out
-        assert "evaluate read 14" in evaluate_log and "labels: cat,dog" in evaluate_log
+        every_log = cli.ok("logs", run_id[:8]).out  # all steps, each line prefixed with its step
+        assert "[train] hello from train n=7" in every_log
+        assert "[evaluate] evaluate read 14" in every_log and "[evaluate] labels: cat,dog" in every_log
 
         metrics = cli.ok("metrics", run_id).out
         assert any("accuracy" in row and "0.7" in row for row in metrics.splitlines()), metrics
@@ -143,7 +144,7 @@ class TestFailureAndRetry:
         assert steps["prep"]["outputs"] == before["prep"]["outputs"]
         assert steps["prep"]["finished_at"] == before["prep"]["finished_at"]
         assert (tmp_path / "prep_runs").read_text() == "ran\n"  # the upstream job did not run again
-        assert "fixed, read prepared" in cli.ok("logs", run_id, "broken").out
+        assert "fixed, read prepared" in Path(steps["broken"]["log_path"]).read_text()
 
 
 class TestPlaceholderValues:
@@ -196,9 +197,9 @@ class TestPartialRuns:
         return {p.read_text() for p in (tmp_path / "out" / run_id).rglob("ran.txt")}
 
     def test_steps_option_runs_only_those_steps(self, tmp_path: Path, cli: Cli, abc: None) -> None:
-        result = cli("run", "flow.py", "--steps", "a,c")  # b's placeholder needs no value: b does not run
+        result = cli("run", "flow.py", "-q", "--steps", "a,c")  # b's placeholder needs no value: b does not run
         assert result.code == 0, str(result)
-        run_id = only_run(cli)["id"]
+        run_id = result.out.strip()
         assert set(cli.show(run_id)["steps"]) == {"a", "c"}
         assert self.ran(tmp_path, run_id) == {"a", "c"}
 
@@ -209,9 +210,9 @@ class TestPartialRuns:
         assert cli.runs() == []
 
     def test_scene_runs_the_steps_it_names(self, tmp_path: Path, cli: Cli, abc: None) -> None:
-        result = cli("run", "flow.py", "--scene", "just_b", "-p", "lr=0.1")
+        result = cli("run", "flow.py", "-q", "--scene", "just_b", "-p", "lr=0.1")
         assert result.code == 0, str(result)
-        run_id = only_run(cli)["id"]
+        run_id = result.out.strip()
         assert {n: s["status"] for n, s in cli.show(run_id)["steps"].items()} == {"b": "succeeded"}
         assert self.ran(tmp_path, run_id) == {"b"}
 
@@ -247,10 +248,17 @@ class TestStopAndCrash:
         """Start ``mloop run`` in the background; returns it and the run id once ``slow`` is running."""
         engine = cli.start("run", "flow.py")
         pids_file = tmp_path / "pids.json"
-        wait_until(pids_file.exists, 60, f"the job to start; mloop run said:\n{engine.output()}")
+        wait_until(pids_file.exists, 60, lambda: f"the job to start; mloop run said:\n{engine.output()}")
         pids.update(json.loads(pids_file.read_text()))
         run_id = only_run(cli)["id"]
-        wait_until(lambda: cli.show(run_id)["steps"]["slow"]["status"] == "running", 30, "slow to be running")
+        last: dict[str, Any] = {}
+
+        def slow_is_running() -> bool:
+            last.update(cli.show(run_id)["steps"]["slow"])
+            return last["status"] == "running"
+
+        wait_until(slow_is_running, 60, lambda: f"slow to be running; last seen {last}; mloop run said:\n"
+                                                f"{engine.output()}")
         assert not process_gone(pids["job"]) and not process_gone(pids["child"])
         return engine, run_id
 
@@ -268,7 +276,7 @@ class TestStopAndCrash:
         assert shown["run"]["status"] == "stopped"
         assert shown["steps"]["slow"]["status"] == "stopped"
         assert shown["steps"]["quick"]["status"] == "succeeded"
-        wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 10,
+        wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 30,
                    "the job and its child to end")
 
         retried = cli("retry", run_id)  # a stopped run continues from the stopped step
@@ -288,7 +296,7 @@ class TestStopAndCrash:
         shown = cli.show(run_id)
         assert shown["run"]["status"] == "stopped"
         assert shown["steps"]["slow"]["status"] == "stopped", shown["steps"]["slow"]
-        wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 10,
+        wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 30,
                    "the job and its child to end")
 
     def test_killed_engine_is_reconciled_by_the_next_command_and_retry_completes(
@@ -307,7 +315,7 @@ class TestStopAndCrash:
         slow = cli.show(run_id)["steps"]["slow"]
         assert slow["status"] == "failed"
         assert "orphaned" in slow["message"] and "engine process" in slow["message"]
-        wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 10,
+        wait_until(lambda: process_gone(sleeper["job"]) and process_gone(sleeper["child"]), 30,
                    "the leftover job and its child to be killed")
 
         result = cli("retry", run_id)
@@ -317,7 +325,7 @@ class TestStopAndCrash:
         assert shown["run"]["status"] == "succeeded"
         assert {n: (s["status"], s["attempt"]) for n, s in shown["steps"].items()} == {
             "quick": ("succeeded", 1), "slow": ("succeeded", 2)}
-        assert "finished on attempt 2" in cli.ok("logs", run_id, "slow").out
+        assert "finished on attempt 2" in Path(shown["steps"]["slow"]["log_path"]).read_text()
 
 
 class TestAlgorithmRegistry:
@@ -339,10 +347,10 @@ class TestAlgorithmRegistry:
             workflow = wf.Workflow(name="registry", desc="", steps=[by_id, by_subscription])
         """)
 
-        result = cli("run", "flow.py")
+        result = cli("run", "flow.py", "-q")
 
         assert result.code == 0, str(result)
-        steps = cli.show(only_run(cli)["id"])["steps"]
+        steps = cli.show(result.out.strip())["steps"]
         seen = {n: json.loads(Path(s["outputs"]["out"]["url"], "seen.json").read_text()) for n, s in steps.items()}
         assert seen["by_id"]["version"] == "v1"
         assert {"--lr=0.5", "--epochs=7"} <= set(seen["by_id"]["argv"])  # the default is filled in
@@ -377,10 +385,12 @@ class TestLiveAndConcurrent:
         """)
         engine = cli.start("run", "flow.py")
         try:
-            wait_until((tmp_path / "started").exists, 60, f"the job to start; mloop run said:\n{engine.output()}")
+            wait_until((tmp_path / "started").exists, 60,
+                       lambda: f"the job to start; mloop run said:\n{engine.output()}")
             run_id = only_run(cli)["id"]
             follower = cli.start("logs", run_id, "talk", "-f")
-            wait_until(lambda: "first line" in follower.output(), 30, "the follower to print the first line")
+            wait_until(lambda: "first line" in follower.output(), 30,
+                       lambda: f"the follower to print the first line; it said:\n{follower.output()}")
             assert follower.proc.poll() is None, "logs -f ended while the step still runs"
         finally:
             (tmp_path / "go").touch()
