@@ -45,7 +45,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from numbers import Integral
-from typing import Any, Literal, NoReturn, Union
+from typing import Any, Callable, Literal, NoReturn, Union, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -83,6 +83,9 @@ _PRETTY_BYTES = 16 * 1024
 _MAX_CELL_PROBLEMS = 5
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+# bad(message, hint=None): records one problem of the entry being checked.
+_Report = Callable[..., None]
 
 
 class MetricEntry(BaseModel):
@@ -359,11 +362,13 @@ def _check_entry(index: int, item: Any, problems: list[Problem]) -> MetricEntry 
 
     if len(problems) > before:
         return None
+    assert isinstance(key, str) and isinstance(data, dict)  # checked above
     value = float(data["value"]) if mtype == "float" else None
-    return MetricEntry(key=key, title=title if isinstance(title, str) else key, type=mtype, data=data, value=value)
+    return MetricEntry(key=key, title=title if isinstance(title, str) else key, type=cast(MetricType, mtype),
+                       data=data, value=value)
 
 
-def _check_float(data: dict[str, Any], bad: Any) -> None:
+def _check_float(data: dict[str, Any], bad: _Report) -> None:
     if "value" not in data:
         bad("float entry has no data.value", hint='write "data": {"value": 0.93}')
     elif isinstance(data["value"], bool):
@@ -381,7 +386,7 @@ def _fits_float(value: int | float) -> bool:
         return False
 
 
-def _check_chart(mtype: str, data: dict[str, Any], bad: Any) -> None:
+def _check_chart(mtype: str, data: dict[str, Any], bad: _Report) -> None:
     lengths: list[tuple[str, int]] = []
     for axis in ("x_axis", "y_axis"):
         series_list = data.get(axis)
@@ -418,7 +423,7 @@ def _check_chart(mtype: str, data: dict[str, Any], bad: Any) -> None:
         bad(f"{mtype} series have different lengths ({listed})", hint="every series needs one value per point")
 
 
-def _check_labels(data: dict[str, Any], name: str, bad: Any) -> list[str] | None:
+def _check_labels(data: dict[str, Any], name: str, bad: _Report) -> list[str] | None:
     labels = data.get(name)
     if name not in data:
         bad(f"table has no data.{name}", hint=f'write "{name}": {{"title": "...", "value": ["a", "b"]}}')
@@ -428,13 +433,13 @@ def _check_labels(data: dict[str, Any], name: str, bad: Any) -> list[str] | None
         return None
     if "title" in labels and not isinstance(labels["title"], str):
         bad(f"data.{name}.title must be a string, got {_json_type(labels['title'])}")
-    values = labels["value"]
+    values: list[str] = labels["value"]
     if not all(isinstance(v, str) for v in values):
         bad(f"data.{name}.value must hold strings", hint='write labels as strings, e.g. ["0", "1"]')
     return values
 
 
-def _check_cells(rows: list[Any], bad: Any) -> None:
+def _check_cells(rows: list[Any], bad: _Report) -> None:
     wrong = [
         (r, c, v)
         for r, row in enumerate(rows)
@@ -448,7 +453,7 @@ def _check_cells(rows: list[Any], bad: Any) -> None:
         bad(f"... and {len(wrong) - _MAX_CELL_PROBLEMS} more cells that are not numbers")
 
 
-def _check_table(data: dict[str, Any], bad: Any) -> None:
+def _check_table(data: dict[str, Any], bad: _Report) -> None:
     row_labels = _check_labels(data, "row_labels", bad)
     col_labels = _check_labels(data, "col_labels", bad)
     cells = data.get("cell_value")
@@ -467,7 +472,7 @@ def _check_table(data: dict[str, Any], bad: Any) -> None:
                 bad(f"table row {r} has {len(row)} cells but {len(col_labels)} column labels")
 
 
-def _check_one_dim(data: dict[str, Any], bad: Any) -> None:
+def _check_one_dim(data: dict[str, Any], bad: _Report) -> None:
     labels = data.get("labels")
     if "labels" not in data:
         bad("one-dimensional-table has no data.labels")
