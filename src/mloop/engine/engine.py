@@ -24,7 +24,7 @@ from mloop.artifacts import ArtifactStore
 from mloop.config import Settings
 from mloop.engine import rules
 from mloop.engine.conditions import describe, evaluate
-from mloop.engine.context import InputUnavailable, RunContext
+from mloop.engine.context import InputUnavailable, RunContext, utcnow
 from mloop.errors import MloopError, RunStateError
 from mloop.executors.base import Executor, JobExit, JobHandle, get_executor
 from mloop.spec.io import load_spec
@@ -257,12 +257,14 @@ class _Execution:
             self.failed = True
             return True
         if isinstance(result, Outcome):
-            self._set(name, "running", attempt=attempt)
+            self._set(name, "running", attempt=attempt, started_at=utcnow())
             self._apply(name, result)
             return True
         self.running[name] = result
         self.by_handle[id(result.handle)] = name
-        self._set(name, "running", attempt=attempt, **result.fields)
+        # started_at per attempt: a retried step's duration, and the pid-reuse guard of
+        # kill_tree, are about this attempt's process, not the first one's.
+        self._set(name, "running", attempt=attempt, started_at=utcnow(), **result.fields)
         if result.handle.exit is not None:  # ended before we registered it (e.g. could not start)
             pass  # its exit event is already queued
         return False
