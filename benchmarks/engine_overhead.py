@@ -64,7 +64,7 @@ def build_spec(shape: str, steps: int, code_dir: str) -> WorkflowSpec:
             spec=wf.steps.JobSpec(resource=wf.steps.JobResource(flavor={"flavor_id": "cpu.small"})),
             depend_steps=upstream,
         ))
-    return wf.Workflow(name=f"bench-{shape}", desc=f"{steps} trivial jobs, {shape}", steps=built).to_spec()
+    return wf.Workflow(name=f"bench-{shape}", desc=f"{steps} trivial jobs, {shape}", steps=built).compile()
 
 
 def _ts(value: datetime | None) -> float:

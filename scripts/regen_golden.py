@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate the golden specs in ``tests/golden/<name>.spec.json``.
 
-Every example workflow is compiled with ``workflow.to_spec()`` and written as JSON (sorted
+Every example workflow is compiled with ``workflow.compile()`` and written as JSON (sorted
 keys, indent 2). ``source_dir`` is left out: it is the folder of the example file, which
 differs from one checkout to the next.
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     differing = []
     for name, path in examples.items():
-        text = golden_text(golden_data(load_workflow(path).to_spec()))
+        text = golden_text(golden_data(load_workflow(path).compile()))
         target = golden_path(name)
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current == text:

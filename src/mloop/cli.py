@@ -65,12 +65,12 @@ def load_workflow(target: str) -> Any:
         found = namespace.get(variable)
         if not isinstance(found, Workflow):
             raise NotFoundError(f"{path} has no Workflow named {variable!r}")
-        return found.to_spec()
+        return found.compile()
     flows = {k: v for k, v in namespace.items() if isinstance(v, Workflow) and not k.startswith("_")}
     if "workflow" in flows:
-        return flows["workflow"].to_spec()
+        return flows["workflow"].compile()
     if len(flows) == 1:
-        return next(iter(flows.values())).to_spec()
+        return next(iter(flows.values())).compile()
     if not flows:
         raise NotFoundError(f"{path} defines no module-level Workflow", hint="assign it: workflow = wf.Workflow(...)")
     raise MloopError(f"{path} defines several workflows: {', '.join(flows)}", hint=f"pick one: {path}:NAME")

@@ -217,7 +217,7 @@ class TestWorkflow:
 
     def test_builds_and_validates_from_any_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(tmp_path)
-        spec = self.load().to_spec()
+        spec = self.load().compile()
         dumped = json.dumps(spec.model_dump(mode="json"))
         for name in ("prepare_data", "train", "accuracy_gate", "accept", "reject"):
             assert f'"{name}"' in dumped

@@ -39,7 +39,7 @@ def model_step(name: str, data: Any, **kw: Any) -> wf.steps.ModelStep:
 
 
 def compile_steps(*steps: Any, **kw: Any) -> WorkflowSpec:
-    return wf.Workflow(name="unit", desc="unit test", steps=list(steps), **kw).to_spec()
+    return wf.Workflow(name="unit", desc="unit test", steps=list(steps), **kw).compile()
 
 
 def problems_of(*steps: Any, **kw: Any) -> list[str]:
@@ -592,7 +592,7 @@ class TestScenesAndSubgraphs:
 class TestWorkflow:
     def test_to_definition_json_is_the_dumped_spec(self) -> None:
         w = wf.Workflow(name="unit", desc="d", steps=[job("a")])
-        assert w.to_definition_json() == dump_spec(w.to_spec())
+        assert w.to_definition_json() == w.to_spec() == dump_spec(w.compile())
 
     def test_validate_sees_changes_made_after_construction(self) -> None:
         a = job("a")
@@ -614,6 +614,6 @@ class TestWorkflow:
     def test_title_defaults_to_name_and_extend_workspace_are_kept(self) -> None:
         w = wf.Workflow(name="unit", desc="d", steps=[job("a", title=None)], extend={"git_commit_id": "abc"},
                         workspace=wf.resource.Workspace("ws-1"))
-        spec = w.to_spec()
+        spec = w.compile()
         assert spec.step("a").title == "a"
         assert (spec.extend, spec.workspace_id) == ({"git_commit_id": "abc"}, "ws-1")

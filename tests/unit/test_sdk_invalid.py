@@ -162,7 +162,7 @@ def _job_with(placeholder: wf.Placeholder) -> wf.Workflow:
 
 
 def test_float_placeholder_accepts_an_int_default() -> None:
-    spec = _job_with(wf.Placeholder(name="lr", placeholder_type=wf.PlaceholderType.FLOAT, default=1)).to_spec()
+    spec = _job_with(wf.Placeholder(name="lr", placeholder_type=wf.PlaceholderType.FLOAT, default=1)).compile()
     default = spec.parameter("lr").default
     assert default == 1.0 and isinstance(default, float)
 
@@ -177,24 +177,24 @@ def test_float_placeholder_refuses_a_bool_default() -> None:
     (wf.PlaceholderType.FLOAT, 0.5), (wf.PlaceholderType.JSON, {"flavor_id": "cpu.small"}),
 ])
 def test_placeholder_defaults_of_the_right_type_pass(ptype: wf.PlaceholderType, default: object) -> None:
-    spec = _job_with(wf.Placeholder(name="p", placeholder_type=ptype, default=default)).to_spec()
+    spec = _job_with(wf.Placeholder(name="p", placeholder_type=ptype, default=default)).compile()
     assert spec.parameter("p").default == default
 
 
 def test_enum_default_inside_enum_list_passes() -> None:
     ph = wf.Placeholder(name="fmt", placeholder_type=wf.PlaceholderType.ENUM, default="NHWC", enum_list=["NCHW", "NHWC"])
-    assert _job_with(ph).to_spec().parameter("fmt").enum == ["NCHW", "NHWC"]
+    assert _job_with(ph).compile().parameter("fmt").enum == ["NCHW", "NHWC"]
 
 
 def test_list_placeholder_with_element_format_passes() -> None:
     ph = wf.Placeholder(name="layers", placeholder_type=wf.PlaceholderType.LIST, placeholder_format="int",
                         default=[64, 32])
-    assert _job_with(ph).to_spec().parameter("layers").default == [64, 32]
+    assert _job_with(ph).compile().parameter("layers").default == [64, 32]
 
 
 def test_optional_placeholder_that_is_not_delayed_passes() -> None:
     ph = wf.Placeholder(name="note", placeholder_type=wf.PlaceholderType.STR, required=False)
-    assert _job_with(ph).to_spec().parameter("note").required is False
+    assert _job_with(ph).compile().parameter("note").required is False
 
 
 # -- names that are missing altogether --------------------------------------------------------

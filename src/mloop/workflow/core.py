@@ -150,13 +150,21 @@ class Workflow:
         """Check the workflow again (after changing its objects); raises SpecValidationError."""
         self._spec = self._compile()
 
-    def to_spec(self) -> m.WorkflowSpec:
-        """The validated spec (a pydantic model; ``.model_dump(mode="json")`` for JSON)."""
+    def compile(self) -> m.WorkflowSpec:
+        """The validated spec as a pydantic model (what the engine and the store take)."""
         self.validate()
         return self._spec
 
+    def to_spec(self) -> dict[str, Any]:
+        """The validated spec as a JSON-serialisable dict: ``schema_version``, ``steps``, ...
+
+        ``mloop.spec.load_spec(workflow.to_spec())`` gives the model back, losslessly.
+        """
+        return dump_spec(self.compile())
+
     def to_definition_json(self) -> dict[str, Any]:
-        return dump_spec(self.to_spec())
+        """ModelArts' name for :meth:`to_spec`."""
+        return self.to_spec()
 
     def check_dag(self) -> tuple[bool, None, str]:
         try:
@@ -187,7 +195,7 @@ class Workflow:
 
         if _skip_verb("release"):
             return ""
-        return services.release_spec_with_settings(services.default_settings(), self.to_spec()).id
+        return services.release_spec_with_settings(services.default_settings(), self.compile()).id
 
     def run(self, steps: Any = None, experiment_id: str | None = None, take_snapshot: bool = True,
             snapshot_path: str | None = None, *, parameters: dict[str, Any] | None = None,
@@ -202,7 +210,7 @@ class Workflow:
             return ""
         names = [getattr(s, "name", s) for s in as_list(steps)] or None
         values = {**self._values, **(parameters or {})}
-        return services.run_workflow(services.default_settings(), self.to_spec(), values, storages=storages,
+        return services.run_workflow(services.default_settings(), self.compile(), values, storages=storages,
                                      steps=names, quiet=quiet, experiment_id=experiment_id)
 
     def release_and_run(self) -> str:
@@ -214,7 +222,7 @@ class Workflow:
 
         if _skip_verb("release_and_run"):
             return ""
-        return services.run_workflow(services.default_settings(), self.to_spec(), dict(self._values),
+        return services.run_workflow(services.default_settings(), self.compile(), dict(self._values),
                                      require_defaults=True)
 
     def debug(self, *args: Any, **kwargs: Any) -> None:
