@@ -38,14 +38,34 @@ def kill_tree(pid: int, grace_seconds: float = 5.0, started_by: float | None = N
             proc.send_signal(signal.SIGTERM)  # children that left the group
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_seconds)
+    alive = _wait_ended(procs, grace_seconds)
     for proc in alive:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(alive, timeout=2)
+    _wait_ended(alive, 2)
     return True
+
+
+def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """The processes still running after at most ``timeout`` seconds.
+
+    Unlike ``psutil.wait_procs`` this never reaps: a job that is a child of this process (the
+    engine's own jobs) is left for its Popen to collect, which would otherwise read exit code 0.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() >= end:
+            return alive
+        time.sleep(0.05)
 
 
 class LocalExecutor(Executor):
