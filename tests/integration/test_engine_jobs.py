@@ -15,7 +15,7 @@ from helpers import (  # noqa: F401 (fixtures)
     BOTH_DATABASES, Embedded, database_url, embedded, wait_until, write_job, write_workflow,
 )
 from mloop.artifacts import hash_dir
-from mloop.services import execute_run
+from mloop.services import execute_run, stop_run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -409,3 +409,41 @@ with open(os.path.join(args.out, "got.txt"), "w") as fh:
         assert second.steps["make"].finished_at == first.steps["make"].finished_at
         assert Path(second.steps["flaky"].outputs["out"]["url"], "got.txt").read_text() == "made once"
         assert (tmp_path / "make_runs").read_text() == "ran\n"  # the upstream job ran once
+
+
+class TestStopInProcess:
+    @pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["plain-job", "job-ignoring-sigterm"])
+    def test_stop_from_the_engines_own_process_ends_the_run_stopped(self, tmp_path: Path,
+                                                                    ignores_sigterm: bool) -> None:
+        """What a server (or an SDK user with a thread) does: stop_run where the engine runs.
+
+        A job ignoring SIGTERM is killed once the grace period is over.
+        """
+        write_job(tmp_path / "code", f"""
+            import signal
+            if {ignores_sigterm}:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            open(os.path.join(args.here, "started"), "w").close()
+            time.sleep(60)
+        """, args=("out", "here"))
+        flow = write_workflow(tmp_path, """
+            workflow = wf.Workflow(name="stubborn", desc="", steps=[job("stubborn", params={"here": str(HERE)})])
+        """)
+        backend = Embedded(tmp_path / ".mloop", stop_grace_seconds=0.5)
+        try:
+            run = backend.create(flow)
+            engine = threading.Thread(target=execute_run, args=(backend.backend, run.id), daemon=True)
+            engine.start()
+            wait_until((tmp_path / "started").exists, 30, "the job to start")
+            began = time.monotonic()
+
+            stopped = stop_run(backend.backend, run.id)
+
+            engine.join(timeout=30)
+            assert not engine.is_alive()
+            done = backend.result(run.id)
+        finally:
+            backend.close()
+        assert time.monotonic() - began < 15
+        assert stopped.status == "stopped"
+        assert (done.status, done.steps["stubborn"].status) == ("stopped", "stopped"), done.why()
