@@ -11,7 +11,10 @@ and, on the branch the accuracy gate takes, ``report.py``. Both sides get the in
 
 Trials run in the order direct, mloop, mloop, direct, ... so a drift in the load of the
 machine hits both sides alike. Overhead = mloop - direct, and in % of direct. Target:
-mloop <= direct * 1.03 + 1 s.
+mloop <= direct * 1.03 + 1 s. Training time itself varies by several seconds between runs
+on a shared machine, more than the overhead, so the script also reports the time spent
+outside the jobs (mloop's wall minus its steps' ``started_at``..``finished_at``, less the
+same for the direct side): the orchestration's own cost.
 
 Run: ``.venv/bin/python benchmarks/mnist_overhead.py --trials 2`` (``-p epochs=2`` for a
 quicker look; the figures in README.md use the workflow's defaults).
@@ -135,28 +138,37 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    for side in trials.values():
+        for t in side:  # time not spent inside a job: the orchestration, free of the jobs' noise
+            t["outside_jobs_s"] = t["wall_s"] - sum(x["seconds"] for x in t["steps"])
     pairs = []
     for d, m in zip(trials["direct"], trials["mloop"]):
         over = m["wall_s"] - d["wall_s"]
         pairs.append({"direct_s": d["wall_s"], "mloop_s": m["wall_s"], "overhead_s": over,
                       "overhead_pct": over / d["wall_s"] * 100,
+                      "outside_jobs_s": m["outside_jobs_s"] - d["outside_jobs_s"],
                       "target_s": d["wall_s"] * 1.03 + 1.0, "met": m["wall_s"] <= d["wall_s"] * 1.03 + 1.0})
     direct = statistics.median(t["wall_s"] for t in trials["direct"])
     mloop = statistics.median(t["wall_s"] for t in trials["mloop"])
+    outside = statistics.median(p["outside_jobs_s"] for p in pairs)
     summary = {"direct_s": direct, "mloop_s": mloop, "overhead_s": mloop - direct,
-               "overhead_pct": (mloop - direct) / direct * 100, "target_s": direct * 1.03 + 1.0,
-               "met": mloop <= direct * 1.03 + 1.0}
+               "overhead_pct": (mloop - direct) / direct * 100, "outside_jobs_s": outside,
+               "target_s": direct * 1.03 + 1.0, "met": mloop <= direct * 1.03 + 1.0,
+               "met_by_outside_jobs": outside <= direct * 0.03 + 1.0}
     payload = {"tool": "mloop", "benchmark": "mnist", "params": args.param, "commands": commands,
                "versions": _bench.versions(), "trials": trials, "pairs": pairs, "median": summary}
     path = _bench.write_json(args.output, payload)
     print(f"MNIST ({', '.join(args.param) or 'workflow defaults'}): {len(pairs)} pairs")
-    print(f"{'pair':>4} {'direct s':>9} {'mloop s':>9} {'overhead s':>11} {'overhead %':>11} {'target s':>9}  met")
+    print(f"{'pair':>4} {'direct s':>9} {'mloop s':>9} {'overhead s':>11} {'overhead %':>11} {'outside jobs s':>15}"
+          f" {'target s':>9}  met")
     for i, p in enumerate(pairs, 1):
         print(f"{i:>4} {p['direct_s']:>9.2f} {p['mloop_s']:>9.2f} {p['overhead_s']:>11.2f} {p['overhead_pct']:>10.1f}%"
-              f" {p['target_s']:>9.2f}  {'yes' if p['met'] else 'NO'}")
+              f" {p['outside_jobs_s']:>15.2f} {p['target_s']:>9.2f}  {'yes' if p['met'] else 'NO'}")
     s = summary
     print(f"{'med':>4} {s['direct_s']:>9.2f} {s['mloop_s']:>9.2f} {s['overhead_s']:>11.2f} {s['overhead_pct']:>10.1f}%"
-          f" {s['target_s']:>9.2f}  {'yes' if s['met'] else 'NO'}")
+          f" {s['outside_jobs_s']:>15.2f} {s['target_s']:>9.2f}  {'yes' if s['met'] else 'NO'}")
+    print("outside jobs = (mloop wall - time inside its steps) - (direct wall - time inside the scripts): "
+          "the orchestration alone, without the noise of the training's own time")
     for side in ("direct", "mloop"):
         for t in trials[side]:
             parts = ", ".join(f"{x.get('name') or x.get('script')} {x['seconds']:.2f}" for x in t["steps"])
