@@ -110,9 +110,10 @@ class TestFailureAndRetry:
                                                                             cli: Cli) -> None:
         write_three_steps(tmp_path)
 
-        result = cli("run", "flow.py")
+        result = cli("run", "flow.py", "--follow")
 
         assert result.code != 0, str(result)
+        assert "[broken] loading" in result.out  # --follow streams job output, prefixed with the step
         assert "step 'broken' failed" in result.text
         assert "KABOOM-7731 the data is all wrong" in result.text
         assert "exited with code 3" in result.text
@@ -270,6 +271,8 @@ class TestStopAndCrash:
 
         assert stopped.code == 0, str(stopped)
         assert "stopped" in stopped.out
+        again = cli("stop", run_id)
+        assert again.code != 0 and "already ended" in again.err, str(again)
         finished = engine.wait(timeout=30)
         assert finished.code != 0, str(finished)
         shown = cli.show(run_id)
