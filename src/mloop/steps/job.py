@@ -155,6 +155,12 @@ class JobHandler(StepHandler):
                     "MLOOP_FLAVOR": resources.flavor_id})
         if resources.gpu == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU flavor gets no GPU, as on a cloud CPU node
+        # The flavor's CPU count bounds the job's math threads, so steps running side by side
+        # don't oversubscribe the cores (unless the user set them).
+        threads = str(max(1, min(int(resources.cpu), os.cpu_count() or 1)))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env.setdefault(var, threads)
+        env["MLOOP_CPUS"] = threads
         staged_in: dict[str, str] = {}
         for inp in step.inputs:
             url = ctx.resolve(inp.data)
