@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,37 @@ class TestStopAndCrash:
         assert {n: (s["status"], s["attempt"]) for n, s in shown["steps"].items()} == {
             "quick": ("succeeded", 1), "slow": ("succeeded", 2)}
         assert "finished on attempt 2" in Path(shown["steps"]["slow"]["log_path"]).read_text()
+
+
+class TestCrashDuringRetry:
+    def test_engine_killed_during_a_retry_leaves_no_job_of_that_attempt_running(
+            self, tmp_path: Path, cli: Cli) -> None:
+        """The pid-reuse guard must judge a retried step by its current attempt's start."""
+        first_fails = 'if os.environ["MLOOP_ATTEMPT"] == "1":\n    sys.exit("first attempt fails at once")\n'
+        write_job(tmp_path / "code", first_fails + SLEEPER.replace('== "1"', '== "2"'), args=("out", "here"))
+        write_workflow(tmp_path, """
+            workflow = wf.Workflow(name="retry-crash", desc="", steps=[job("slow", params={"here": str(HERE)})])
+        """)
+        assert cli("run", "flow.py").code != 0
+        run_id = only_run(cli)["id"]
+        time.sleep(1.5)  # attempt 2 starts well after attempt 1 did
+        retry = cli.start("retry", run_id)
+        pids_file = tmp_path / "pids.json"
+        wait_until(pids_file.exists, 60, lambda: f"attempt 2 to start; mloop retry said:\n{retry.output()}")
+        pids = json.loads(pids_file.read_text())
+        try:
+            wait_until(lambda: cli.show(run_id)["steps"]["slow"]["status"] == "running", 60, "slow to be running")
+            retry.kill()
+
+            run = only_run(cli)  # reconciles
+
+            assert run["status"] == "failed"
+            slow = cli.show(run_id)["steps"]["slow"]
+            assert (slow["status"], slow["attempt"]) == ("failed", 2) and "orphaned" in slow["message"]
+            wait_until(lambda: process_gone(pids["job"]) and process_gone(pids["child"]), 30,
+                       "attempt 2's job and its child to be killed")
+        finally:
+            kill_if_alive(pids.values())
 
 
 class TestAlgorithmRegistry:
