@@ -55,6 +55,25 @@ class StoreContract:
         assert [r.id for r in store.list_releases("a")] == [a1.id, a2.id]
         assert [r.id for r in store.list_releases()] == [a1.id, a2.id, b1.id]
 
+    def test_an_unchanged_spec_reuses_the_latest_release_when_asked(self, store: Store) -> None:
+        first = store.create_release("wf", {"v": 1})
+        assert store.create_release("wf", {"v": 1}, reuse_if_unchanged=True) == first
+        changed = store.create_release("wf", {"v": 2}, reuse_if_unchanged=True)
+        assert changed.version == 2
+        barrier = threading.Barrier(4)
+        got: list[int] = []
+
+        def release() -> None:
+            barrier.wait()
+            got.append(store.create_release("wf", {"v": 3}, reuse_if_unchanged=True).version)
+
+        threads = [threading.Thread(target=release) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert got == [3, 3, 3, 3]
+
     def test_release_round_trips_spec_and_extend_with_canonical_hash(self, store: Store) -> None:
         spec = {"schema_version": 1, "title": "Zürich", "steps": [{"name": "train", "inputs": {"lr": 0.5}}]}
         release = store.create_release("wf", spec, extend={"git_sha": "abc123"})

@@ -15,7 +15,7 @@ from mloop.engine.engine import Engine, Listener
 from mloop.engine.reconcile import engine_alive, reconcile_run
 from mloop.errors import NotFoundError, Problem, RunStateError, SpecValidationError, StepFailed
 from mloop.executors.local import kill_tree
-from mloop.spec.io import dump_spec, spec_hash
+from mloop.spec.io import dump_spec
 from mloop.spec.models import WorkflowSpec
 from mloop.spec.values import resolve_values
 from mloop.services.backend import Backend
@@ -50,11 +50,8 @@ def ci_metadata(source_dir: str | None) -> dict[str, str]:
 
 def release_spec(backend: Backend, spec: WorkflowSpec) -> ReleaseRecord:
     """Store ``spec`` as the next release of its workflow, unless it equals the latest one."""
-    data = dump_spec(spec)
-    latest = backend.store.latest_release(spec.name)
-    if latest is not None and latest.spec_hash == spec_hash(data):
-        return latest
-    return backend.store.create_release(spec.name, data, extend={**spec.extend, **ci_metadata(spec.source_dir)})
+    return backend.store.create_release(spec.name, dump_spec(spec), reuse_if_unchanged=True,
+                                        extend={**spec.extend, **ci_metadata(spec.source_dir)})
 
 
 def select_steps(spec: WorkflowSpec, steps: Iterable[str] | None, scene: str | None) -> list[str] | None:

@@ -144,8 +144,13 @@ class Store(abc.ABC):
 
     # -- releases -----------------------------------------------------------------------------
     @abc.abstractmethod
-    def create_release(self, workflow_name: str, spec: dict[str, Any], extend: dict[str, Any] | None = None) -> ReleaseRecord:
-        """Store a spec as the next release (version) of ``workflow_name``."""
+    def create_release(self, workflow_name: str, spec: dict[str, Any], extend: dict[str, Any] | None = None,
+                       *, reuse_if_unchanged: bool = False) -> ReleaseRecord:
+        """Store a spec as the next release (version) of ``workflow_name``.
+
+        With ``reuse_if_unchanged``, the latest release is returned instead when it has the
+        same spec hash (decided under the same lock, so concurrent releases make one version).
+        """
 
     @abc.abstractmethod
     def get_release(self, release_id: str) -> ReleaseRecord:

@@ -256,13 +256,14 @@ class SQLStore(Store):
 
     # -- releases ---------------------------------------------------------------------------
     def create_release(self, workflow_name: str, spec: dict[str, Any],
-                       extend: dict[str, Any] | None = None) -> ReleaseRecord:
+                       extend: dict[str, Any] | None = None, *, reuse_if_unchanged: bool = False) -> ReleaseRecord:
         """Store a spec as the next release (version) of ``workflow_name``.
 
         Args:
             workflow_name: the workflow the spec belongs to.
             spec: the spec as JSON data; ``spec_hash`` is the sha256 of its canonical JSON.
             extend: free-form extra data kept with the release.
+            reuse_if_unchanged: return the latest release if its spec hash is this spec's.
 
         Returns:
             The release, with version 1 for a new workflow name, else the latest version + 1.
@@ -271,6 +272,11 @@ class SQLStore(Store):
         with self._session(write=True) as session:
             self._lock_numbering(session, workflow_name)
             latest = session.scalar(select(func.max(Release.version)).where(Release.workflow_name == workflow_name))
+            if reuse_if_unchanged and latest is not None:
+                current = session.scalar(select(Release).where(Release.workflow_name == workflow_name,
+                                                               Release.version == latest))
+                if current is not None and current.spec_hash == digest:
+                    return current.to_record()
             row = Release(id=_new_id(), workflow_name=workflow_name, version=(latest or 0) + 1, spec=spec,
                           spec_hash=digest, created_at=_now(), extend=dict(extend or {}))
             session.add(row)
