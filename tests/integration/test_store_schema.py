@@ -92,6 +92,7 @@ def test_older_revision_is_refused_until_upgraded(database_url: str, tmp_path: P
     shutil.copytree(schema.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
     (newer / "versions" / "0123456789ab_probe.py").write_text(_NEXT_REVISION.format(down=old_head))
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", newer)
+    monkeypatch.setattr(schema, "HEAD_REVISION", schema.migrations_head())
 
     with pytest.raises(SchemaVersionError) as info:
         open_store(database_url)
@@ -159,3 +160,10 @@ def test_unreachable_or_malformed_database_is_a_store_error() -> None:
         open_store("not a url")
     with pytest.raises(StoreError, match=r"not a usable database URL: postgres://me:\*\*\*@host/db"):
         open_store("postgres://me:secret@host/db")
+
+
+def test_the_head_revision_constant_matches_the_migration_files() -> None:
+    from mloop.store.schema import HEAD_REVISION, migrations_head
+
+    assert HEAD_REVISION == migrations_head(), (
+        "HOW TO FIX: a migration was added; set HEAD_REVISION in src/mloop/store/schema.py to its revision")

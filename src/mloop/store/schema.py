@@ -15,13 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
+from typing import TYPE_CHECKING
+
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,6 +32,15 @@ from mloop.store.sql import (
     translate_error,
 )
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+#: The revision of the newest migration in ``migrations/versions``. Kept here so opening a
+#: store that is up to date (every mloop command) needs no Alembic import; a test checks it
+#: against Alembic's own head.
+HEAD_REVISION = "89f5d326744f"
+
 #: The Alembic script directory (env.py and versions/) shipped inside the package.
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: How long to wait for another process that is creating or upgrading the same database.
@@ -44,6 +50,8 @@ _VERSION_TABLE = "alembic_version"
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for the packaged migrations; ``env.py`` runs them on ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -51,16 +59,23 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
-def head_revision() -> str:
-    """The schema revision this mloop expects."""
+def migrations_head() -> str:
+    """The head revision as Alembic computes it from the packaged migration files."""
     head = _script().get_current_head()
     if head is None:
         raise StoreError(f"no migrations found in {MIGRATIONS_DIR}; the mloop install is broken",
                          hint="reinstall mloop")
     return head
+
+
+def head_revision() -> str:
+    """The schema revision this mloop expects."""
+    return HEAD_REVISION
 
 
 def ensure_schema(engine: Engine, url: str) -> None:
@@ -131,8 +146,11 @@ def _state(engine: Engine, url: str) -> tuple[str | None, bool]:
     """The database's Alembic revision and whether it has any other tables."""
     try:
         with engine.connect() as connection:
-            revision = MigrationContext.configure(connection).get_current_revision()
-            tables = set(inspect(connection).get_table_names()) - {_VERSION_TABLE}
+            names = set(inspect(connection).get_table_names())
+            revision = None
+            if _VERSION_TABLE in names:
+                revision = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
+            tables = names - {_VERSION_TABLE}
     except SQLAlchemyError as exc:
         raise translate_error(exc, display_url(url)) from exc
     return revision, bool(tables)
@@ -158,6 +176,9 @@ def _refuse_unless_upgradable(current: str | None, has_tables: bool, head: str, 
 
 
 def _upgrade(engine: Engine, url: str) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
     try:
         with engine.execution_options(**{WRITE_OPTION: True}).connect() as connection:
             with _sqlite_foreign_keys_off(connection):
