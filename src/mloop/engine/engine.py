@@ -92,8 +92,13 @@ class Engine:
         ctx = RunContext(run, spec, self.settings, self.store, self.artifacts, dict(run.params),
                          dict(run.storages), run_dir)
         restore = self._install_signal_handlers()
+        execution = _Execution(self, ctx)
         try:
-            return _Execution(self, ctx).loop()
+            return execution.loop()
+        except BaseException as exc:
+            # A bug in mloop must not leave the run "running" with its jobs alive.
+            execution.abort(f"the engine failed: {type(exc).__name__}: {exc}")
+            raise
         finally:
             restore()
 
@@ -296,6 +301,23 @@ class _Execution:
         for target in outcome.skip_steps:
             if target in self.views and self.views[target].status == "pending":
                 self._set(target, "skipped", f"condition step {name!r} took the other branch", outputs_skipped=True)
+
+    def abort(self, reason: str) -> None:
+        """End the run after an unexpected error: cancel jobs, fail what was running."""
+        grace = self.engine.settings.stop_grace_seconds
+        for launched in list(self.running.values()):
+            try:
+                self.engine.handler("job").cancel(launched, grace)
+            except Exception:  # noqa: BLE001 - best effort while already failing
+                pass
+        try:
+            for name, view in self.views.items():
+                if view.status == "running":
+                    self.store.transition_step(self.ctx.run_id, name, "failed", message=reason,
+                                               expected_from=["running"])
+            self.store.transition_run(self.ctx.run_id, "failed", message=reason, expected_from=["running"])
+        except Exception:  # noqa: BLE001 - the store may be what failed; reconcile will finish it
+            pass
 
     def _finish_run(self) -> RunRecord:
         statuses = {n: v.status for n, v in self.views.items()}

@@ -112,7 +112,7 @@ class LocalExecutor(Executor):
         # Popen reads exit code 0: a job killed for running too long or on a stop never succeeded.
         killed = timed_out or handle.cancelled
         result = JobExit(code if code >= 0 and not killed else None, signal=-code if code < 0 else None,
-                         timed_out=timed_out, reason=f"timed out after {timeout:.0f} s" if timed_out else None)
+                         timed_out=timed_out, reason=f"timed out after {timeout:g} s" if timed_out else None)
         handle.exit = result
         if on_exit:
             on_exit(handle, result)

@@ -201,6 +201,9 @@ class JobHandler(StepHandler):
                     local.append(local_path(f) or f)
                 metric_files[out.name] = local
                 outputs[out.name] = {"type": "metrics", "files": local, "url": local[0] if local else None}
+                # Not an argument (ModelArts passes none, and strict argparse scripts would
+                # choke on it), but a job may look its metrics file up here.
+                env[f"MLOOP_METRICS_{_env_key(out.name)}"] = os.pathsep.join(local)
             else:
                 raise JobSetupError(f"output {out.name!r} of type {out.type!r} is not supported yet by local jobs",
                                     hint="use obs_config or metrics_config outputs")
