@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--shape", choices=["chain", "fanout", "both"], default="both")
+    parser.add_argument("--prefect-quiet-logs", action="store_true",
+                        help="run Prefect with PREFECT_LOGGING_LEVEL=WARNING (default: its INFO logging)")
     args = parser.parse_args(argv)
 
     mloop_python = str(MLOOP_PYTHON if MLOOP_PYTHON.exists() else sys.executable)
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             home = tempfile.mkdtemp(prefix="prefect-home-")
             try:
                 subprocess.run([prefect_python, str(_bench.BENCH_DIR / "prefect_overhead.py"), *common,
-                                "--job-python", mloop_python, "--output", out],
+                                "--job-python", mloop_python, "--output", out,
+                                *(["--quiet-logs"] if args.prefect_quiet_logs else [])],
                                check=True, env=prefect_env(home), stdout=subprocess.DEVNULL, stderr=log_file)
             finally:
                 shutil.rmtree(home, ignore_errors=True)
