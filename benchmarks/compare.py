@@ -133,14 +133,15 @@ def main(argv: list[str] | None = None) -> int:
                         "ratio": ratio(p["median"][key], m["median"][key]),
                         "ratio_median_of_trials": statistics.median(per_trial)}
             r = row[key]
-            print(f"  {label:<10} {name:<26} mloop {fmt.format(r['mloop']):>6}  prefect {fmt.format(r['prefect']):>6}"
-                  f"  ratio {r['ratio']:.2f} [{r['ratio_median_of_trials']:.2f}]")
+            print(f"  {label:<10} {name:<26} mloop {fmt.format(r['mloop']):>6}  "
+                  f"prefect {fmt.format(r['prefect']):>6}  ratio {r['ratio']:.2f} [{r['ratio_median_of_trials']:.2f}]")
         table[label] = row
     warm = prefect["warmup"]
     first = next(iter(mloop["results"].values()))["median"]
     print(f"one-time costs, not in the figures above: prefect import {warm['import_s']:.2f} s, temporary server "
           f"start-up {warm['server_startup_s']:.2f} s, a one-task flow {warm['steady_one_task_flow_s']:.2f} s; "
-          f"mloop store creation {first['open_backend_s'] * 1000:.0f} ms, create_run {first['create_run_s'] * 1000:.0f} ms")
+          f"mloop store creation {first['open_backend_s'] * 1000:.0f} ms, "
+          f"create_run {first['create_run_s'] * 1000:.0f} ms")
     _bench.write_json("compare.json", {"steps": args.steps, "trials": args.trials, "ratios": table,
                                        "prefect_warmup": warm, "versions": {**mloop["versions"],
                                                                             **prefect["versions"]}})

@@ -21,10 +21,8 @@ import importlib
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 
@@ -110,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'function (inclusive, calling thread CPU)':<48} {'calls':>6} {'ms/step':>8} {'ms/call':>8}")
     for _, _, label in TARGETS:
         if calls[label]:
-            print(f"{label:<48} {calls[label]:>6} {cpu[label] / n * 1000:>8.2f} {cpu[label] / calls[label] * 1000:>8.3f}")
+            per_call = cpu[label] / calls[label] * 1000
+            print(f"{label:<48} {calls[label]:>6} {cpu[label] / n * 1000:>8.2f} {per_call:>8.3f}")
     for name in missing:
         print(f"(not found, skipped: {name})")
     return 0
