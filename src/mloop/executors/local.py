@@ -100,13 +100,22 @@ class LocalExecutor(Executor):
     def _wait(self, handle: JobHandle, on_exit: ExitCallback | None) -> None:
         proc: subprocess.Popen[bytes] = handle.native
         timeout = handle.request.timeout_seconds
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            kill_tree(proc.pid, grace_seconds=5.0)
-            proc.wait()
+        expired = threading.Event()
+        timer = None
+        if timeout is not None:
+            # Popen.wait(timeout=...) polls with growing sleeps (up to 50 ms late per job);
+            # a blocking wait hears the exit at once, and a timer enforces the limit.
+            def expire() -> None:
+                expired.set()
+                kill_tree(proc.pid, grace_seconds=5.0)
+
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
+        proc.wait()
+        if timer is not None:
+            timer.cancel()
+        timed_out = expired.is_set()
         code = proc.returncode
         # kill_tree waits for the processes it signals, so it may reap the job itself, and then
         # Popen reads exit code 0: a job killed for running too long or on a stop never succeeded.

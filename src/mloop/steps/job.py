@@ -236,7 +236,10 @@ class JobHandler(StepHandler):
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
         log = launched.fields["log_path"]
-        tail = log_tail(log, ctx.settings.log_tail_lines)
+
+        def tail() -> list[str]:  # read only when something failed
+            return log_tail(log, ctx.settings.log_tail_lines)
+
         if exit.exit_code != 0:
             if exit.timed_out:
                 reason = f"{exit.reason} (max_execution_minutes)"
@@ -246,7 +249,7 @@ class JobHandler(StepHandler):
                 reason = exit.reason or "the job could not run"
             else:
                 reason = f"the job exited with code {exit.exit_code}"
-            return Outcome("failed", reason, exit_code=exit.exit_code, log_tail=tail)
+            return Outcome("failed", reason, exit_code=exit.exit_code, log_tail=tail())
         for name, (path, url) in launched.state["uploads"].items():
             ctx.artifacts.put_dir(path, url)
         records: list[MetricRecord] = []
@@ -254,11 +257,11 @@ class JobHandler(StepHandler):
             for path in files:
                 if not os.path.isfile(path):
                     return Outcome("failed", f"metrics file {path} (output {out_name!r}) was not written by the job",
-                                   exit_code=0, log_tail=tail)
+                                   exit_code=0, log_tail=tail())
                 try:
                     entries = load_metrics_file(path)
                 except MetricsError as exc:
-                    return Outcome("failed", str(exc), exit_code=0, log_tail=tail)
+                    return Outcome("failed", str(exc), exit_code=0, log_tail=tail())
                 records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=e.key, title=e.title,
                                             type=e.type, value=e.value, data=e.data, source=path) for e in entries)
         if records:
