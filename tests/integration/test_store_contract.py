@@ -11,7 +11,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from mloop.errors import NotFoundError, StoreError
 from mloop.store import SQLStore, open_store
-from mloop.store.base import AlgorithmRecord, MetricRecord, RunRecord, Store
+from mloop.store.base import AlgorithmRecord, MetricRecord, RunRecord, StepTransition, Store
 
 
 def make_run(store: Store, workflow: str = "wf",
@@ -271,6 +271,32 @@ class StoreContract:
 
         assert sorted(results) == [False] * 7 + [True]
         assert len(store.list_events(run.id)) == 1
+
+    def test_batched_step_transitions_commit_in_order_with_their_own_times(self, store: Store) -> None:
+        release = store.create_release("wf", {})
+        run = store.create_run(release.id, [("a", "job"), ("b", "job")])
+        t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        applied = store.transition_steps(run.id, [
+            StepTransition("a", "running", at=t0),
+            StepTransition("a", "succeeded", fields={"outputs": {"x": {"url": "/x"}}}, at=t0 + timedelta(seconds=2)),
+            StepTransition("b", "running", at=t0 + timedelta(seconds=3)),
+            StepTransition("b", "succeeded", expected_from=["pending"]),  # refused: b is running by then
+        ])
+        assert applied == [True, True, True, False]
+        a, b = store.list_steps(run.id)
+        assert (a.status, a.started_at, a.finished_at) == ("succeeded", t0, t0 + timedelta(seconds=2))
+        assert a.outputs == {"x": {"url": "/x"}}
+        assert (b.status, b.started_at) == ("running", t0 + timedelta(seconds=3))
+        steps_events = [(e.step_name, e.to_status, e.at) for e in store.list_events(run.id) if e.step_name]
+        assert steps_events == [("a", "running", t0), ("a", "succeeded", t0 + timedelta(seconds=2)),
+                                ("b", "running", t0 + timedelta(seconds=3))]
+
+    def test_a_batch_with_an_unknown_step_writes_nothing(self, store: Store) -> None:
+        release = store.create_release("wf", {})
+        run = store.create_run(release.id, [("a", "job")])
+        with pytest.raises(NotFoundError, match="no step 'nope'"):
+            store.transition_steps(run.id, [StepTransition("a", "running"), StepTransition("nope", "running")])
+        assert store.get_step(run.id, "a").status == "pending"
 
     def test_transition_writes_extra_fields(self, store: Store) -> None:
         run = make_run(store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from mloop.artifacts import ArtifactStore, is_local, join_url, local_path, resolve_url
 from mloop.config import Settings
@@ -13,6 +13,19 @@ from mloop.errors import ConfigError, NotFoundError
 from mloop.spec import refs
 from mloop.spec.models import WorkflowSpec
 from mloop.store.base import RunRecord, Store
+
+
+class StepState(Protocol):
+    """What input resolution needs to know of a step (a StepRecord or the engine's view)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def outputs(self) -> dict[str, Any]: ...
+
+    @property
+    def outputs_skipped(self) -> bool: ...
 
 
 class InputUnavailable(Exception):
@@ -51,6 +64,17 @@ class RunContext:
     roots: dict[str, str]
     run_dir: str
     made_dirs: set[str] = field(default_factory=set)
+    #: The engine's in-memory view of step states (it commits transitions in batches, so the
+    #: store may lag by a scheduling pass); None reads the store.
+    step_state: Callable[[str], StepState | None] | None = None
+
+    def _step(self, name: str) -> StepState:
+        if self.step_state is not None:
+            state = self.step_state(name)
+            if state is None:
+                raise NotFoundError(f"run {self.run_id} has no step {name!r}")
+            return state
+        return self.store.get_step(self.run_id, name)
 
     @property
     def run_id(self) -> str:
@@ -146,7 +170,7 @@ class RunContext:
     def consume(self, step: str, output: str) -> Any:
         """What ``step``'s ``output`` holds; raises InputUnavailable if it was skipped."""
         try:
-            record = self.store.get_step(self.run_id, step)
+            record = self._step(step)
         except NotFoundError:
             # Partial run: a producer outside the selected steps counts as done; its output
             # is where it would have written it in this run.
@@ -169,7 +193,7 @@ class RunContext:
     def metric(self, step: str, key: str) -> float:
         """A float metric written by ``step`` in this run."""
         try:
-            record = self.store.get_step(self.run_id, step)
+            record = self._step(step)
         except NotFoundError:
             raise InputUnavailable(f"step {step!r} is not part of this run, so metric {key!r} is unknown") from None
         if record.status == "skipped":

@@ -30,7 +30,7 @@ from mloop.executors.base import Executor, JobExit, JobHandle, get_executor
 from mloop.spec.io import load_spec
 from mloop.spec.models import StepSpec, WorkflowSpec
 from mloop.steps import Launched, Outcome, StepHandler, handler_for
-from mloop.store.base import RunRecord, Store
+from mloop.store.base import RunRecord, StepTransition, Store
 
 Listener = Callable[["StepView"], None]
 
@@ -48,6 +48,8 @@ class StepView:
     attempt: int = 0
     log_path: str | None = None
     log_tail: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs_skipped: bool = False
 
 
 def process_start_time(pid: int) -> float | None:
@@ -148,8 +150,13 @@ class _Execution:
         self.deps = rules.dependencies(self.spec, set(self.order))
         self.views = {name: StepView(name, r.type, r.status, r.message, attempt=r.attempt, log_path=r.log_path,
                                      started=r.started_at.timestamp() if r.started_at else None,
-                                     finished=r.finished_at.timestamp() if r.finished_at else None)
+                                     finished=r.finished_at.timestamp() if r.finished_at else None,
+                                     outputs=dict(r.outputs), outputs_skipped=r.outputs_skipped)
                       for name, r in records.items()}
+        # Transitions are committed once per scheduling pass, after the jobs it launched have
+        # started: a chain's next job doesn't wait for the commits. Inputs resolve from here.
+        self._pending: list[StepTransition] = []
+        ctx.step_state = self.views.get
         self.running: dict[str, Launched] = {}
         self.by_handle: dict[int, str] = {}
         self.failed = False
@@ -160,7 +167,7 @@ class _Execution:
     def _set(self, name: str, status: str, message: str | None = None, **fields: Any) -> None:
         view = self.views[name]
         rules.check_step_transition(view.status, status)
-        self.store.transition_step(self.ctx.run_id, name, status, message=message, **fields)
+        self._pending.append(StepTransition(name, status, message=message, fields=fields, at=utcnow()))
         now = time.time()
         if status == "running":
             view.started, view.finished = now, None
@@ -171,8 +178,18 @@ class _Execution:
             view.attempt = fields["attempt"]
         if "log_path" in fields:
             view.log_path = fields["log_path"]
+        if "outputs" in fields:
+            view.outputs = dict(fields["outputs"] or {})
+        if "outputs_skipped" in fields:
+            view.outputs_skipped = bool(fields["outputs_skipped"])
         if self.engine.listener:
             self.engine.listener(view)
+
+    def flush(self) -> None:
+        """Commit the transitions made since the last flush, in order, in one transaction."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.store.transition_steps(self.ctx.run_id, pending)
 
     # -- the loop ---------------------------------------------------------------------------
     def loop(self) -> RunRecord:
@@ -183,6 +200,7 @@ class _Execution:
             self._check_stop()
             if not self.stopping and not self.failed:
                 self._start_ready()
+            self.flush()
             if not self.running:
                 break
             try:
@@ -304,6 +322,10 @@ class _Execution:
 
     def abort(self, reason: str) -> None:
         """End the run after an unexpected error: cancel jobs, fail what was running."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the store may be what failed
+            self._pending = []
         grace = self.engine.settings.stop_grace_seconds
         for launched in list(self.running.values()):
             try:
@@ -320,6 +342,7 @@ class _Execution:
             pass
 
     def _finish_run(self) -> RunRecord:
+        self.flush()
         statuses = {n: v.status for n, v in self.views.items()}
         failed = [n for n, s in statuses.items() if s == "failed"]
         if self.stopping:

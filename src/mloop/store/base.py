@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import abc
 from datetime import datetime, timezone
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -139,6 +141,18 @@ class AlgorithmRecord(_Record):
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class StepTransition:
+    """One change of a step's status, for :meth:`Store.transition_steps`."""
+
+    name: str
+    to_status: str
+    message: str | None = None
+    expected_from: Sequence[str] | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    at: datetime | None = None  # when it happened, if not at commit (the event's time, and started/finished_at)
+
+
 class Store(abc.ABC):
     """The metadata store. One implementation (SQLAlchemy) serves SQLite and PostgreSQL."""
 
@@ -217,6 +231,10 @@ class Store(abc.ABC):
     def transition_step(self, run_id: str, name: str, to_status: str, *, message: str | None = None,
                         expected_from: Sequence[str] | None = None, **fields: Any) -> bool:
         """Like :meth:`transition_run`, for one step; extra ``fields`` are written too."""
+
+    @abc.abstractmethod
+    def transition_steps(self, run_id: str, changes: Sequence[StepTransition]) -> list[bool]:
+        """Several step transitions in order, in one transaction; whether each was applied."""
 
     @abc.abstractmethod
     def list_events(self, run_id: str) -> list[EventRecord]:
