@@ -288,9 +288,7 @@ class _Execution:
         # started_at per attempt: a retried step's duration, and the pid-reuse guard of
         # kill_tree, are about this attempt's process, not the first one's.
         self._set(name, "running", attempt=attempt, started_at=utcnow(), **result.fields)
-        if result.handle.exit is not None:  # ended before we registered it (e.g. could not start)
-            pass  # its exit event is already queued
-        return False
+        return False  # its exit arrives on the event queue, even if it has already happened
 
     def _finished(self, handle: JobHandle, exit: JobExit) -> None:
         name = self.by_handle.pop(id(handle), None)
