@@ -14,9 +14,11 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     │   └── SpecVersionError                   spec written by a newer mloop
     ├── PlaceholderValueError (ValueError)     run-time values refused before anything runs
     ├── NotFoundError (LookupError)            run, release, step, algorithm, model ...
+    │   └── UnknownOutputError (KeyError)      step.outputs["name"] for a name it doesn't have
     ├── RunStateError                          e.g. retry of a run that did not fail
     ├── NotSupportedYetError (NotImplementedError)  step kind whose handler is not built yet
     ├── MetricsError (ValueError)              malformed or oversized metrics file
+    │   └── MetricKeyNotFoundError (KeyError)  (in mloop.metrics) no float metric of that key
     ├── StoreError                             database problems, translated at the edge
     │   └── SchemaVersionError                 database needs ``mloop db upgrade``
     ├── ArtifactError                          storage/fsspec problems, translated at the edge
