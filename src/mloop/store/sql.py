@@ -634,12 +634,8 @@ class SQLStore(Store):
         Raises:
             NotFoundError: no run has this id.
         """
-        query = select(Metric).where(Metric.run_id == run_id).order_by(Metric.id)
-        if step_name is not None:
-            query = query.where(Metric.step_name == step_name)
-        with self._session(write=False) as session:
-            self._require_run(session, run_id)
-            return [row.to_record() for row in session.scalars(query)]
+        records: list[MetricRecord] = self._records_of_run(Metric, run_id, step_name)
+        return records
 
     def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
                      digest: str | None = None, size: int | None = None) -> ArtifactRecord:
@@ -671,9 +667,19 @@ class SQLStore(Store):
         Raises:
             NotFoundError: no run has this id.
         """
-        query = select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
+        records: list[ArtifactRecord] = self._records_of_run(Artifact, run_id, step_name)
+        return records
+
+    def _records_of_run(self, model: type[Metric] | type[Artifact], run_id: str,
+                        step_name: str | None) -> list[Any]:
+        """A run's (or one step's) metrics or artifacts as records, oldest first.
+
+        Raises:
+            NotFoundError: no run has this id.
+        """
+        query = select(model).where(model.run_id == run_id).order_by(model.id)
         if step_name is not None:
-            query = query.where(Artifact.step_name == step_name)
+            query = query.where(model.step_name == step_name)
         with self._session(write=False) as session:
             self._require_run(session, run_id)
             return [row.to_record() for row in session.scalars(query)]
