@@ -682,7 +682,8 @@ class SQLStore(Store):
             query = query.where(model.step_name == step_name)
         with self._session(write=False) as session:
             self._require_run(session, run_id)
-            return [row.to_record() for row in session.scalars(query)]
+            rows: list[Metric | Artifact] = list(session.scalars(query))
+            return [row.to_record() for row in rows]
 
     # -- algorithms -------------------------------------------------------------------------
     def register_algorithm(self, record: AlgorithmRecord) -> AlgorithmRecord:
