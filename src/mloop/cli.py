@@ -194,14 +194,22 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
         r = backend.store.get_run(run_id)
         steps = backend.store.list_steps(r.id)
         events = backend.store.list_events(r.id)
+        release = backend.store.get_release(r.release_id)
     if as_json:
         print(json.dumps({"run": r.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps],
-                          "events": [e.model_dump(mode="json") for e in events]}, indent=2))
+                          "events": [e.model_dump(mode="json") for e in events],
+                          "release": release.model_dump(mode="json", exclude={"spec"})}, indent=2))
         return
     out.print(Text.assemble(("run ", ""), (r.id, "bold"), (f"  {r.workflow_name} #{r.number}  ", ""),
                             status_text(r.status), (f"  attempt {r.attempt}", "dim")), highlight=False)
     if r.message:
         out.print(f"  {r.message}", style="dim", highlight=False)
+    source = release.extend
+    origin = ""
+    if source.get("git_commit_id"):
+        origin = f", git {source['git_commit_id'][:12]}" + (f" on {source['git_branch']}" if source.get("git_branch") else "")
+    out.print(f"release: version {release.version} of {release.workflow_name} ({release.spec_hash[:12]}{origin})",
+              highlight=False)
     if r.params:
         out.print("values: " + ", ".join(f"{k}={v!r}" for k, v in r.params.items()), highlight=False)
     if r.storages:
