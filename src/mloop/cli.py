@@ -135,15 +135,18 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
     """Run a workflow in this process; exits 0 only if the run succeeded."""
     from mloop.console import run_workflow
 
+    from mloop.artifacts import resolve_url
+
     spec = load_workflow(file)
+    settings = _settings()
     values = parse_pairs(param, "--param")
     for req in spec.data_requirements:
         # A path typed on the command line is relative to where it was typed.
         raw = values.get(req.name)
-        if req.type in ("obs", "data_selector") and raw and "://" not in raw and not raw.startswith("{"):
-            values[req.name] = os.path.abspath(os.path.expanduser(raw)) + ("/" if raw.endswith("/") else "")
+        if req.type in ("obs", "data_selector") and raw and not raw.startswith("{"):
+            values[req.name] = resolve_url(raw, obs_root=settings.resolved_obs_root, base_dir=os.getcwd())
     step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
-    run_id = run_workflow(_settings(), spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
+    run_id = run_workflow(settings, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
                           scene=scene, quiet=quiet, follow_logs=follow, console=out)
     if quiet:
         print(run_id)

@@ -63,7 +63,7 @@ class RunDisplay:
                 line.append(f"  {view.message}", style="dim")
             self.console.print(line, highlight=False)
         elif self._live is not None:
-            self._live.update(self.table())
+            self._live.refresh()  # the Live renders self.table() itself (get_renderable)
 
     def table(self) -> Table:
         table = Table(title=self.title, title_justify="left", expand=False)
@@ -80,8 +80,7 @@ class RunDisplay:
     # -- context ----------------------------------------------------------------------------
     def __enter__(self) -> "RunDisplay":
         if self.console.is_terminal:
-            self._live = Live(self.table(), console=self.console, refresh_per_second=4,
-                              get_renderable=self.table)
+            self._live = Live(console=self.console, refresh_per_second=4, get_renderable=self.table)
             self._live.__enter__()
         else:
             self.console.print(self.title, style="bold")
@@ -96,7 +95,7 @@ class RunDisplay:
             self._tailer.join(timeout=2)
             self._tail_once()
         if self._live is not None:
-            self._live.update(self.table())
+            self._live.refresh()
             self._live.__exit__(None, None, None)
             self._live = None
 

@@ -42,15 +42,17 @@ def walk_local(root: str) -> LocalTree:
     link that points at nothing is skipped with a warning.
     """
     tree = LocalTree(dirs=[], files=[])
+    seen = {os.path.realpath(root)}  # every folder entered once, so links between folders can't loop
     for current, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(current)
         keep = []
         for name in sorted(dirnames):
             target = os.path.realpath(os.path.join(current, name))
-            if real == target or real.startswith(target + os.sep):
-                log.warning("not following %s: it links back to a folder above it",
+            if real == target or real.startswith(target + os.sep) or target in seen:
+                log.warning("not following %s: it links to a folder already copied",
                             os.path.join(current, name))
                 continue
+            seen.add(target)
             keep.append(name)
         dirnames[:] = keep
         rel_dir = os.path.relpath(current, root)

@@ -48,14 +48,14 @@ def evaluate(cond: ConditionSpec, ctx: RunContext) -> bool:
             return evaluate(v, ctx)
         return ctx.resolve(v)
 
-    left, right = operand(cond.left), operand(cond.right)
     op = cond.type
+    if op == "or":  # the right side may name a skipped step: don't resolve it when not needed
+        return bool(operand(cond.left)) or bool(operand(cond.right))
+    left, right = operand(cond.left), operand(cond.right)
     if op == "==":
         return _equal(left, right)
     if op == "!=":
         return not _equal(left, right)
-    if op == "or":
-        return bool(left) or bool(right)
     if op == "in":
         if not isinstance(right, (list, tuple)):
             raise ConditionError(f"'in' needs a list on the right, got {right!r}")

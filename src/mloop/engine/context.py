@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol
 from mloop.artifacts import ArtifactStore, is_local, join_url, local_path, resolve_url
 from mloop.config import Settings
 from mloop.errors import ConfigError, NotFoundError
+from mloop.metrics import float_values
 from mloop.spec import refs
 from mloop.spec.models import WorkflowSpec
 from mloop.store.base import RunRecord, Store
@@ -198,8 +199,7 @@ class RunContext:
             raise InputUnavailable(f"step {step!r} is not part of this run, so metric {key!r} is unknown") from None
         if record.status == "skipped":
             raise InputUnavailable(f"step {step!r} was skipped, so it wrote no metric {key!r}")
-        floats = {m.key: m.value for m in self.store.list_metrics(self.run_id, step)
-                  if m.type == "float" and m.value is not None}
+        floats = float_values(self.store.list_metrics(self.run_id, step))  # type: ignore[arg-type]
         if key not in floats:
             have = ", ".join(sorted(floats)) or "none"
             raise NotFoundError(f"step {step!r} wrote no float metric {key!r} (float metrics it wrote: {have})",

@@ -47,7 +47,6 @@ class StepView:
     finished: float | None = None
     attempt: int = 0
     log_path: str | None = None
-    log_tail: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     outputs_skipped: bool = False
 
@@ -204,7 +203,7 @@ class _Execution:
             if not self.running:
                 break
             try:
-                kind, handle, exit = self.engine._events.get(timeout=self.STOP_CHECK_SECONDS)
+                _, handle, exit = self.engine._events.get(timeout=self.STOP_CHECK_SECONDS)
             except queue.Empty:
                 continue
             self._finished(handle, exit)
@@ -312,7 +311,6 @@ class _Execution:
         message = outcome.message
         if outcome.status == "failed":
             self.failed = True
-            self.views[name].log_tail = outcome.log_tail
         self._set(name, outcome.status, message, outputs=outcome.outputs, exit_code=outcome.exit_code)
         for target in outcome.skip_steps:
             if target in self.views and self.views[target].status == "pending":
@@ -351,5 +349,6 @@ class _Execution:
             status, message = "failed", "some steps could not run"
         else:
             status, message = "succeeded", None
-        self.store.transition_run(self.ctx.run_id, status, message=message)
+        # A stop or reconcile from another process may have ended the run already: it wins.
+        self.store.transition_run(self.ctx.run_id, status, message=message, expected_from=["running"])
         return self.store.get_run(self.ctx.run_id)

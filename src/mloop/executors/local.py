@@ -134,15 +134,3 @@ class LocalExecutor(Executor):
             handle.cancelled = True
             kill_tree(handle.pid, grace_seconds)
 
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """True once ``pid`` no longer runs (or is a zombie), False after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False

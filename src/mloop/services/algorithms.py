@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from mloop.errors import Problem, SpecValidationError
 from mloop.services.backend import Backend
-from mloop.spec.validate import check_name
+from mloop.spec.validate import VERSION_RE, check_name
 from mloop.store.base import AlgorithmRecord
 
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 def register_algorithm(backend: Backend, name: str, code_dir: Path | str, *, boot_file: str | None = None,
@@ -36,7 +34,7 @@ def register_algorithm(backend: Backend, name: str, code_dir: Path | str, *, boo
         problems.append(Problem("algorithm", "give exactly one of --boot-file and --command"))
     elif boot_file and folder.is_dir() and not (folder / boot_file).is_file():
         problems.append(Problem("--boot-file", f"{boot_file} is not a file in {folder}"))
-    if not _VERSION.match(version):
+    if not VERSION_RE.match(version):
         problems.append(Problem("--version", f"version {version!r} must look like 1.0.0"))
     declared = []
     for item in params:

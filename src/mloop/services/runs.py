@@ -15,7 +15,7 @@ from mloop.engine.engine import Engine, Listener
 from mloop.engine.reconcile import engine_alive, reconcile_run
 from mloop.errors import NotFoundError, Problem, RunStateError, SpecValidationError, StepFailed
 from mloop.executors.local import kill_tree
-from mloop.spec.io import dump_spec
+from mloop.spec.io import dump_spec, spec_hash
 from mloop.spec.models import WorkflowSpec
 from mloop.spec.values import resolve_values
 from mloop.services.backend import Backend
@@ -50,7 +50,11 @@ def ci_metadata(source_dir: str | None) -> dict[str, str]:
 
 def release_spec(backend: Backend, spec: WorkflowSpec) -> ReleaseRecord:
     """Store ``spec`` as the next release of its workflow, unless it equals the latest one."""
-    return backend.store.create_release(spec.name, dump_spec(spec), reuse_if_unchanged=True,
+    data = dump_spec(spec)
+    latest = backend.store.latest_release(spec.name)
+    if latest is not None and latest.spec_hash == spec_hash(data):
+        return latest  # the common case: no git subprocesses for a release that already exists
+    return backend.store.create_release(spec.name, data, reuse_if_unchanged=True,
                                         extend={**spec.extend, **ci_metadata(spec.source_dir)})
 
 
@@ -174,10 +178,6 @@ def retry_run(backend: Backend, run_id: str) -> RunRecord:
     store.transition_run(run.id, "pending", message=f"retry (attempt {run.attempt + 1})",
                          expected_from=["failed", "stopped"], stop_requested=False, attempt=run.attempt + 1)
     return store.get_run(run.id)
-
-
-def get_run(backend: Backend, run_id: str) -> RunRecord:
-    return backend.store.get_run(run_id)
 
 
 def step_log_path(backend: Backend, run_id: str, step: str | None) -> list[StepRecord]:

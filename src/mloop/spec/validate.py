@@ -15,6 +15,7 @@ from mloop.spec import refs
 from mloop.spec.models import ConditionSpec, ParameterSpec, StepSpec, WorkflowSpec
 
 NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")  # algorithm/gallery versions: 1.0.0
 NAME_MAX = 64
 DESC_MAX = 500
 NAME_RULE = "use letters, digits, '_' or '-', start with a letter, at most 64 characters"

@@ -80,7 +80,7 @@ def coerce_parameter(p: ParameterSpec, value: Any) -> Any:
         if p.type == "list":
             if isinstance(value, str):
                 text = value.strip()
-                value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
             if not isinstance(value, list):
                 raise _Bad
             return [_coerce_scalar(p.format or "str", v) for v in value]

@@ -20,7 +20,6 @@ class Outcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     skip_steps: list[str] = field(default_factory=list)  # condition steps: the losing branch
     exit_code: int | None = None
-    log_tail: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -26,10 +26,10 @@ from mloop.errors import ConfigError, MetricsError, MloopError, NotFoundError
 from mloop.executors.base import JobExit, JobRequest, Resources
 from mloop.metrics import load_metrics_file
 from mloop.spec.models import StepSpec
+from mloop.spec.validate import VERSION_RE
 from mloop.store.base import MetricRecord, Store
 from mloop.steps.base import Launched, Outcome, StepHandler
 
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 class JobSetupError(MloopError):
@@ -66,7 +66,7 @@ def resolve_algorithm(algo: dict[str, Any], store: Store, base_dir: str) -> Reso
     else:
         version = str(algo.get("item_version_id"))
         record = store.find_algorithm(subscription_id=algo.get("subscription_id"),
-                                      version=version if _VERSION.match(version) else None)
+                                      version=version if VERSION_RE.match(version) else None)
     params: dict[str, Any] = {}
     for declared in record.parameters:
         name = declared["name"]
@@ -235,11 +235,6 @@ class JobHandler(StepHandler):
                                            "engine": algo.engine, "argv": argv}})
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
-        log = launched.fields["log_path"]
-
-        def tail() -> list[str]:  # read only when something failed
-            return log_tail(log, ctx.settings.log_tail_lines)
-
         if exit.exit_code != 0:
             if exit.timed_out:
                 reason = f"{exit.reason} (max_execution_minutes)"
@@ -249,19 +244,19 @@ class JobHandler(StepHandler):
                 reason = exit.reason or "the job could not run"
             else:
                 reason = f"the job exited with code {exit.exit_code}"
-            return Outcome("failed", reason, exit_code=exit.exit_code, log_tail=tail())
-        for name, (path, url) in launched.state["uploads"].items():
+            return Outcome("failed", reason, exit_code=exit.exit_code)
+        for path, url in launched.state["uploads"].values():
             ctx.artifacts.put_dir(path, url)
         records: list[MetricRecord] = []
         for out_name, files in launched.state["metric_files"].items():
             for path in files:
                 if not os.path.isfile(path):
                     return Outcome("failed", f"metrics file {path} (output {out_name!r}) was not written by the job",
-                                   exit_code=0, log_tail=tail())
+                                   exit_code=0)
                 try:
                     entries = load_metrics_file(path)
                 except MetricsError as exc:
-                    return Outcome("failed", str(exc), exit_code=0, log_tail=tail())
+                    return Outcome("failed", str(exc), exit_code=0)
                 records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=e.key, title=e.title,
                                             type=e.type, value=e.value, data=e.data, source=path) for e in entries)
         if records:

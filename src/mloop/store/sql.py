@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from mloop.errors import MissingExtraError, NotFoundError, StoreError
+from mloop.spec.io import spec_hash
 from mloop.store.base import (
     TERMINAL_RUN,
     TERMINAL_STEP,
@@ -84,13 +85,6 @@ _INSERT_EVENT = insert(cast(Table, Event.__table__))
 
 def _new_id() -> str:
     return uuid.uuid4().hex
-
-
-def spec_hash(spec: dict[str, Any]) -> str:
-    """The sha256 of a spec's canonical JSON (one definition: :func:`mloop.spec.io.spec_hash`)."""
-    from mloop.spec.io import spec_hash as _hash
-
-    return _hash(spec)
 
 
 def version_key(version: str) -> tuple[tuple[int, int, str], ...]:

@@ -181,6 +181,3 @@ def as_list(value: Any) -> list[Any]:
         return list(value)
     return [value]
 
-
-def type_problem(ctx: SpecContext, loc: str, value: Any, expected: str) -> None:
-    ctx.problem(loc, f"expected {expected}, got {type(value).__name__} ({value!r})")

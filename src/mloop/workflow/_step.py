@@ -98,7 +98,7 @@ class Outputs(dict):  # type: ignore[type-arg]
 
     def __init__(self, step: Step, items: list[StepOutput]) -> None:
         super().__init__()
-        self.step, self.items = step, items
+        self.step, self.ordered = step, items  # declaration order, duplicates kept for validation
         for item in items:
             if isinstance(item, StepOutput):
                 item.step = step
@@ -221,7 +221,7 @@ class Step:
             else:
                 ctx.problem(f"{loc}.inputs[{i}]", f"expected a step input object, got {item!r}")
         outputs = []
-        for i, item in enumerate(self.outputs.items):
+        for i, item in enumerate(self.outputs.ordered):
             if isinstance(item, StepOutput):
                 outputs.append(item._to_spec(ctx, f"{loc}.outputs[{item.name}]"))
             else:

@@ -41,7 +41,7 @@ def _caller_dir() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_globals.get("__file__")
-        if filename and not str(Path(filename).resolve()).startswith(_PACKAGE_DIR):
+        if filename and not Path(filename).resolve().is_relative_to(_PACKAGE_DIR):
             return str(Path(filename).resolve().parent)
         frame = frame.f_back  # type: ignore[assignment]
     return os.getcwd()
