@@ -17,6 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from mloop import __version__
+from mloop.commands.dataset import dataset_app
+from mloop.commands.label import label_app
+from mloop.commands.model import model_app
+from mloop.commands.service import service_app
 from mloop.config import Settings
 from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
 
@@ -27,6 +31,10 @@ algorithm_app = typer.Typer(no_args_is_help=True, help="The local algorithm regi
 db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
 app.add_typer(algorithm_app, name="algorithm")
 app.add_typer(db_app, name="db")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(label_app, name="label")
+app.add_typer(model_app, name="model")
+app.add_typer(service_app, name="service")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

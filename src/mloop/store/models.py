@@ -222,3 +222,11 @@ class Algorithm(Base):
     def to_record(self) -> AlgorithmRecord:
         """This row as a :class:`~mloop.store.base.AlgorithmRecord`."""
         return AlgorithmRecord.model_validate(self)
+
+
+# The other areas' tables share this Base; importing them here puts them in Base.metadata,
+# which the migrations are compared against.
+from mloop.store import datasets as _datasets  # noqa: E402,F401
+from mloop.store import labels as _labels  # noqa: E402,F401
+from mloop.store import registry as _registry  # noqa: E402,F401
+from mloop.store import services as _services  # noqa: E402,F401

@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, cast, get_args
 
@@ -43,7 +44,11 @@ from mloop.store.base import (
     StepTransition,
     Store,
 )
+from mloop.store.datasets import DatasetRepository
+from mloop.store.labels import LabelRepository
 from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
+from mloop.store.registry import ModelRepository
+from mloop.store.services import ServiceRepository
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -241,6 +246,23 @@ class SQLStore(Store):
 
     def __repr__(self) -> str:
         return f"SQLStore({self._display_url!r})"
+
+    # -- areas beyond runs: one repository each, sharing this store's transactions -------------
+    @cached_property
+    def datasets(self) -> DatasetRepository:
+        return DatasetRepository(self)
+
+    @cached_property
+    def labels(self) -> LabelRepository:
+        return LabelRepository(self)
+
+    @cached_property
+    def registry(self) -> ModelRepository:
+        return ModelRepository(self)
+
+    @cached_property
+    def services(self) -> ServiceRepository:
+        return ServiceRepository(self)
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager

@@ -1,0 +1,3 @@
+"""``mloop serve``: an HTTP inference server for a registered model."""
+
+from __future__ import annotations
