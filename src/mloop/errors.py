@@ -19,6 +19,8 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     ├── NotSupportedYetError (NotImplementedError)  step kind whose handler is not built yet
     ├── MetricsError (ValueError)              malformed or oversized metrics file
     │   └── MetricKeyNotFoundError (KeyError)  (in mloop.metrics) no float metric of that key
+    ├── ModelError (ValueError)                a model folder, type or reference the registry refuses
+    │   └── ModelVersionExistsError            that model version is already registered
     ├── StoreError                             database problems, translated at the edge
     │   └── SchemaVersionError                 database needs ``mloop db upgrade``
     ├── ArtifactError                          storage/fsspec problems, translated at the edge
@@ -185,6 +187,19 @@ class NotSupportedYetError(MloopError, NotImplementedError):
 
 class MetricsError(MloopError, ValueError):
     code = "bad_metrics"
+
+
+class ModelError(MloopError, ValueError):
+    """The model registry refuses a folder (missing file, unknown type), a name or a version."""
+
+    code = "bad_model"
+    exit_code = 2
+
+
+class ModelVersionExistsError(ModelError):
+    """An explicit model version that is already taken (versions are immutable)."""
+
+    code = "model_version_exists"
 
 
 class StoreError(MloopError):
