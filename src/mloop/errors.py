@@ -19,8 +19,15 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     ├── NotSupportedYetError (NotImplementedError)  step kind whose handler is not built yet
     ├── MetricsError (ValueError)              malformed or oversized metrics file
     │   └── MetricKeyNotFoundError (KeyError)  (in mloop.metrics) no float metric of that key
+    ├── DatasetFormatError (ValueError)        a dataset source that doesn't fit its import format
+    ├── DatasetError (ValueError)              a bad dataset name, source folder, version or split ratio
+    │   └── DatasetConflictError               another import committed a version first: retry
     ├── ModelError (ValueError)                a model folder, type or reference the registry refuses
     │   └── ModelVersionExistsError            that model version is already registered
+    ├── ServingError                           the inference server
+    │   ├── ModelLoadError                     a model folder the server cannot load (worker exit 3)
+    │   ├── BadInputError (ValueError)         a request the model cannot take (HTTP 4xx)
+    │   └── ServiceCodeError                   customize_service.py or the model raised (HTTP 500)
     ├── StoreError                             database problems, translated at the edge
     │   └── SchemaVersionError                 database needs ``mloop db upgrade``
     ├── ArtifactError                          storage/fsspec problems, translated at the edge
@@ -189,6 +196,28 @@ class MetricsError(MloopError, ValueError):
     code = "bad_metrics"
 
 
+class DatasetFormatError(MloopError, ValueError):
+    """A dataset source doesn't fit its import format; ``problems`` lists each bad file."""
+
+    code = "dataset_format"
+    exit_code = 2
+
+
+class DatasetError(MloopError, ValueError):
+    """A dataset operation refused: bad name, missing or empty source, unknown version, bad ratio."""
+
+    code = "dataset_error"
+    exit_code = 2
+
+
+class DatasetConflictError(DatasetError):
+    """Another process committed a version of the dataset while this one was being built.
+
+    Nothing was lost: the stored files are reused when the operation is run again."""
+
+    code = "dataset_conflict"
+
+
 class ModelError(MloopError, ValueError):
     """The model registry refuses a folder (missing file, unknown type), a name or a version."""
 
@@ -200,6 +229,37 @@ class ModelVersionExistsError(ModelError):
     """An explicit model version that is already taken (versions are immutable)."""
 
     code = "model_version_exists"
+
+
+class ServingError(MloopError):
+    """The inference server (:mod:`mloop.serving`) could not do what was asked."""
+
+    code = "serving_error"
+
+
+class ModelLoadError(ServingError):
+    """A model folder that cannot be served: missing file, unknown type, a loader or
+    ``customize_service.py`` that raises. Nothing is served; the worker exits with code 3."""
+
+    code = "model_load_failed"
+    exit_code = 3
+
+
+class BadInputError(ServingError, ValueError):
+    """A request the model cannot take; ``status`` is the HTTP status it is answered with."""
+
+    code = "bad_input"
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int = 422, **fields: Any) -> None:
+        super().__init__(message, hint=hint, status=status, **fields)
+
+
+class ServiceCodeError(ServingError):
+    """The user's ``customize_service.py`` (or the model itself) raised while serving a request;
+    answered with 500, the traceback goes to the server log, and the server keeps serving."""
+
+    code = "service_error"
 
 
 class StoreError(MloopError):
