@@ -330,12 +330,14 @@ class ModelRepository:
         """Every model, by name, with its latest version, version count and aliases."""
         with self.store._session(write=False) as session:
             models = list(session.scalars(select(RegisteredModel).order_by(RegisteredModel.name)))
-            stats = {name: (count, top) for name, count, top in session.execute(
-                select(ModelVersion.model_name, func.count(), func.max(ModelVersion.seq))
-                .group_by(ModelVersion.model_name))}
-            latest = {(name, seq): version for name, seq, version in session.execute(
-                select(ModelVersion.model_name, ModelVersion.seq, ModelVersion.version))
-                if stats.get(name, (0, None))[1] == seq}
+            counts: dict[str, int] = {name: count for name, count in session.execute(
+                select(ModelVersion.model_name, func.count()).group_by(ModelVersion.model_name))}
+            # The latest version (highest seq) of each model, in one query.
+            top_seq = (select(ModelVersion.model_name.label("name"), func.max(ModelVersion.seq).label("seq"))
+                       .group_by(ModelVersion.model_name).subquery())
+            latest: dict[str, str] = {name: version for name, version in session.execute(
+                select(ModelVersion.model_name, ModelVersion.version).join(
+                    top_seq, (top_seq.c.name == ModelVersion.model_name) & (top_seq.c.seq == ModelVersion.seq)))}
             aliases: dict[str, dict[str, str]] = {}
             for name, alias, version in session.execute(
                     select(ModelAlias.model_name, ModelAlias.alias, ModelVersion.version)
@@ -343,10 +345,9 @@ class ModelRepository:
                 aliases.setdefault(name, {})[alias] = version
             out = []
             for model in models:
-                count, top = stats.get(model.name, (0, None))
                 out.append(ModelRecord(name=model.name, description=model.description, created_at=model.created_at,
-                                       updated_at=model.updated_at, version_count=count,
-                                       latest_version=latest.get((model.name, top)),
+                                       updated_at=model.updated_at, version_count=counts.get(model.name, 0),
+                                       latest_version=latest.get(model.name),
                                        aliases=dict(sorted(aliases.get(model.name, {}).items()))))
             return out
 
