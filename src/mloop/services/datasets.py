@@ -1,0 +1,597 @@
+"""Versioned datasets: the functions the CLI, the SDK's dataset steps and the REST API call.
+
+A version is made in three stages, in this order, so an interrupted create or import leaves no
+partial version visible and loses nothing committed before it:
+
+1. every file's content goes to the artifact store as a content-addressed object (a file
+   already stored, by this or any other version, is not stored again);
+2. the manifest (files and samples) goes to the artifact store as one more object;
+3. the version row is committed to the metadata store in one transaction, numbering locked
+   per dataset. Until then nobody sees the version; objects left by a crash are reused by the
+   next attempt.
+
+A second machine pointed at the same database and artifact store reads and exports every
+version (DVC's push/pull, without a separate tool).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mloop.datasets.cache import CachedStat, HashCache
+from mloop.datasets.manifest import FileEntry, Manifest, SampleEntry
+from mloop.datasets.objects import ObjectStore
+from mloop.datasets.source import SourceFile, walk_stats
+from mloop.datasets.split import EVAL, TRAIN, check_ratio, split_samples
+from mloop.errors import DatasetError, NotFoundError
+from mloop.services.backend import Backend
+from mloop.store.datasets import DatasetRecord, DatasetRepository, DatasetVersionRecord
+
+__all__ = [
+    "CLASS_FOLDER_FORMATS", "DatasetDiff", "LabelChange", "Progress", "check_dataset_name", "create_dataset",
+    "diff_versions", "export_version", "get_version", "import_data", "list_datasets", "list_versions",
+    "load_manifest", "materialize", "parse_ref", "relabel", "release_version",
+]
+
+#: ``progress(phase, done, total)``: phases are ``"checking"`` (verifying new files) and
+#: ``"storing"`` (hashing and storing them), then ``"exporting"`` for export/materialize.
+Progress = Callable[[str, int, int], None]
+
+#: Image-classification formats, materialised as ``<split>/<label>/<file>``.
+CLASS_FOLDER_FORMATS = frozenset({"ModelArts imageNet 1.0", "ModelArts image classification 1.0"})
+_SINGLE_FILE_FORMATS = frozenset({"manifest", "ModelArts text classfication combine 1.0"})
+
+#: Dataset names (reference 2.1): Chinese characters, letters, digits, '_' or '-', 1-100 long.
+DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9_\-\u4e00-\u9fff]{1,100}$")
+#: Problems listed in a version's stats (all of them are in the error or the CLI report).
+_MAX_REPORTED = 1000
+
+
+# -- names and references -------------------------------------------------------------------
+def check_dataset_name(name: str) -> str:
+    """``name`` if it is a valid dataset name.
+
+    Raises:
+        DatasetError: it is empty, longer than 100 characters, or has other characters than
+            letters, digits, Chinese characters, ``_`` and ``-``.
+    """
+    if not isinstance(name, str) or not DATASET_NAME_RE.match(name):
+        raise DatasetError(f"dataset name {name!r} is not allowed",
+                           hint="use 1 to 100 letters, digits, Chinese characters, '_' or '-'", dataset=str(name))
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``"digits:v3"`` -> ``("digits", "v3")``; ``"digits"`` -> ``("digits", None)`` (the latest)."""
+    name, sep, version = ref.partition(":")
+    return name, (version or None) if sep else None
+
+
+# -- reading --------------------------------------------------------------------------------
+def _repo(backend: Backend) -> DatasetRepository:
+    repo: DatasetRepository = backend.store.datasets  # type: ignore[attr-defined]
+    return repo
+
+
+def _objects(backend: Backend) -> ObjectStore:
+    return ObjectStore(backend.artifacts)
+
+
+def _cache(backend: Backend) -> HashCache:
+    return HashCache(backend.settings.home_path / "cache" / "dataset-hashes.sqlite")
+
+
+def get_version(backend: Backend, name: str, version: str | None = None) -> DatasetVersionRecord:
+    """A version of ``name``: ``"v3"``, ``"3"`` or a release's name; None for the latest.
+
+    Raises:
+        NotFoundError: no such dataset or version.
+    """
+    return _repo(backend).get_version(name, version)
+
+
+def list_versions(backend: Backend, name: str) -> list[DatasetVersionRecord]:
+    """Every version of ``name``, oldest first (NotFoundError for an unknown dataset)."""
+    return _repo(backend).list_versions(name)
+
+
+def list_datasets(backend: Backend) -> list[DatasetRecord]:
+    """Every dataset, by name, with its latest version."""
+    return _repo(backend).list()
+
+
+def load_manifest(backend: Backend, record: DatasetVersionRecord) -> Manifest:
+    """The manifest of a version, read from the artifact store and checked against its hash.
+
+    Raises:
+        ArtifactError: the manifest is missing from the artifact store.
+        DatasetError: its content doesn't match the hash the version row records.
+    """
+    import gzip
+    import hashlib
+
+    blob = _objects(backend).get_manifest(record.manifest_hash)
+    raw = gzip.decompress(blob)
+    if hashlib.sha256(raw).hexdigest() != record.manifest_hash:
+        raise DatasetError(f"the manifest of {record.dataset_name}:{record.version} is damaged "
+                           f"(its content doesn't match {record.manifest_hash})",
+                           hint="the artifact store was changed outside mloop; restore it from a backup")
+    return Manifest.decode(raw)
+
+
+# -- making versions from a folder ----------------------------------------------------------
+def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
+                   classes: Sequence[str] | None = None, clean: bool = False, description: str = "",
+                   progress: Progress | None = None) -> DatasetVersionRecord:
+    """Make version ``v1`` of a new dataset from a source folder.
+
+    Args:
+        name: the dataset's name (1-100 letters, digits, Chinese characters, ``_``, ``-``).
+        source: the folder (or, for the manifest and text formats, the file) to read.
+        format: an import format: canonical name, alias (``folder``, ``voc``, ``yolo``,
+            ``manifest``, ``text``, ...) or ``AnnotationFormatEnum`` member.
+        classes: the declared classes (labels outside them are refused).
+        clean: leave corrupt images and bad annotations out (listed in ``stats["problems"]``)
+            instead of failing.
+        description: the dataset's description.
+        progress: ``progress(phase, done, total)`` while files are checked and stored.
+
+    Returns:
+        The new version (``stats`` says how many files were read, stored or found in the
+        re-read cache).
+
+    Raises:
+        DatasetError: bad name, missing or empty source, or the dataset already has versions.
+        DatasetFormatError: the source doesn't fit the format (every problem listed).
+    """
+    check_dataset_name(name)
+    try:
+        existing = _repo(backend).get(name)
+    except NotFoundError:
+        existing = None
+    if existing is not None and existing.latest_version is not None:
+        raise DatasetError(f"dataset {name!r} already exists (latest version {existing.latest_version})",
+                           hint=f"add data with: mloop dataset import {name} --from {os.fspath(source)}",
+                           dataset=name)
+    manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                             base=None, base_version=None, replace=True, progress=progress)
+    return _commit(backend, name, manifest, stats, description=description, create=True,
+                   dataset_description=description)
+
+
+def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
+                classes: Sequence[str] | None = None, clean: bool = False, create: bool = False,
+                progress: Progress | None = None, replace: bool = False,
+                description: str = "") -> DatasetVersionRecord:
+    """Make the next version of ``name``: the latest version plus what ``source`` adds or changes.
+
+    Files and samples at paths the latest version already has are replaced by the source's;
+    everything else is kept. With ``replace``, the new version is exactly the source (what is
+    no longer there is removed): re-versioning a folder, as ``dvc add`` does. Files unchanged
+    since they were last read on this machine (same path, size, mtime and inode) are not read
+    again, so the cost follows the change, not the folder.
+
+    When nothing changed no version is made: the latest version is returned, with ``stats``
+    describing this check (``stats["unchanged"]`` is true).
+
+    Args:
+        create: make the dataset (as :func:`create_dataset`) if it doesn't exist.
+        replace: the new version holds exactly the source's files and samples.
+        Others: as :func:`create_dataset`.
+
+    Raises:
+        NotFoundError: no such dataset and ``create`` is false.
+        DatasetConflictError: another version was committed while this one was made (retry).
+        DatasetError, DatasetFormatError: as :func:`create_dataset`.
+    """
+    check_dataset_name(name)
+    try:
+        latest: DatasetVersionRecord | None = _repo(backend).get_version(name)
+    except NotFoundError:
+        if not create:
+            raise
+        latest = None
+    if latest is None:
+        return create_dataset(backend, name, source, format=format, classes=classes, clean=clean,
+                              description=description, progress=progress)
+    base = load_manifest(backend, latest)
+    manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                             base=base, base_version=latest.version, replace=replace, progress=progress)
+    if _same_data(base, manifest):
+        return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
+    return _commit(backend, name, manifest, stats, description=description, expect_latest=True)
+
+
+def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str,
+           classes: Sequence[str] | None, clean: bool, base: Manifest | None, base_version: str | None,
+           replace: bool, progress: Progress | None) -> tuple[Manifest, dict[str, Any]]:
+    """Scan ``source``, store its new contents, and return the new manifest with build stats."""
+    from mloop.datasets.formats import canonical_format, scan
+
+    started = time.perf_counter()
+    started_ns = time.time_ns()
+    fmt = canonical_format(format)
+    src = Path(os.fspath(source)).expanduser()
+    if not src.exists():
+        raise DatasetError(f"dataset source {src} does not exist",
+                           hint="give the folder that holds the data (--from PATH)", source=str(src))
+    single_file: str | None = None
+    if src.is_file():
+        if fmt not in _SINGLE_FILE_FORMATS:
+            raise DatasetError(f"dataset source {src} is a file, but the {fmt!r} format reads a folder",
+                               hint="give the folder that holds the data", source=str(src))
+        root, single_file = src.resolve().parent, src.name
+    else:
+        root = src.resolve()
+    if base is not None and base.format != fmt:
+        raise DatasetError(f"dataset {name!r} is in the {base.format!r} format, not {fmt!r}",
+                           hint=f"import with --format {base.format!r}", dataset=name)
+
+    walked = walk_stats(str(root))
+    if not walked:
+        raise DatasetError(f"dataset source {src} is empty (no files outside hidden folders)",
+                           hint="put the data in the folder, or give the right folder", source=str(src))
+    with _cache(backend) as cache:
+        cached = cache.under(str(root))
+        known: dict[str, str] = {}
+        for f in walked:
+            hit = cached.get(f.path)
+            if hit is not None and hit.size == f.size and hit.mtime_ns == f.mtime_ns and hit.inode == f.inode:
+                known[f.rel] = hit.hash
+        unread = {f.rel for f in walked if f.rel not in known}
+
+        checked = 0
+
+        def on_checked(n: int) -> None:
+            nonlocal checked
+            checked += n
+            if progress:
+                progress("checking", checked, len(unread))
+
+        result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
+                      only=unread, progress=on_checked)
+
+        by_rel = {f.rel: f for f in walked}
+        samples = [SampleEntry.from_sample(s) for s in result.samples]
+        needed = {p for s in samples for p in s.all_files}
+        missing = sorted(needed - by_rel.keys())
+        if missing:
+            raise DatasetError(f"the {fmt!r} format names files that are not in {src}: {', '.join(missing[:5])}",
+                               hint="files must be inside the source folder and not hidden", source=str(src))
+        if single_file is not None:
+            chosen = sorted(needed | {single_file})
+        else:
+            chosen = sorted(by_rel.keys() - result.excluded)
+        files = [by_rel[rel] for rel in chosen]
+
+        # Hash what the cache doesn't know; a known hash still needs its object in this store.
+        objects = _objects(backend)
+        in_base = {f.hash for f in base.files} if base is not None else set()
+        to_read: list[SourceFile] = []
+        for f in files:
+            digest = known.get(f.rel)
+            if digest is None or (digest not in in_base and not objects.has(digest)):
+                to_read.append(f)
+        stored = 0
+
+        def on_stored(n: int) -> None:
+            nonlocal stored
+            stored += n
+            if progress:
+                progress("storing", stored, len(to_read))
+
+        if progress:
+            progress("storing", 0, len(to_read))
+        ingested = objects.ingest([f.path for f in to_read], progress=on_stored)
+        sizes: dict[str, int] = {}
+        fresh: list[tuple[str, CachedStat]] = []
+        for f, got in zip(to_read, ingested):
+            known[f.rel] = got.hash
+            sizes[f.rel] = got.size
+            if got.size == f.size:  # unchanged between the walk and the read: safe to remember
+                fresh.append((f.path, CachedStat(f.size, f.mtime_ns, f.inode, got.hash)))
+        cache.remember(fresh, started_ns=started_ns)
+
+    entries = [FileEntry(f.rel, sizes.get(f.rel, f.size), known[f.rel]) for f in files]
+    new_classes = set(result.classes)
+    if base is not None and not replace:
+        replaced = {e.path for e in entries}
+        new_ids = {s.id for s in samples}
+        kept_files = [e for e in base.files if e.path not in replaced]
+        kept_samples = [s for s in base.samples
+                        if s.id not in new_ids and not any(p in replaced for p in s.all_files)]
+        entries = kept_files + entries
+        samples = kept_samples + samples
+        new_classes |= set(base.classes)
+    manifest = Manifest(dataset=name, format=fmt, files=sorted(entries, key=lambda e: e.path),
+                        samples=sorted((_unsplit(s) for s in samples), key=lambda s: s.id),
+                        classes=sorted(new_classes), parent=base_version)
+    stats: dict[str, Any] = {
+        "source": str(src), "files": len(files), "cache_hits": len(files) - len(to_read),
+        "read": len(to_read), "stored_objects": sum(1 for g in ingested if g.stored),
+        "stored_bytes": sum(g.size for g in ingested if g.stored), "excluded": len(result.excluded),
+        "problems": [{"path": p.path, "reason": p.reason} for p in result.problems[:_MAX_REPORTED]],
+        "problem_count": len(result.problems), "seconds": round(time.perf_counter() - started, 3),
+    }
+    return manifest, stats
+
+
+def _same_data(base: Manifest, new: Manifest) -> bool:
+    """Whether ``new`` holds what ``base`` holds (a release's split aside)."""
+    return (base.format == new.format and base.classes == new.classes and base.files == new.files
+            and [_unsplit(s) for s in base.samples] == new.samples)
+
+
+def _unsplit(sample: SampleEntry) -> SampleEntry:
+    return sample if sample.split is None else SampleEntry(sample.id, sample.file, sample.labels, sample.annotation,
+                                                           sample.files, None)
+
+
+def _commit(backend: Backend, name: str, manifest: Manifest, stats: dict[str, Any], *, description: str = "",
+            version: str | None = None, expect_latest: bool = False, create: bool = False,
+            dataset_description: str = "") -> DatasetVersionRecord:
+    """Store the manifest object, then commit the version row (the version becomes visible)."""
+    digest, blob = manifest.encode()
+    _objects(backend).put_manifest(digest, blob)
+    return _repo(backend).add_version(
+        name, manifest_hash=digest, format=manifest.format, parent=manifest.parent,
+        file_count=len(manifest.files), sample_count=len(manifest.samples), total_bytes=manifest.total_bytes,
+        classes=manifest.classes, description=description, release=manifest.release, stats=stats,
+        version=version, expect_latest=expect_latest, create=create, dataset_description=dataset_description)
+
+
+# -- versions made from versions ------------------------------------------------------------
+def release_version(backend: Backend, name: str, version: str | None = None, *, ratio: float | str = 0.8,
+                    seed: int = 0, version_name: str | None = None, description: str = "") -> DatasetVersionRecord:
+    """A new version with the samples of ``version`` (default: the latest) split into train/eval.
+
+    The split is deterministic (same seed, same split) and stratified by label (each label's
+    samples are split in ``ratio``); see :mod:`mloop.datasets.split`. The files are shared with
+    the base version, so a release stores one manifest and nothing else.
+
+    Args:
+        ratio: the share of each label's samples that goes to ``train``, in (0, 1).
+        seed: changes which samples go where.
+        version_name: the release's version name; default ``v<next number>``.
+
+    Raises:
+        DatasetError: ``ratio`` is not in (0, 1), or ``version_name`` is taken or invalid.
+        NotFoundError: no such dataset or version.
+    """
+    value = check_ratio(ratio)
+    base_record = get_version(backend, name, version)
+    base = load_manifest(backend, base_record)
+    if not base.samples:
+        raise DatasetError(f"{name}:{base_record.version} has no samples to split",
+                           hint="import data with samples first")
+    splits = split_samples(base.samples, value, int(seed))
+    samples = [SampleEntry(s.id, s.file, s.labels, s.annotation, s.files, splits[s.id]) for s in base.samples]
+    n_train = sum(1 for v in splits.values() if v == TRAIN)
+    release = {"ratio": value, "seed": int(seed), "train": n_train, "eval": len(samples) - n_train,
+               "of": base_record.version}
+    manifest = base.derive(samples=samples, parent=base_record.version, release=release)
+    return _commit(backend, name, manifest, {"released_from": base_record.version}, description=description,
+                   version=version_name)
+
+
+def relabel(backend: Backend, name: str, base_version: str | None, labels: Mapping[str, Sequence[str]], *,
+            description: str = "") -> DatasetVersionRecord:
+    """A new version with the files of ``base_version`` and these samples' labels replaced.
+
+    Args:
+        labels: ``{sample id: [label, ...]}``; an empty list makes the sample unlabeled.
+
+    Raises:
+        DatasetError: a sample id is not in the base version, or ``labels`` is empty.
+        NotFoundError: no such dataset or version.
+    """
+    base_record = get_version(backend, name, base_version)
+    base = load_manifest(backend, base_record)
+    if not labels:
+        raise DatasetError("no labels given", hint="pass {sample id: [labels]} for at least one sample")
+    by_id = base.sample_map()
+    unknown = sorted(set(labels) - by_id.keys())
+    if unknown:
+        raise DatasetError(f"{len(unknown)} sample id(s) are not in {name}:{base_record.version}: "
+                           f"{', '.join(unknown[:5])}", hint="use the ids of `mloop dataset show` / the manifest")
+    new_labels = {sid: tuple(dict.fromkeys(str(x) for x in values)) for sid, values in labels.items()}
+    samples = [SampleEntry(s.id, s.file, new_labels.get(s.id, s.labels), s.annotation, s.files, None)
+               for s in base.samples]
+    classes = sorted(set(base.classes) | {x for v in new_labels.values() for x in v})
+    manifest = base.derive(samples=samples, classes=classes, parent=base_record.version, release=None)
+    changed = sum(1 for s in base.samples if s.id in new_labels and new_labels[s.id] != s.labels)
+    return _commit(backend, name, manifest, {"relabeled": changed, "labels_given": len(new_labels)},
+                   description=description)
+
+
+# -- comparing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelChange:
+    id: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+@dataclass
+class DatasetDiff:
+    """What changed from version ``a`` to version ``b`` (sample ids, sorted).
+
+    ``changed`` holds samples whose data or annotation changed; ``label_changes`` those whose
+    labels changed (a sample can be in both).
+    """
+
+    name: str
+    a: str
+    b: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    label_changes: list[LabelChange] = field(default_factory=list)
+    files_added: int = 0
+    files_removed: int = 0
+    files_changed: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.label_changes or self.files_added
+                    or self.files_removed or self.files_changed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def diff_versions(backend: Backend, name: str, a: str, b: str) -> DatasetDiff:
+    """Samples added, removed, changed (data or annotation) and relabeled from ``a`` to ``b``.
+
+    Raises:
+        NotFoundError: no such dataset or version.
+    """
+    ra, rb = get_version(backend, name, a), get_version(backend, name, b)
+    ma, mb = load_manifest(backend, ra), load_manifest(backend, rb)
+    fa, fb = ma.file_map(), mb.file_map()
+    sa, sb = ma.sample_map(), mb.sample_map()
+    diff = DatasetDiff(name, ra.version, rb.version)
+    diff.added = sorted(sb.keys() - sa.keys())
+    diff.removed = sorted(sa.keys() - sb.keys())
+    for sid in sorted(sa.keys() & sb.keys()):
+        x, y = sa[sid], sb[sid]
+        data_x = [(p, fa[p].hash if p in fa else None) for p in x.all_files]
+        data_y = [(p, fb[p].hash if p in fb else None) for p in y.all_files]
+        if data_x != data_y or (x.annotation or None) != (y.annotation or None):
+            diff.changed.append(sid)
+        if x.labels != y.labels:
+            diff.label_changes.append(LabelChange(sid, x.labels, y.labels))
+    diff.files_added = len(fb.keys() - fa.keys())
+    diff.files_removed = len(fa.keys() - fb.keys())
+    diff.files_changed = sum(1 for p in fa.keys() & fb.keys() if fa[p].hash != fb[p].hash)
+    return diff
+
+
+# -- writing versions out -------------------------------------------------------------------
+def _empty_dest(dest: str | os.PathLike[str]) -> Path:
+    path = Path(os.fspath(dest)).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DatasetError(f"{path} already exists and is not an empty folder",
+                           hint="give a new or empty folder; nothing was written", dest=str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _place(backend: Backend, placements: Sequence[tuple[str, str]], dest: Path, *, link: bool,
+           progress: Progress | None) -> int:
+    """Write object ``digest`` at ``dest/rel`` for each ``(rel, digest)``; how many were linked."""
+    objects = _objects(backend)
+    for folder in sorted({os.path.dirname(rel) for rel, _ in placements}):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+    batch = 512
+    total = len(placements)
+
+    def work(start: int) -> tuple[int, int]:
+        linked = 0
+        chunk = placements[start:start + batch]
+        for rel, digest in chunk:
+            linked += objects.copy_out(digest, str(dest / rel), link=link)
+        return len(chunk), linked
+
+    done = linked = 0
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="mloop-export") as pool:
+        for n, k in pool.map(work, range(0, total, batch)):
+            done += n
+            linked += k
+            if progress:
+                progress("exporting", done, total)
+    return linked
+
+
+def export_version(backend: Backend, name: str, version: str | None, dest: str | os.PathLike[str], *,
+                   progress: Progress | None = None) -> Path:
+    """Write the files of a version into ``dest``, byte for byte as they went in, at their paths.
+
+    The files are copies (not links into the store), so they may be edited freely.
+
+    Raises:
+        DatasetError: ``dest`` exists and is not an empty folder.
+        NotFoundError: no such dataset or version.
+    """
+    record = get_version(backend, name, version)
+    manifest = load_manifest(backend, record)
+    path = _empty_dest(dest)
+    _place(backend, [(f.path, f.hash) for f in manifest.files], path, link=False, progress=progress)
+    return path
+
+
+def materialize(backend: Backend, name: str, version: str | None, dest: str | os.PathLike[str], *,
+                progress: Progress | None = None) -> Path:
+    """Write a version in the job layout (what a job's ``--data_url`` receives).
+
+    Image classification (``ModelArts imageNet 1.0``, ``ModelArts image classification 1.0``)::
+
+        train/<label>/<file>     every sample of the train split (all samples if not released)
+        eval/<label>/<file>      the eval split of a release
+        unlabeled/<file>         samples without a label
+        manifest.json            every sample: id, path in this layout, labels, split
+
+    ``<file>`` is the sample's path in the source with its class folder left out, so
+    ``cat/1.png`` becomes ``train/cat/1.png`` (torchvision's ``ImageFolder`` reads
+    ``train/`` as is). A sample with several labels is placed under its first label.
+
+    Other formats: every file at its original path, plus ``manifest.json``.
+
+    Files are hard links into the local object store where possible (they are read-only; copy
+    one before changing it), copies otherwise.
+
+    Raises:
+        DatasetError: ``dest`` exists and is not an empty folder, or a source file is itself
+            named ``manifest.json``.
+        NotFoundError: no such dataset or version.
+    """
+    import json
+    import posixpath
+
+    record = get_version(backend, name, version)
+    manifest = load_manifest(backend, record)
+    files = manifest.file_map()
+    placements: list[tuple[str, str]] = []
+    listed: list[dict[str, Any]] = []
+    if manifest.format in CLASS_FOLDER_FORMATS:
+        for s in manifest.samples:
+            if s.labels:
+                label = s.labels[0]
+                parts = s.file.split("/")
+                if manifest.format == "ModelArts imageNet 1.0" and len(parts) > 1 and parts[-2] == label:
+                    parts = parts[:-2] + parts[-1:]
+                where = posixpath.join(s.split or TRAIN, label, *parts)
+            else:
+                where = posixpath.join("unlabeled", s.file)
+            placements.append((where, files[s.file].hash))
+            listed.append(_sample_json(s, where))
+    else:
+        if "manifest.json" in files:
+            raise DatasetError(f"{name}:{record.version} has its own file named manifest.json, which the job "
+                               "layout uses for mloop's manifest", hint="rename that file in the source and import again")
+        placements = [(f.path, f.hash) for f in manifest.files]
+        listed = [_sample_json(s, s.file) for s in manifest.samples]
+    path = _empty_dest(dest)
+    _place(backend, placements, path, link=True, progress=progress)
+    doc = {"dataset": name, "version": record.version, "format": manifest.format, "classes": manifest.classes,
+           "release": manifest.release, "splits": [TRAIN, EVAL] if manifest.release else [TRAIN],
+           "samples": listed}
+    (path / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1))
+    return path
+
+
+def _sample_json(sample: SampleEntry, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": sample.id, "path": where, "file": sample.file, "labels": list(sample.labels),
+                           "split": sample.split or TRAIN}
+    if sample.annotation:
+        out["annotation"] = sample.annotation
+    if sample.files:
+        out["files"] = list(sample.files)
+    return out
