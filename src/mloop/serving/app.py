@@ -1,0 +1,327 @@
+"""The inference server: a FastAPI app around one model folder.
+
+Routes:
+
+* ``POST /predict`` (and ``POST /``, ModelArts' path): JSON ``{"inputs": ...}``, a multipart
+  upload (``curl -F file=@digit.png``) or a raw ``image/*`` body. Built-in handlers answer
+  ``{"outputs": [...]}`` plus ``predictions`` and ``probabilities`` for classifiers (always one
+  entry per instance, also for a single instance); a ``customize_service.py`` answers whatever
+  its ``_postprocess`` returns.
+* ``GET /health``: the process is up. ``GET /ready``: the model is loaded and the server is not
+  draining (503 otherwise). ``GET /info``: model name, version, type, input shape.
+* ``GET /metrics``: Prometheus text (requests by path and status, latency histogram, batch sizes).
+* ``GET /docs``: the OpenAPI page.
+
+Errors are JSON ``{"error": message, "code": ..., "hint": ...}``: 400 unreadable body or image,
+413 body over ``max_body_bytes`` (refused from ``Content-Length`` before anything is read, or
+as soon as a streamed body passes the limit), 415 a content type the model cannot take, 422
+inputs of the wrong shape or dtype (the message says what was expected), 500 the user's code or
+the model raised (traceback in the server log; the server keeps serving).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+# This module is the server itself: only serving imports it, so FastAPI is imported at the top
+# (FastAPI resolves the routes' annotations, such as Request, from the module's globals).
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from mloop.errors import BadInputError, MloopError, ServiceCodeError
+from mloop.serving.handlers import Handler, UploadedFile, load_handler
+
+logger = logging.getLogger("mloop.serving")
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+PREDICT_PATHS = ("/predict", "/")
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
+                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+class BodyTooLarge(BadInputError):
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        what = f"{size} bytes" if size is not None else "more than that"
+        super().__init__(f"request body too large: this server takes at most {limit} bytes, got {what}",
+                         hint="send smaller files, or start the server with a larger --max-body-bytes",
+                         status=413, limit=limit)
+
+
+class ServerMetrics:
+    """The Prometheus metrics of one app (its own registry, so several apps can share a process)."""
+
+    def __init__(self, model_name: str, model_version: str, model_type: str) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mloop_requests", "HTTP requests by path and status code", ["path", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("mloop_request_duration_seconds", "Time from request to response, by path",
+                                 ["path"], registry=self.registry,
+                                 buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10))
+        sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+        self.batch_size = Histogram("mloop_batch_size", "Instances per forward pass", registry=self.registry,
+                                    buckets=sizes)
+        self.batch_requests = Histogram("mloop_batch_requests", "Requests merged into one forward pass",
+                                        registry=self.registry, buckets=sizes)
+        self.inference = Histogram("mloop_inference_duration_seconds", "Time of one forward pass",
+                                   registry=self.registry,
+                                   buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5))
+        info = Gauge("mloop_model_info", "The served model", ["name", "version", "type"], registry=self.registry)
+        info.labels(model_name, model_version, model_type).set(1)
+
+    def on_batch(self, instances: int, requests: int, seconds: float) -> None:
+        self.batch_size.observe(instances)
+        self.batch_requests.observe(requests)
+        self.inference.observe(seconds)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class GuardMiddleware:
+    """Pure ASGI middleware: the body-size limit and request metrics (cheaper than
+    ``BaseHTTPMiddleware``, which would copy every body through a stream)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        label = path if path in PREDICT_PATHS or path in ("/health", "/ready", "/metrics", "/info") else "other"
+        status = {"code": 500}
+        limit = self.max_body_bytes
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        length = _content_length(scope)
+        try:
+            if length is not None and length > limit:
+                await _send_json(send_wrapper, 413, BodyTooLarge(limit, length).to_dict(), close=True)
+                return
+            received = 0
+
+            async def receive_wrapper() -> dict[str, Any]:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise BodyTooLarge(limit)
+                return message
+
+            await self.app(scope, receive_wrapper if length is None else receive, send_wrapper)
+        finally:
+            self.metrics.requests.labels(label, str(status["code"])).inc()
+            if label in PREDICT_PATHS:
+                self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_json(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, body: dict[str, Any],
+                     close: bool = False) -> None:
+    data = json.dumps({"error": body.get("message"), **body}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    return str(obj)
+
+
+_PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object", "required": ["inputs"], "properties": {
+                "inputs": {"description": "one instance or a list of instances (nested arrays of numbers)"}}},
+                "example": {"inputs": [[0.0, 0.5, 1.0]]}},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary", "description": "an image file"}}}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "responses": {
+        "200": {"description": "outputs (and predictions/probabilities for classifiers), one per instance",
+                "content": {"application/json": {"example": {"outputs": [[-0.1, -2.3]], "predictions": ["0"],
+                                                             "probabilities": [[0.9, 0.1]]}}}},
+        "400": {"description": "unreadable JSON or image"},
+        "413": {"description": "body over the size limit"},
+        "415": {"description": "a content type this model does not take"},
+        "422": {"description": "inputs of the wrong shape, dtype or fields; the message says what is expected"},
+        "500": {"description": "the model or customize_service.py raised (see the server log)"},
+    },
+}
+
+
+def create_app(model_dir: str | Path | None = None, *, model_name: str, model_version: str = "",
+               model_type: str | None = None, batching: bool = True, max_batch_size: int = 32,
+               max_wait_ms: float = 5.0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, threads: int | None = None,
+               handler: Handler | None = None) -> Any:
+    """The FastAPI app serving the model in ``model_dir``; the model is loaded here.
+
+    Args:
+        model_dir: the model folder (or pass an already built ``handler``).
+        model_name, model_version: reported by ``/info``, ``/ready`` and the metrics.
+        model_type: force a model type (default: detected, see :mod:`mloop.serving.loaders`).
+        batching: gather concurrent requests into one forward pass.
+        max_batch_size, max_wait_ms: the batching limits.
+        max_body_bytes: larger request bodies get 413.
+        threads: torch / onnxruntime intra-op threads (default: the library's).
+        handler: a handler from :func:`mloop.serving.handlers.load_handler` (skips loading).
+
+    Raises:
+        ModelLoadError: the model folder cannot be loaded.
+    """
+    if handler is None:
+        if model_dir is None:
+            raise ValueError("create_app needs model_dir or handler")
+        handler = load_handler(Path(model_dir), model_name=model_name, model_type=model_type, batching=batching,
+                               max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, threads=threads)
+    served: Handler = handler
+    metrics = ServerMetrics(model_name, model_version, served.model_type)
+    served.batcher.on_batch = metrics.on_batch
+    info = {"model_name": model_name, "model_version": model_version, "model_dir": str(model_dir or ""),
+            "max_body_bytes": max_body_bytes, "max_wait_ms": max_wait_ms, **served.info()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        app.state.ready = True
+        yield
+        app.state.ready = False
+        await served.batcher.aclose()
+
+    app = FastAPI(title=f"mloop · {model_name}" + (f" v{model_version}" if model_version else ""),
+                  description="Inference server for one model version (mloop serve).", lifespan=lifespan)
+    app.state.ready = False
+    app.state.draining = False
+    app.state.handler = served
+    app.state.metrics = metrics
+
+    def json_response(status: int, body: Any) -> Response:
+        return Response(json.dumps(body, default=_json_default, allow_nan=False if status >= 400 else True),
+                        status_code=status, media_type="application/json")
+
+    def error_response(exc: MloopError, status: int) -> Response:
+        return json_response(status, {"error": exc.message, **exc.to_dict()})
+
+    async def predict(request: Request) -> Response:
+        batcher = served.batcher
+        try:
+            with batcher.arrival():
+                ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+                if ctype == "multipart/form-data":
+                    files, fields = await _read_form(request, max_body_bytes)
+                    job = served.handle_files(files, fields)
+                elif ctype.startswith("image/") or ctype == "application/octet-stream":
+                    data = await request.body()
+                    job = served.handle_files([UploadedFile("file", "body", data, ctype)], {})
+                elif ctype in ("application/json", "") or ctype.endswith("+json"):
+                    raw = await request.body()
+                    try:
+                        body = json.loads(raw)
+                    except ValueError as exc:
+                        raise BadInputError(f"the body is not valid JSON ({exc})",
+                                            hint='send {"inputs": [...]} with Content-Type: application/json',
+                                            status=400) from exc
+                    job = served.handle_json(body)
+                else:
+                    raise BadInputError(f"content type {ctype!r} is not accepted",
+                                        hint="send application/json, multipart/form-data or an image/* body",
+                                        status=415)
+            result = await job
+        except BadInputError as exc:
+            return error_response(exc, int(exc.fields.get("status", 422)))
+        except ServiceCodeError as exc:
+            return error_response(exc, 500)
+        except Exception as exc:  # noqa: BLE001 - logged, answered with 500, the server goes on
+            logger.exception("predict failed")
+            return json_response(500, {"error": f"{type(exc).__name__}: {exc}", "code": "internal_error"})
+        return json_response(200, result)
+
+    app.add_api_route("/predict", predict, methods=["POST"], summary="Predict", openapi_extra=_PREDICT_OPENAPI)
+    app.add_api_route("/", predict, methods=["POST"], summary="Predict (ModelArts path)",
+                      openapi_extra=_PREDICT_OPENAPI)
+
+    @app.get("/health", summary="The process is up")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="The model is loaded and the server takes requests")
+    async def ready(request: Request) -> Response:
+        ok = bool(request.app.state.ready) and not request.app.state.draining
+        return json_response(200 if ok else 503, {"status": "ready" if ok else
+                                                  ("draining" if request.app.state.draining else "loading"),
+                                                  "model_name": model_name, "model_version": model_version})
+
+    @app.get("/info", summary="The served model")
+    async def get_info() -> Response:
+        return json_response(200, info)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def get_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes, metrics=metrics)
+    return app
+
+
+async def _read_form(request: Any, max_body_bytes: int) -> tuple[list[UploadedFile], dict[str, str]]:
+    try:
+        form = await request.form(max_files=1000, max_fields=1000, max_part_size=max_body_bytes)
+    except BadInputError:
+        raise
+    except Exception as exc:  # starlette's MultiPartException and parser errors
+        raise BadInputError(f"the multipart body cannot be read ({exc})",
+                            hint="curl -F file=@digit.png URL", status=400) from exc
+    files: list[UploadedFile] = []
+    fields: dict[str, str] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields[key] = value
+            else:
+                files.append(UploadedFile(key, value.filename or key, await value.read(), value.content_type or ""))
+    finally:
+        await form.close()
+    return files, fields
