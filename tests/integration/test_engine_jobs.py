@@ -317,7 +317,7 @@ class TestSetupProblems:
         assert done.statuses() == {"first": "succeeded", "second": "failed"}
         assert "first" in done.steps["second"].message and "'address'" in done.steps["second"].message
 
-    def test_model_step_after_a_job_fails_as_not_supported_yet(self, tmp_path: Path, embedded: Embedded) -> None:
+    def test_model_step_refuses_a_job_output_that_holds_no_model(self, tmp_path: Path, embedded: Embedded) -> None:
         write_job(tmp_path / "code", "open(os.path.join(args.out, 'model.bin'), 'w').close()\n")
         flow = write_workflow(tmp_path, """
             train = job("train")
@@ -327,14 +327,14 @@ class TestSetupProblems:
                 outputs=wf.steps.ModelOutput(name="model_output", model_config=wf.steps.ModelConfig(
                     model_name="m", model_type="PyTorch")),
                 depend_steps=train)
-            workflow = wf.Workflow(name="unsupported", desc="", steps=[train, register])
+            workflow = wf.Workflow(name="not-a-model", desc="", steps=[train, register])
         """)
 
         done = embedded.run(flow)
 
         assert done.statuses() == {"train": "succeeded", "register": "failed"}, done.why()
         assert done.status == "failed"
-        assert "not supported yet" in done.steps["register"].message
+        assert "has no TorchScript file (model.pt)" in done.steps["register"].message
 
 
 @BOTH_DATABASES

@@ -16,6 +16,10 @@ def handler_for(step_type: str, executor: Executor) -> StepHandler:
         from mloop.steps.condition import ConditionHandler
 
         return ConditionHandler(executor)
+    if step_type == "model":
+        from mloop.steps.model import ModelHandler
+
+        return ModelHandler(executor)
     from mloop.steps.unsupported import UnsupportedHandler
 
     return UnsupportedHandler(executor)

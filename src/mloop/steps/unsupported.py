@@ -9,7 +9,6 @@ from mloop.spec.models import StepSpec
 from mloop.steps.base import Launched, Outcome, StepHandler
 
 WHEN = {
-    "model": "model registration (ModelStep)",
     "service": "service deployment (ServiceStep)",
     "create_dataset": "dataset creation (CreateDatasetStep)",
     "dataset_import": "dataset import (DatasetImportStep)",
