@@ -139,8 +139,10 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         scene: Optional[str] = typer.Option(None, "--scene", help="run only the steps of this policy scene"),
         storage: Optional[list[str]] = typer.Option(None, "-s", "--storage", help="storage root NAME=PATH_OR_URL"),
         follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs while they run"),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id")) -> None:
-    """Run a workflow in this process; exits 0 only if the run succeeded."""
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id"),
+        no_wait: bool = typer.Option(False, "--no-wait", help="return once the run only waits for input "
+                                     "(a delayed placeholder, a labeling task); `mloop resume` continues it")) -> None:
+    """Run a workflow in this process; exits 0 only if the run succeeded (or, with --no-wait, waits for input)."""
     from mloop.console import run_workflow
 
     from mloop.artifacts import resolve_url
@@ -155,7 +157,7 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
             values[req.name] = resolve_url(raw, obs_root=settings.resolved_obs_root, base_dir=os.getcwd())
     step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     run_id = run_workflow(settings, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
-                          scene=scene, quiet=quiet, follow_logs=follow, console=out)
+                          scene=scene, quiet=quiet, follow_logs=follow, console=out, detach_when_waiting=no_wait)
     if quiet:
         print(run_id)
 
@@ -322,6 +324,35 @@ def stop(run_id: str = typer.Argument(..., help="run id or prefix")) -> None:
     with _backend() as backend:
         r = stop_run(backend, run_id)
     out.print(f"run {r.id[:12]} is {r.status}")
+
+
+@app.command("input")
+def input_(run_id: str = typer.Argument(..., help="run id or prefix"),
+           values: list[str] = typer.Argument(..., help="NAME=VALUE for each placeholder the run waits for"),
+           no_resume: bool = typer.Option(False, "--no-resume", help="only record the values"),
+           no_wait: bool = typer.Option(False, "--no-wait", help="when resuming, return once the run waits again"),
+           quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id")) -> None:
+    """Give values to a run waiting for input; a run with no engine left is resumed here."""
+    from mloop.console import resume_workflow
+    from mloop.services.runs import provide_input, resumable
+
+    with _backend() as backend:
+        run = provide_input(backend, run_id, parse_pairs(values, "input"))
+        err.print(f"recorded {', '.join(parse_pairs(values, 'input'))} for run {run.id[:12]}")
+        if no_resume or not resumable(backend, run):
+            return
+    resume_workflow(_settings(), run.id, quiet=quiet, console=out, detach_when_waiting=no_wait)
+
+
+@app.command()
+def resume(run_id: str = typer.Argument(..., help="run id or prefix"),
+           follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs while they run"),
+           no_wait: bool = typer.Option(False, "--no-wait", help="return once the run waits for input again"),
+           quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id")) -> None:
+    """Continue a run that waits for input and whose engine has gone (--no-wait, a restart)."""
+    from mloop.console import resume_workflow
+
+    resume_workflow(_settings(), run_id, quiet=quiet, follow_logs=follow, console=out, detach_when_waiting=no_wait)
 
 
 @app.command()

@@ -139,27 +139,57 @@ def summary(console: Console, run: RunRecord, failed_step: str | None, tail: lis
 def run_workflow(settings: Any, spec: Any, values: dict[str, Any], *, storages: dict[str, str] | None = None,
                  steps: list[str] | None = None, scene: str | None = None, quiet: bool = False,
                  require_defaults: bool = False, follow_logs: bool = False, experiment_id: str | None = None,
-                 console: Console | None = None) -> str:
+                 console: Console | None = None, detach_when_waiting: bool = False) -> str:
     """Create and execute a run in this process with live output; what SDK verbs call.
 
-    Returns the run id. Raises StepFailed when the run does not succeed.
+    Returns the run id. Raises StepFailed when the run does not succeed (a run left waiting
+    for input with ``detach_when_waiting`` has not failed: it returns normally).
     """
     from mloop.services.backend import open_backend
-    from mloop.services.runs import create_run, execute_run, first_failure, raise_for_run
-    from mloop.steps.job import log_tail
+    from mloop.services.runs import create_run
 
-    console = console or Console(stderr=False)
     with open_backend(settings) as backend:
         run = create_run(backend, spec, values, storages=storages, steps=steps, scene=scene,
                          require_defaults=require_defaults)
-        title = f"{spec.name} · run {run.id[:12]} (#{run.number})"
-        if quiet:
-            run = execute_run(backend, run.id)
-        else:
-            with RunDisplay(console, title, follow_logs=follow_logs) as display:
-                run = execute_run(backend, run.id, listener=display)
-            failed = first_failure(backend, run)
-            summary(console, run, failed.name if failed else None,
-                    log_tail(failed.log_path, settings.log_tail_lines) if failed else [])
-        raise_for_run(backend, run)
-        return run.id
+        return _drive(backend, run, f"{spec.name} · run {run.id[:12]} (#{run.number})", quiet=quiet,
+                      follow_logs=follow_logs, console=console, detach_when_waiting=detach_when_waiting)
+
+
+def resume_workflow(settings: Any, run_id: str, *, quiet: bool = False, follow_logs: bool = False,
+                    console: Console | None = None, detach_when_waiting: bool = False) -> str:
+    """Continue a run left waiting for input (``mloop resume``/``mloop input``), with live output."""
+    from mloop.services.backend import open_backend
+
+    with open_backend(settings) as backend:
+        run = backend.store.get_run(run_id)
+        return _drive(backend, run, f"{run.workflow_name} · run {run.id[:12]} (#{run.number}), resumed",
+                      quiet=quiet, follow_logs=follow_logs, console=console,
+                      detach_when_waiting=detach_when_waiting, resume=True)
+
+
+def _drive(backend: Any, run: RunRecord, title: str, *, quiet: bool, follow_logs: bool, console: Console | None,
+           detach_when_waiting: bool, resume: bool = False) -> str:
+    from mloop.services.runs import execute_run, first_failure, raise_for_run
+    from mloop.steps.job import log_tail
+
+    console = console or Console(stderr=False)
+    if quiet:
+        run = execute_run(backend, run.id, detach_when_waiting=detach_when_waiting, resume=resume)
+    else:
+        with RunDisplay(console, title, follow_logs=follow_logs) as display:
+            run = execute_run(backend, run.id, listener=display, detach_when_waiting=detach_when_waiting,
+                              resume=resume)
+        failed = first_failure(backend, run)
+        summary(console, run, failed.name if failed else None,
+                log_tail(failed.log_path, backend.settings.log_tail_lines) if failed else [])
+    if run.status == "waiting_input":
+        if not quiet:
+            for step in backend.store.list_steps(run.id):
+                if step.status == "waiting_input":
+                    console.print(Text.assemble((f"step {step.name!r} ", "bold"), (step.message or "", "yellow")),
+                                  highlight=False)
+            console.print(f"the run waits; `mloop resume {run.id[:12]}` continues it once the input is there "
+                          f"(`mloop input` and `mloop label import` resume it themselves)", style="dim")
+        return str(run.id)
+    raise_for_run(backend, run)
+    return str(run.id)

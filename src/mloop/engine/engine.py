@@ -28,11 +28,16 @@ from mloop.engine.context import InputUnavailable, RunContext, utcnow
 from mloop.errors import MloopError, RunStateError
 from mloop.executors.base import Executor, JobExit, JobHandle, get_executor
 from mloop.spec.io import load_spec
-from mloop.spec.models import StepSpec, WorkflowSpec
-from mloop.steps import Launched, Outcome, StepHandler, handler_for
+from mloop.spec.models import DataRequirementSpec, ParameterSpec, StepSpec, WorkflowSpec
+from mloop.steps import Launched, Outcome, StepHandler, Waiting, handler_for
 from mloop.store.base import RunRecord, StepTransition, Store
 
 Listener = Callable[["StepView"], None]
+
+#: How the message of a step waiting for placeholder values starts (a step waiting on its
+#: handler, e.g. for a labeling task, has the handler's own message). Kept in the store, so
+#: an engine that resumes the run knows which kind of wait it was.
+WAITING_FOR_VALUES = "waiting for input:"
 
 
 @dataclass
@@ -62,8 +67,11 @@ class Engine:
     """Executes runs against a store, an artifact store and an executor."""
 
     def __init__(self, store: Store, settings: Settings, artifacts: ArtifactStore,
-                 executor: Executor | None = None, listener: Listener | None = None) -> None:
+                 executor: Executor | None = None, listener: Listener | None = None,
+                 detach_when_waiting: bool = False) -> None:
         self.store, self.settings, self.artifacts = store, settings, artifacts
+        #: Leave (the run stays ``waiting_input``, resumable) once only waiting steps remain.
+        self.detach_when_waiting = detach_when_waiting
         self.executor = executor or get_executor(settings.executor)
         self.listener = listener
         self._events: queue.Queue[tuple[str, JobHandle, JobExit]] = queue.Queue()
@@ -71,21 +79,39 @@ class Engine:
         self._interrupted = threading.Event()
 
     # -- public -----------------------------------------------------------------------------
-    def execute(self, run_id: str) -> RunRecord:
-        """Run every pending step of ``run_id`` to the end; returns the finished run.
+    def execute(self, run_id: str, *, resume: bool = False) -> RunRecord:
+        """Run every pending step of ``run_id`` to the end; returns the finished run (or the
+        run waiting for input, with ``detach_when_waiting``).
+
+        Args:
+            resume: take over a run left ``waiting_input`` by an engine that has gone.
 
         Raises:
-            RunStateError: the run is not pending (already running elsewhere, or finished).
+            RunStateError: the run is not pending (already running elsewhere, or finished), or
+                with ``resume``, not waiting or still owned by a live engine.
         """
+        from mloop.engine.reconcile import engine_alive
+
         run = self.store.get_run(run_id)
         release = self.store.get_release(run.release_id)
         spec = load_spec(release.spec, validate=False)
         me = os.getpid()
-        claimed = self.store.transition_run(
-            run.id, "running", expected_from=["pending"], engine_pid=me, engine_host=socket.gethostname(),
-            engine_started_at=process_start_time(me))
+        owner: dict[str, Any] = dict(engine_pid=me, engine_host=socket.gethostname(),
+                                     engine_started_at=process_start_time(me))
+        if resume:
+            if run.status != "waiting_input":
+                raise RunStateError(f"run {run.id} is {run.status}, not waiting for input",
+                                    hint="only a run in waiting_input can be resumed")
+            if engine_alive(run):
+                raise RunStateError(f"run {run.id} is being run by process {run.engine_pid}",
+                                    hint="it picks new input up by itself; nothing to resume")
+            claimed = self.store.transition_run(run.id, "running", expected_from=["waiting_input"],
+                                                message="resumed", **owner)
+        else:
+            claimed = self.store.transition_run(run.id, "running", expected_from=["pending"], **owner)
         if not claimed:
-            raise RunStateError(f"run {run.id} is {self.store.get_run(run.id).status}, not pending",
+            raise RunStateError(f"run {run.id} is {self.store.get_run(run.id).status}, not "
+                                f"{'waiting_input' if resume else 'pending'}",
                                 hint="use `mloop retry` for a failed or stopped run")
         run = self.store.get_run(run.id)
         run_dir = os.path.join(self.settings.home_path, "runs", run.id)
@@ -161,6 +187,12 @@ class _Execution:
         self.failed = False
         self.stopping = False
         self._last_stop_check = 0.0
+        self.run_status = "running"
+        # Steps waiting for input: name -> when to look again (time.monotonic()). Steps left
+        # waiting by an earlier engine are looked at first thing.
+        self.waiting: dict[str, float] = {n: 0.0 for n, v in self.views.items() if v.status == "waiting_input"}
+        self.delayed: list[ParameterSpec | DataRequirementSpec] = [p for p in self.spec.parameters if p.delay]
+        self.delayed += [d for d in self.spec.data_requirements if d.delay]
 
     # -- transitions ------------------------------------------------------------------------
     def _set(self, name: str, status: str, message: str | None = None, **fields: Any) -> None:
@@ -198,16 +230,66 @@ class _Execution:
         while True:
             self._check_stop()
             if not self.stopping and not self.failed:
+                self._poll_waiting()
                 self._start_ready()
             self.flush()
-            if not self.running:
+            waits = bool(self.waiting) and not self.stopping and not self.failed
+            if not self.running and not waits:
                 break
+            self._set_run_status("running" if self.running or not waits else "waiting_input")
+            if self.run_status == "waiting_input" and self.engine.detach_when_waiting:
+                return self._detach()
             try:
                 _, handle, exit = self.engine._events.get(timeout=self.STOP_CHECK_SECONDS)
             except queue.Empty:
                 continue
             self._finished(handle, exit)
         return self._finish_run()
+
+    # -- waiting for input ------------------------------------------------------------------
+    def _missing_inputs(self, name: str) -> list[str]:
+        """The delayed placeholders step ``name`` uses that have no value yet."""
+        return [p.name for p in self.delayed if name in p.used_steps and self.ctx.values.get(p.name) is None]
+
+    def _fill_defaults(self, name: str, missing: list[str]) -> list[str]:
+        """Ask the step's handler for values it can derive; record them; what is still missing."""
+        handler = self.engine.handler(self.steps[name].type)
+        found = {}
+        for placeholder in missing:
+            value = handler.input_default(self.steps[name], self.ctx, placeholder)
+            if value is not None:
+                found[placeholder] = value
+        if found:
+            self.ctx.values.update(found)
+            run = self.store.get_run(self.ctx.run_id)
+            self.store.update_run(self.ctx.run_id, params={**run.params, **found})
+        return [p for p in missing if p not in found]
+
+    def _wait(self, name: str, reason: str, poll_seconds: float) -> None:
+        if self.views[name].status != "waiting_input" or self.views[name].message != reason:
+            self._set(name, "waiting_input", reason)
+        self.waiting[name] = time.monotonic() + poll_seconds
+
+    def _poll_waiting(self) -> None:
+        now = time.monotonic()
+        for name in [n for n, due in self.waiting.items() if due <= now]:
+            if self.failed or self.stopping or len(self.running) >= self.engine.settings.max_parallel:
+                return
+            del self.waiting[name]
+            self._start(name)
+
+    def _set_run_status(self, status: str) -> None:
+        if status != self.run_status:
+            self.flush()
+            self.store.transition_run(self.ctx.run_id, status, expected_from=[self.run_status])
+            self.run_status = status
+
+    def _detach(self) -> RunRecord:
+        """Leave a run that only waits for input: it stays ``waiting_input`` with no engine,
+        and whatever delivers the input (``mloop input``, ``mloop resume``) takes it over."""
+        self.flush()
+        self.store.update_run(self.ctx.run_id, engine_pid=None, engine_host=None, engine_started_at=None)
+        return self.store.get_run(self.ctx.run_id)
 
     def _preflight(self) -> None:
         from mloop.steps.job import preflight
@@ -227,8 +309,14 @@ class _Execution:
         if not interrupted and now - self._last_stop_check < self.STOP_CHECK_SECONDS:
             return
         self._last_stop_check = now
-        if not self.stopping and (interrupted or self.store.get_run(self.ctx.run_id).stop_requested):
+        run = self.store.get_run(self.ctx.run_id)
+        if self.waiting:  # values given with `mloop input` arrive through the store
+            self.ctx.values.update({k: v for k, v in run.params.items() if v is not None})
+        if not self.stopping and (interrupted or run.stop_requested):
             self.stopping = True
+            for name in list(self.waiting):
+                del self.waiting[name]
+                self._set(name, "stopped", "stopped on request")
             if interrupted:
                 self.store.update_run(self.ctx.run_id, stop_requested=True)
             for launched in list(self.running.values()):
@@ -259,25 +347,42 @@ class _Execution:
                     progressed = True
 
     def _start(self, name: str) -> bool:
-        """Start (or skip) one ready step; True if it finished at once."""
+        """Start (or skip) one ready step, or look again at a waiting one; True if it finished
+        at once."""
         step = self.steps[name]
         deps = self.deps[name]
         if deps and all(self.views[d].status == "skipped" for d in deps):
             self._set(name, "skipped", "all upstream steps were skipped", outputs_skipped=True)
             return True
+        waited = self.views[name].status == "waiting_input"
         try:
+            missing = self._missing_inputs(name)
+            if missing:
+                missing = self._fill_defaults(name, missing)
+            if missing:
+                values = " ".join(f"{m}=VALUE" for m in missing)
+                self._wait(name, f"{WAITING_FOR_VALUES} {', '.join(missing)} (give it with `mloop input "
+                                 f"{self.ctx.run_id[:8]} {values}`)", self.STOP_CHECK_SECONDS)
+                return False
             if step.policy and step.policy.skip_conditions:
                 if all(evaluate(c, self.ctx) for c in step.policy.skip_conditions):
                     text = " and ".join(describe(c, self.ctx) for c in step.policy.skip_conditions)
                     self._set(name, "skipped", f"skip condition holds: {text}", outputs_skipped=True)
                     return True
             attempt = self.views[name].attempt + 1
-            result = self.engine.handler(step.type).start(step, self.ctx, attempt, self.engine.on_exit)
+            handler = self.engine.handler(step.type)
+            if waited and not (self.views[name].message or "").startswith(WAITING_FOR_VALUES):
+                result = handler.poll(step, self.ctx, attempt, self.engine.on_exit)
+            else:
+                result = handler.start(step, self.ctx, attempt, self.engine.on_exit)
         except (MloopError, InputUnavailable, OSError) as exc:
             hint = getattr(exc, "hint", None)
             self._set(name, "failed", f"{exc}" + (f" ({hint})" if hint else ""))
             self.failed = True
             return True
+        if isinstance(result, Waiting):
+            self._wait(name, result.reason, result.poll_seconds)
+            return False
         if isinstance(result, Outcome):
             self._set(name, "running", attempt=attempt, started_at=utcnow())
             self._apply(name, result)
@@ -330,14 +435,18 @@ class _Execution:
                 pass
         try:
             for name, view in self.views.items():
-                if view.status == "running":
+                if view.status in ("running", "waiting_input"):
                     self.store.transition_step(self.ctx.run_id, name, "failed", message=reason,
-                                               expected_from=["running"])
-            self.store.transition_run(self.ctx.run_id, "failed", message=reason, expected_from=["running"])
+                                               expected_from=[view.status])
+            self.store.transition_run(self.ctx.run_id, "failed", message=reason,
+                                      expected_from=["running", "waiting_input"])
         except Exception:  # noqa: BLE001 - the store may be what failed; reconcile will finish it
             pass
 
     def _finish_run(self) -> RunRecord:
+        for name in list(self.waiting):  # the run failed while these waited: they never ran
+            del self.waiting[name]
+            self._set(name, "stopped", "not continued: the run failed")
         self.flush()
         statuses = {n: v.status for n, v in self.views.items()}
         failed = [n for n, s in statuses.items() if s == "failed"]
@@ -350,5 +459,6 @@ class _Execution:
         else:
             status, message = "succeeded", None
         # A stop or reconcile from another process may have ended the run already: it wins.
-        self.store.transition_run(self.ctx.run_id, status, message=message, expected_from=["running"])
+        self.store.transition_run(self.ctx.run_id, status, message=message,
+                                  expected_from=["running", "waiting_input"])
         return self.store.get_run(self.ctx.run_id)

@@ -2,6 +2,10 @@
 
 No step stays "running" forever: its job (if still alive) is ended, the step is marked
 failed with the reason, and the run failed, so ``mloop retry`` can continue it.
+
+A run that was only waiting for input when its engine died lost nothing: it stays
+``waiting_input``, owned by no engine, until the input arrives (``mloop input``,
+``mloop resume``, a finished labeling task).
 """
 
 from __future__ import annotations
@@ -34,8 +38,17 @@ def reconcile_run(store: Store, run: RunRecord, grace_seconds: float = 5.0) -> b
     """Finish ``run`` if its engine died; True if it was reconciled."""
     if run.status not in ("running", "waiting_input") or engine_alive(run):
         return False
+    steps = store.list_steps(run.id)
+    if not run.stop_requested and any(s.status == "waiting_input" for s in steps) \
+            and not any(s.status == "running" for s in steps):
+        if run.status == "running":
+            store.transition_run(run.id, "waiting_input", expected_from=["running"],
+                                 message="its engine ended while it waited for input; it resumes when the input arrives")
+        if run.engine_pid is not None:
+            store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
+        return False
     reason = f"the engine process (pid {run.engine_pid}) ended while the run was {run.status}"
-    for step in store.list_steps(run.id):
+    for step in steps:
         if step.status not in ("running", "waiting_input"):
             continue
         if step.pid:

@@ -15,7 +15,8 @@ __all__ = ["TERMINAL_RUN", "TERMINAL_STEP", "STEP_TRANSITIONS", "RUN_TRANSITIONS
 
 STEP_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"running", "skipped", "failed", "stopped", "waiting_input"}),
-    "waiting_input": frozenset({"running", "failed", "stopped", "skipped"}),
+    # waiting_input -> waiting_input: what it waits for changed (e.g. labeling progress).
+    "waiting_input": frozenset({"running", "failed", "stopped", "skipped", "waiting_input"}),
     "running": frozenset({"succeeded", "failed", "stopped"}),
     # RetryFailedStep: a failed or stopped step goes back to pending on `mloop retry`.
     "failed": frozenset({"pending"}),

@@ -17,7 +17,8 @@ from mloop.errors import NotFoundError, Problem, RunStateError, SpecValidationEr
 from mloop.executors.local import kill_tree
 from mloop.spec.io import dump_spec, spec_hash
 from mloop.spec.models import WorkflowSpec
-from mloop.spec.values import resolve_values
+from mloop.spec.io import load_spec
+from mloop.spec.values import coerce_given, resolve_values
 from mloop.services.backend import Backend
 from mloop.store.base import TERMINAL_RUN, ReleaseRecord, RunRecord, StepRecord
 
@@ -103,10 +104,64 @@ def create_run(backend: Backend, spec: WorkflowSpec, values: dict[str, Any] | No
     return backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected)
 
 
-def execute_run(backend: Backend, run_id: str, listener: Listener | None = None) -> RunRecord:
-    """Run a pending run in this process until it ends."""
-    engine = Engine(backend.store, backend.settings, backend.artifacts, listener=listener)
-    return engine.execute(run_id)
+def execute_run(backend: Backend, run_id: str, listener: Listener | None = None, *,
+                detach_when_waiting: bool = False, resume: bool = False) -> RunRecord:
+    """Run a pending run in this process until it ends.
+
+    Args:
+        detach_when_waiting: return once only steps waiting for input remain (the run stays
+            ``waiting_input``; :func:`resume_run` continues it) instead of waiting here.
+        resume: continue a run left ``waiting_input`` with no engine (see :func:`resume_run`).
+    """
+    engine = Engine(backend.store, backend.settings, backend.artifacts, listener=listener,
+                    detach_when_waiting=detach_when_waiting)
+    return engine.execute(run_id, resume=resume)
+
+
+def provide_input(backend: Backend, run_id: str, values: dict[str, Any]) -> RunRecord:
+    """Give values to a run's delayed placeholders (or change ones not yet used).
+
+    The engine running the run picks them up within a fraction of a second; a run left
+    waiting with no engine continues with :func:`resume_run`.
+
+    Raises:
+        RunStateError: the run has ended.
+        PlaceholderValueError: unknown names or bad values (nothing is recorded).
+    """
+    store = backend.store
+    run = store.get_run(run_id)
+    if run.status in TERMINAL_RUN:
+        raise RunStateError(f"run {run.id} has already ended ({run.status})", hint="start a new run with the values")
+    spec = load_spec(store.get_release(run.release_id).spec, validate=False)
+    coerced = coerce_given(spec, values)
+    current = store.get_run(run.id)
+    return store.update_run(run.id, params={**current.params, **coerced})
+
+
+def resumable(backend: Backend, run: RunRecord) -> bool:
+    """Whether ``run`` waits for input with no engine looking after it (so it needs resuming)."""
+    reconcile_run(backend.store, run, backend.settings.stop_grace_seconds)
+    run = backend.store.get_run(run.id)
+    return run.status == "waiting_input" and not engine_alive(run)
+
+
+def waiting_runs(backend: Backend) -> list[RunRecord]:
+    """Runs waiting for input, newest first."""
+    return backend.store.list_runs(status=["waiting_input"], limit=10_000)
+
+
+def resume_run(backend: Backend, run_id: str, listener: Listener | None = None, *,
+               detach_when_waiting: bool = False) -> RunRecord:
+    """Continue, in this process, a run that waits for input and whose engine has gone
+    (``mloop run --no-wait``, or the process was restarted). Waiting steps are looked at
+    again first; the run then goes on like any other.
+
+    Raises:
+        RunStateError: the run is not waiting, or a live engine still runs it.
+    """
+    run = backend.store.get_run(run_id)
+    reconcile_run(backend.store, run, backend.settings.stop_grace_seconds)
+    return execute_run(backend, run.id, listener, detach_when_waiting=detach_when_waiting, resume=True)
 
 
 def first_failure(backend: Backend, run: RunRecord) -> StepRecord | None:

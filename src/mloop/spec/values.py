@@ -161,7 +161,7 @@ def resolve_values(spec: WorkflowSpec, given: dict[str, Any], *, steps: set[str]
                 problems.extend(exc.problems)
         elif p.default is not None:
             out[p.name] = p.default
-        elif p.required and needed(p.used_steps):
+        elif p.required and needed(p.used_steps) and not p.delay:  # delayed: asked for when its step starts
             what = "release_and_run() needs a default for every placeholder" if require_defaults else \
                 f"give it with -p {p.name}=VALUE (or parameters={{'{p.name}': ...}})"
             problems.append(Problem(f"parameters[{p.name}]", f"placeholder {p.name!r} ({p.type.upper()}) has no "
@@ -171,7 +171,7 @@ def resolve_values(spec: WorkflowSpec, given: dict[str, Any], *, steps: set[str]
     for d in spec.data_requirements:
         raw = given.get(d.name, d.default)
         if raw is None:
-            if needed(d.used_steps):
+            if needed(d.used_steps) and not d.delay:
                 hint = "release_and_run() needs a default for every placeholder" if require_defaults else \
                     f"give it with -p {d.name}=PATH"
                 problems.append(Problem(f"data_requirements[{d.name}]", f"data placeholder {d.name!r} ({d.type}) "
@@ -183,6 +183,39 @@ def resolve_values(spec: WorkflowSpec, given: dict[str, Any], *, steps: set[str]
         except _Bad:
             problems.append(Problem(f"data_requirements[{d.name}]", f"value {raw!r} is not a valid {d.type} "
                                     "value", "for obs give a path, e.g. -p data=./data/", placeholder=d.name))
+    if problems:
+        raise PlaceholderValueError(problems)
+    return out
+
+
+def coerce_given(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """Values given to a run already under way (``mloop input``): each coerced like at the
+    start of a run; unknown names and bad values refused, all at once.
+
+    Raises:
+        PlaceholderValueError: every unknown name and bad value.
+    """
+    problems: list[Problem] = []
+    out: dict[str, Any] = {}
+    params = {p.name: p for p in spec.parameters}
+    datas = {d.name: d for d in spec.data_requirements}
+    for name, raw in given.items():
+        if name in params:
+            try:
+                out[name] = coerce_parameter(params[name], raw)
+            except PlaceholderValueError as exc:
+                problems.extend(exc.problems)
+        elif name in datas:
+            try:
+                out[name] = _data_value(datas[name], raw)
+            except _Bad:
+                problems.append(Problem(f"data_requirements[{name}]", f"value {raw!r} is not a valid "
+                                        f"{datas[name].type} value", placeholder=name))
+        else:
+            known = sorted([*params, *datas])
+            problems.append(Problem(f"parameters[{name}]", f"no placeholder named {name!r}",
+                                    f"known: {', '.join(known)}" if known else "this workflow has no placeholders",
+                                    placeholder=name))
     if problems:
         raise PlaceholderValueError(problems)
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mloop.executors.base import Executor
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.steps.base import Launched, Outcome, StepHandler, Waiting
 
 
 def handler_for(step_type: str, executor: Executor) -> StepHandler:
@@ -25,4 +25,4 @@ def handler_for(step_type: str, executor: Executor) -> StepHandler:
     return UnsupportedHandler(executor)
 
 
-__all__ = ["Launched", "Outcome", "StepHandler", "handler_for"]
+__all__ = ["Launched", "Outcome", "StepHandler", "Waiting", "handler_for"]

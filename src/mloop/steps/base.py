@@ -31,6 +31,17 @@ class Launched:
     fields: dict[str, Any] = field(default_factory=dict)  # step fields to record (workdir, code_hash, ...)
 
 
+@dataclass
+class Waiting:
+    """A step that can't go on until something outside the run happens (a person finishes a
+    labeling task, ...). The engine marks it ``waiting_input`` with ``reason`` as its message
+    and calls :meth:`StepHandler.poll` every ``poll_seconds`` while it lives; after a restart,
+    ``mloop resume`` (or whatever delivers the input) polls it again."""
+
+    reason: str
+    poll_seconds: float = 1.0
+
+
 class StepHandler(abc.ABC):
     """Runs one kind of step."""
 
@@ -38,11 +49,24 @@ class StepHandler(abc.ABC):
         self.executor = executor
 
     @abc.abstractmethod
-    def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
-        """Begin the step: return an Outcome if it finished at once, else what was launched.
+    def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched | Waiting:
+        """Begin the step: return an Outcome if it finished at once, what was launched, or
+        that it waits for input.
 
         ``on_exit(handle, exit)`` must be passed to the executor so the engine hears the end.
         """
+
+    def poll(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched | Waiting:
+        """Check again on a step that returned :class:`Waiting` (also after a restart, so it
+        must work from the store alone). By default, :meth:`start` again: handlers whose start
+        is idempotent (find-or-create, then check) need nothing more."""
+        return self.start(step, ctx, attempt, on_exit)
+
+    def input_default(self, step: StepSpec, ctx: RunContext, name: str) -> Any:
+        """A value for the delayed placeholder ``name`` this step uses, when the handler can
+        derive one (e.g. the model version a ModelStep of this run registered); None makes
+        the step wait for a person to give it."""
+        return None
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
         """Turn a launched job's exit into an Outcome (parse metrics, upload outputs, ...)."""
