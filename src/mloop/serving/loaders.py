@@ -298,7 +298,12 @@ def _load_torchscript(root: Path, config: dict[str, Any], threads: int | None) -
     if path is None:
         raise ModelLoadError(f"{root}: no TorchScript file (*.pt, *.pth saved by torch.jit.save)",
                              hint="save with torch.jit.save(torch.jit.script(model), 'model.pt')")
-    model = torch.jit.load(str(path), map_location="cpu")
+    import warnings
+
+    with warnings.catch_warnings():
+        # torch 2.13 marks TorchScript deprecated; it is still the format that loads without the class.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
+        model = torch.jit.load(str(path), map_location="cpu")
     return LoadedModel("torchscript", _torch_predict(model, config), instance_shape(config),
                        str(config.get("input_dtype", "float32")), _classes(config), config,
                        description=f"TorchScript {path.name}")
