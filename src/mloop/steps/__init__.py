@@ -20,6 +20,12 @@ def handler_for(step_type: str, executor: Executor) -> StepHandler:
         from mloop.steps.model import ModelHandler
 
         return ModelHandler(executor)
+    if step_type in ("create_dataset", "dataset_import", "release_dataset"):
+        from mloop.steps import dataset
+
+        kinds = {"create_dataset": dataset.CreateDatasetHandler, "dataset_import": dataset.DatasetImportHandler,
+                 "release_dataset": dataset.ReleaseDatasetHandler}
+        return kinds[step_type](executor)
     from mloop.steps.unsupported import UnsupportedHandler
 
     return UnsupportedHandler(executor)

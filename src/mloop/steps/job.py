@@ -162,11 +162,17 @@ class JobHandler(StepHandler):
             env.setdefault(var, threads)
         env["MLOOP_CPUS"] = threads
         staged_in: dict[str, str] = {}
+        datasets: dict[str, dict[str, Any]] = {}
         for inp in step.inputs:
             url = ctx.resolve(inp.data)
-            if isinstance(url, dict):  # a dataset reference: datasets arrive in a later issue
-                raise JobSetupError(f"input {inp.name!r} is a {inp.type} ({url}); job inputs from datasets are "
-                                    "not supported yet", hint="use an OBSPath / OBSPlaceholder folder")
+            if isinstance(url, dict):  # a dataset version: materialised in the job layout
+                from mloop.steps.dataset import stage_dataset
+
+                path, datasets[inp.name] = stage_dataset(ctx, step.name, inp.name, url,
+                                                         os.path.join(workdir, "inputs", inp.name))
+                args.append(f"--{inp.name}={path}")
+                env[f"MLOOP_INPUT_{_env_key(inp.name)}"] = path
+                continue
             path = local_path(url) if is_local(url) else None
             if path is None:
                 path = os.path.join(workdir, "inputs", inp.name)
@@ -232,7 +238,7 @@ class JobHandler(StepHandler):
         return Launched(handle, state={"uploads": uploads, "outputs": outputs, "metric_files": metric_files},
                         fields={"workdir": workdir, "log_path": log_path, "code_hash": code_hash, "pid": handle.pid,
                                 "inputs": {"values": inputs, "staged": staged_in, "algorithm": algo.source,
-                                           "engine": algo.engine, "argv": argv}})
+                                           "engine": algo.engine, "argv": argv, "datasets": datasets}})
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
         if exit.exit_code != 0:

@@ -10,9 +10,6 @@ from mloop.steps.base import Launched, Outcome, StepHandler
 
 WHEN = {
     "service": "service deployment (ServiceStep)",
-    "create_dataset": "dataset creation (CreateDatasetStep)",
-    "dataset_import": "dataset import (DatasetImportStep)",
-    "release_dataset": "dataset release (ReleaseDatasetStep)",
     "labeling": "labeling (LabelingStep)",
     "mrs_job": "MapReduce jobs (MrsJobStep)",
 }
