@@ -225,6 +225,8 @@ def save_model(model: Net, out: Path, *, accuracy: float, loss: float, args: arg
         "input_shape": [1, 1, 28, 28],
         "input_dtype": "float32",
         "input_description": "grayscale 28x28 images, pixel values / 255 (0..1); the model normalizes itself",
+        # How the inference server turns an uploaded image into an input (mloop.serving.inputs).
+        "image": {"mode": "L", "size": [28, 28], "scale": 1 / 255, "layout": "CHW"},
         "output_description": "log-probabilities over classes; argmax is the prediction",
         "classes": CLASSES,
         "metrics": {"accuracy": accuracy, "loss": loss, "test_size": test_size},
