@@ -20,6 +20,7 @@ from mloop import __version__
 from mloop.commands.dataset import dataset_app
 from mloop.commands.label import label_app
 from mloop.commands.model import model_app
+from mloop.commands.serve import serve
 from mloop.commands.service import service_app
 from mloop.config import Settings
 from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
@@ -35,6 +36,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(label_app, name="label")
 app.add_typer(model_app, name="model")
 app.add_typer(service_app, name="service")
+app.command("serve")(serve)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
