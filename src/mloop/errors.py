@@ -22,6 +22,7 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     ├── DatasetFormatError (ValueError)        a dataset source that doesn't fit its import format
     ├── DatasetError (ValueError)              a bad dataset name, source folder, version or split ratio
     │   └── DatasetConflictError               another import committed a version first: retry
+    ├── LabelingError (ValueError)             a labeling task refuses labels, a file or a completion
     ├── ModelError (ValueError)                a model folder, type or reference the registry refuses
     │   └── ModelVersionExistsError            that model version is already registered
     ├── ServingError                           the inference server
@@ -216,6 +217,14 @@ class DatasetConflictError(DatasetError):
     Nothing was lost: the stored files are reused when the operation is run again."""
 
     code = "dataset_conflict"
+
+
+class LabelingError(MloopError, ValueError):
+    """A labeling task refuses something: unknown sample ids, labels outside its label set, a
+    malformed labels file, completing a task with samples left to label. Nothing is recorded."""
+
+    code = "labeling_error"
+    exit_code = 2
 
 
 class ModelError(MloopError, ValueError):
