@@ -28,7 +28,9 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     ├── ServingError                           the inference server
     │   ├── ModelLoadError                     a model folder the server cannot load (worker exit 3)
     │   ├── BadInputError (ValueError)         a request the model cannot take (HTTP 4xx)
-    │   └── ServiceCodeError                   customize_service.py or the model raised (HTTP 500)
+    │   ├── ServiceCodeError                   customize_service.py or the model raised (HTTP 500)
+    │   └── ManagedServiceError                a managed service (mloop service, ServiceStep)
+    │       └── DeployFailedError              a deploy that did not go live (the old version serves on)
     ├── StoreError                             database problems, translated at the edge
     │   └── SchemaVersionError                 database needs ``mloop db upgrade``
     ├── ArtifactError                          storage/fsspec problems, translated at the edge
@@ -269,6 +271,20 @@ class ServiceCodeError(ServingError):
     answered with 500, the traceback goes to the server log, and the server keeps serving."""
 
     code = "service_error"
+
+
+class ManagedServiceError(ServingError):
+    """A managed service (``mloop service``, ServiceStep) could not do what was asked: bad
+    name, no such service, a supervisor that does not answer, a port that is taken."""
+
+    code = "managed_service_error"
+
+
+class DeployFailedError(ManagedServiceError):
+    """A deploy that did not go live: the new worker failed to load the model (the loader's
+    error is the message) or was not ready in time. The previous version keeps serving."""
+
+    code = "deploy_failed"
 
 
 class StoreError(MloopError):
