@@ -26,7 +26,7 @@ from typing import Any
 
 from mloop.artifacts import is_local, local_path
 from mloop.engine.context import RunContext
-from mloop.errors import DatasetError, NotFoundError, NotSupportedYetError
+from mloop.errors import DatasetError, DatasetFormatError, NotFoundError, NotSupportedYetError
 from mloop.services.backend import Backend
 from mloop.spec.models import InputSpec, StepSpec
 from mloop.steps.base import Launched, Outcome, StepHandler
@@ -106,6 +106,20 @@ def _import_kwargs(fmt: str | None, params: dict[str, Any], fn: Any) -> dict[str
     return kwargs
 
 
+def _import(backend: Backend, name: str, folder: str, fmt: str | None, params: dict[str, Any],
+            **more: Any) -> DatasetVersionRecord:
+    """``import_data`` with a hint that fits a workflow: a step has no data-cleaning switch (the SDK
+    has no such property), so the files must be fixed at the source."""
+    from mloop.services.datasets import import_data
+
+    try:
+        return import_data(backend, name, folder, **_import_kwargs(fmt, params, import_data), **more)
+    except DatasetFormatError as exc:
+        if getattr(exc, "problems", None):  # bad files, not an unsupported format
+            exc.hint = f"fix or remove these files in {folder}, then run again"
+        raise
+
+
 def _made(record: DatasetVersionRecord, verb: str) -> str:
     stats = record.stats or {}
     if stats.get("unchanged"):
@@ -140,8 +154,6 @@ class CreateDatasetHandler(StepHandler):
     """
 
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
-        from mloop.services.datasets import import_data
-
         props = ctx.resolve(step.properties)
         name = _text(props.get("dataset_name"))
         if name is None:
@@ -153,9 +165,8 @@ class CreateDatasetHandler(StepHandler):
             raise DatasetError(f"step {step.name!r} needs exactly one input folder, got {len(sources)}",
                                hint="give one CreateDatasetInput", step=step.name)
         folder = _source_folder(ctx, step, sources[0])
-        record = import_data(_backend(ctx), name, folder, create=True,
-                             description=_text(props.get("description")) or "",
-                             **_import_kwargs(fmt, params, import_data))
+        record = _import(_backend(ctx), name, folder, fmt, params, create=True,
+                         description=_text(props.get("description")) or "")
         _record_inputs(ctx, step, values={sources[0].name: folder}, format=record.format,
                        dataset={"dataset_name": record.dataset_name, "version_name": record.version})
         return Outcome("succeeded", _made(record, "created"), outputs={_output_name(step): dataset_value(record)})
@@ -165,7 +176,7 @@ class DatasetImportHandler(StepHandler):
     """Add the data of the OBS-like input to the dataset input: its next version."""
 
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
-        from mloop.services.datasets import get_version, import_data
+        from mloop.services.datasets import get_version
 
         resolved = [(i, ctx.resolve(i.data)) for i in step.inputs]
         folders = [(i, v) for i, v in resolved if isinstance(v, str)]
@@ -182,7 +193,7 @@ class DatasetImportHandler(StepHandler):
         if fmt is None:
             fmt = get_version(backend, name).format  # imports continue in the dataset's own format
         folder = _source_folder(ctx, step, folders[0][0])
-        record = import_data(backend, name, folder, **_import_kwargs(fmt, params, import_data))
+        record = _import(backend, name, folder, fmt, params)
         _record_inputs(ctx, step, values={folders[0][0].name: folder}, format=record.format,
                        dataset={"dataset_name": record.dataset_name, "version_name": record.version})
         return Outcome("succeeded", _made(record, "imported into"),
