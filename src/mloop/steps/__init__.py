@@ -20,6 +20,10 @@ def handler_for(step_type: str, executor: Executor) -> StepHandler:
         from mloop.steps.model import ModelHandler
 
         return ModelHandler(executor)
+    if step_type == "labeling":
+        from mloop.steps.labeling import LabelingHandler
+
+        return LabelingHandler(executor)
     if step_type in ("create_dataset", "dataset_import", "release_dataset"):
         from mloop.steps import dataset
 

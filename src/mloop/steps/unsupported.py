@@ -10,7 +10,6 @@ from mloop.steps.base import Launched, Outcome, StepHandler
 
 WHEN = {
     "service": "service deployment (ServiceStep)",
-    "labeling": "labeling (LabelingStep)",
     "mrs_job": "MapReduce jobs (MrsJobStep)",
 }
 
