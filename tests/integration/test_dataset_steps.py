@@ -140,6 +140,32 @@ class TestDatasetPipeline:
                                           "eval": {"bird": 1, "cat": 3, "dog": 3}}
 
 
+class TestModelKnowsItsData:
+    def test_model_registered_from_the_job_records_the_dataset_version(self, tmp_path: Path, pipeline: Path,
+                                                                       embedded: Embedded) -> None:
+        # The job also leaves a (custom) model behind for the ModelStep to register.
+        write_job(tmp_path / "code", COUNT_LAYOUT + """
+    with open(os.path.join(args.out, "customize_service.py"), "w") as fh:
+        fh.write("class Service:\\n    pass\\n")
+""", args=("data_url", "out"))
+        last = '    workflow = wf.Workflow(name="pets", desc="dataset pipeline", steps=[create, more, release, train])'
+        assert last in PIPELINE
+        write_workflow(tmp_path, PIPELINE.replace(last, """
+    register = wf.steps.ModelStep(
+        name="register", inputs=wf.steps.ModelInput(name="model", data=train.outputs["out"].as_input()),
+        outputs=wf.steps.ModelOutput(name="model", model_config=wf.steps.ModelConfig(
+            model_name="pets-model", model_type="Custom")),
+        depend_steps=[train])
+    workflow = wf.Workflow(name="pets", desc="", steps=[create, more, release, train, register])"""))
+
+        done = embedded.run(pipeline, {"images": str(tmp_path / "images")})
+
+        assert done.status == "succeeded", done.why()
+        model = embedded.store.registry.get_version("pets-model", "1")
+        assert model.dataset is not None
+        assert (model.dataset["name"], model.dataset["version"]) == ("pets", "v3")
+
+
 class TestDatasetJobInputs:
     def test_fixed_dataset_and_placeholder_inputs(self, tmp_path: Path, pipeline: Path, embedded: Embedded) -> None:
         assert embedded.run(pipeline, {"images": str(tmp_path / "images")}).status == "succeeded"
@@ -203,8 +229,8 @@ class TestDatasetStepFailures:
                 inputs=wf.steps.CreateDatasetInput(name="source", data=wf.data.OBSPath(obs_path=str(HERE / "images"))),
                 outputs=wf.steps.CreateDatasetOutput(name="dataset", config=wf.data.OBSOutputConfig(
                     obs_path=work.join("w/"))),
-                properties=wf.steps.DatasetProperties(dataset_name="segs",
-                                                      import_config=wf.steps.ImportConfig(annotation_format_config=seg)))
+                properties=wf.steps.DatasetProperties(
+                    dataset_name="segs", import_config=wf.steps.ImportConfig(annotation_format_config=seg)))
             workflow = wf.Workflow(name="seg", desc="", steps=[create])
         """)
 
@@ -228,8 +254,8 @@ class TestOtherFormatsThroughSteps:
                 inputs=wf.steps.CreateDatasetInput(name="source", data=wf.data.OBSPath(obs_path=str(HERE / "reviews"))),
                 outputs=wf.steps.CreateDatasetOutput(name="dataset", config=wf.data.OBSOutputConfig(
                     obs_path=work.join("w/"))),
-                properties=wf.steps.DatasetProperties(dataset_name="reviews",
-                                                      import_config=wf.steps.ImportConfig(annotation_format_config=text)))
+                properties=wf.steps.DatasetProperties(
+                    dataset_name="reviews", import_config=wf.steps.ImportConfig(annotation_format_config=text)))
             workflow = wf.Workflow(name="text", desc="", steps=[create])
         """)
 

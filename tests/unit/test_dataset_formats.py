@@ -37,7 +37,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def voc_xml(filename: str, objects: list[tuple[str, tuple[int, int, int, int]]], size: tuple[int, int] = (64, 48)) -> str:
+def voc_xml(filename: str, objects: list[tuple[str, tuple[int, int, int, int]]],
+            size: tuple[int, int] = (64, 48)) -> str:
     objs = "".join(
         f"<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
         f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
