@@ -241,6 +241,8 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
         out.print("outputs:")
         for step_name, key, value in produced:
             shown = value.get("url", value.get("value")) if isinstance(value, dict) else value
+            if isinstance(value, dict) and value.get("type") == "model":  # a ModelStep's registered version
+                shown = f"model {value.get('name')}:{value.get('version')} (`mloop model show` for more)"
             out.print(f"  {step_name}.{key}: {shown}", highlight=False)
     out.print(f"{len(events)} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
 

@@ -71,6 +71,8 @@ class TestModelStep:
         assert output == {"type": "model", "name": "digits", "version": "1", "model_id": rec.model_id,
                           "model_type": "torchscript", "content_hash": rec.content_hash, "uri": rec.uri}
         assert first.steps["register"].inputs["source_step"] == "train"
+        assert registry.get_model_version_by_id(embedded.backend, output["model_id"]) == rec
+        assert registry.versions_registered_by_run(embedded.backend, first.run.id) == [rec]
         assert "registered digits:1" in (first.steps["register"].message or "")
         artifacts = embedded.store.list_artifacts(first.run.id, "register")
         assert [(a.kind, a.digest) for a in artifacts] == [("model", rec.content_hash)]

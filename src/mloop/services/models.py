@@ -30,8 +30,9 @@ from mloop.store.registry import (
 if TYPE_CHECKING:
     from mloop.services.backend import Backend
 
-__all__ = ["delete_alias", "export_model", "get_model_version", "list_model_versions", "list_models",
-           "model_files", "model_local_path", "parse_model_ref", "register_model", "set_alias"]
+__all__ = ["delete_alias", "export_model", "get_model_version", "get_model_version_by_id", "list_model_versions",
+           "list_models", "model_files", "model_local_path", "parse_model_ref", "register_model", "set_alias",
+           "versions_registered_by_run"]
 
 
 def _repo(backend: Backend) -> ModelRepository:
@@ -74,6 +75,20 @@ def get_model_version(backend: Backend, ref: str) -> ModelVersionRecord:
     if version is not None:
         return repo.get_version(name, version)
     return repo.get_latest(name)
+
+
+def get_model_version_by_id(backend: Backend, model_id: str) -> ModelVersionRecord:
+    """A version by its ``model_id`` (what ``ServiceInputPlaceholder`` values and ModelStep outputs carry).
+
+    Raises:
+        NotFoundError: no version has this id.
+    """
+    return _repo(backend).get_by_id(model_id)
+
+
+def versions_registered_by_run(backend: Backend, run_id: str, step_name: str | None = None) -> list[ModelVersionRecord]:
+    """The versions a run's ModelSteps registered (oldest first), e.g. to deploy what this run made."""
+    return _repo(backend).find_versions(run_id=run_id, step_name=step_name)
 
 
 def register_model(backend: Backend, name: str, source_dir: str | os.PathLike[str], *,
