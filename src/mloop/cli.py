@@ -21,6 +21,7 @@ from mloop.commands.dataset import dataset_app
 from mloop.commands.label import label_app
 from mloop.commands.model import model_app
 from mloop.commands.serve import serve
+from mloop.commands.server import server
 from mloop.commands.service import service_app
 from mloop.config import Settings
 from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
@@ -37,6 +38,7 @@ app.add_typer(label_app, name="label")
 app.add_typer(model_app, name="model")
 app.add_typer(service_app, name="service")
 app.command("serve")(serve)
+app.command("server")(server)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -23,6 +23,7 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     ├── DatasetError (ValueError)              a bad dataset name, source folder, version or split ratio
     │   └── DatasetConflictError               another import committed a version first: retry
     ├── LabelingError (ValueError)             a labeling task refuses labels, a file or a completion
+    │   └── LabelTaskCompletedError            the task is completed: it takes no more labels
     ├── ModelError (ValueError)                a model folder, type or reference the registry refuses
     │   └── ModelVersionExistsError            that model version is already registered
     ├── ServingError                           the inference server
@@ -227,6 +228,12 @@ class LabelingError(MloopError, ValueError):
 
     code = "labeling_error"
     exit_code = 2
+
+
+class LabelTaskCompletedError(LabelingError):
+    """Labels for a task that is completed (its labeled version is made; HTTP 409)."""
+
+    code = "label_task_completed"
 
 
 class ModelError(MloopError, ValueError):

@@ -31,7 +31,7 @@ from mloop.datasets.labeling import (
     write_template,
 )
 from mloop.datasets.manifest import Manifest
-from mloop.errors import LabelingError
+from mloop.errors import LabelingError, LabelTaskCompletedError
 from mloop.services.backend import Backend
 from mloop.services.datasets import get_version, load_manifest, relabel
 from mloop.store.base import RunRecord
@@ -243,7 +243,7 @@ def submit_labels(backend: Backend, task: LabelTaskRecord | str, labels: Mapping
     """
     record = _task(backend, task, dataset)
     if record.status != "in_progress":
-        raise LabelingError(f"labeling task {record.name!r} is completed (its labeled version is "
+        raise LabelTaskCompletedError(f"labeling task {record.name!r} is completed (its labeled version is "
                             f"{record.dataset_name}:{record.output_version}) and takes no more labels",
                             hint="create a new task over that version to change labels", task=record.name)
     if not labels:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mloop.errors import LabelingError, NotFoundError
+from mloop.errors import LabelingError, LabelTaskCompletedError, NotFoundError
 from mloop.store.base import _Record
 from mloop.store import datasets as _datasets  # the module: it may still be loading (models.py imports both)
 from mloop.store.models import Base
@@ -272,7 +272,7 @@ class LabelRepository:
             if found is None:
                 raise NotFoundError(f"no labeling task with id {task_id!r}")
             if found[0] != "in_progress":
-                raise LabelingError(f"labeling task {found[1]!r} is completed and takes no more labels",
+                raise LabelTaskCompletedError(f"labeling task {found[1]!r} is completed and takes no more labels",
                                     hint="create a new task over its output version to change labels",
                                     task=found[1])
             now = _now()
