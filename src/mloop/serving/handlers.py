@@ -63,6 +63,23 @@ class BuiltinHandler:
         self.image = ImageSpec.from_config(model.config, model.input_shape)
         self.batcher = Batcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                size_of=len)
+        self.warmup()
+
+    def warmup(self) -> None:
+        """Run every batch size once (zeros of the model's input shape), so first requests don't
+        pay for kernel selection and TorchScript's shape specialisation (a few ms per new size)."""
+        import numpy as np
+
+        shape = self.model.input_shape
+        if shape is None or None in shape:
+            return
+        limit = self.batcher.max_batch_size if self.batching else 1
+        try:
+            for n in range(1, limit + 1):
+                self.model.forward(np.zeros((n, *[int(d) for d in shape if d is not None]),
+                                            dtype=self.model.input_dtype))
+        except Exception as exc:  # noqa: BLE001 - the model may refuse zeros; requests will tell
+            logger.warning("warm-up skipped: %s: %s", type(exc).__name__, exc)
 
     def info(self) -> dict[str, Any]:
         shape = self.model.input_shape
@@ -233,6 +250,8 @@ def load_handler(model_dir: Path, *, model_name: str, model_type: str | None = N
     root = Path(model_dir).resolve()
     config = read_model_config(root)
     kind = normalize_model_type(model_type) if model_type else detect_model_type(root, config)
+    if kind == "pytorch":  # the family: TorchScript or a state dict, as the files say
+        kind = detect_model_type(root, config)
     if kind == "custom":
         service = load_custom_service(root, model_name, config)
         if threads and "torch" in sys.modules:  # the service's code brought torch in

@@ -1,16 +1,15 @@
 """Load a model folder for serving: one loader per model type, one :class:`LoadedModel` out.
 
-Model types (``model_type`` values; ModelArts' spellings in ``config.json`` are accepted too):
+Model types (``model_type`` values, the registry's names; ModelArts' spellings such as
+``PyTorch`` and ``Scikit_Learn`` are accepted, ``pytorch`` meaning "whichever the files are"):
 
-=================  ==========================================================================
-``torchscript``    ``model.pt`` / ``*.pt`` / ``*.pth`` saved by ``torch.jit.save``
-``pytorch``        a state dict plus the class that loads it: ``config.json`` names the class
-                   (``"model_class": "net:Net"``, a module in the folder) and the state file
-                   (``"state_dict_file": "model_state.pt"``)
-``sklearn``        ``model.joblib`` or ``model.pkl`` (joblib or pickle)
-``onnx``           ``model.onnx`` (run with onnxruntime)
-``custom``         ``customize_service.py`` (the ModelArts contract, see :mod:`.custom`)
-=================  ==========================================================================
+* ``torchscript``: ``model.pt`` / ``*.pt`` / ``*.pth`` saved by ``torch.jit.save``;
+* ``pytorch_state_dict``: a state dict plus the class that loads it; ``config.json`` names the
+  class (``"model_class": "net:Net"``, a module in the folder, ``"model_kwargs"`` for its
+  constructor) and the state file (``"state_dict_file": "model_state.pt"``);
+* ``sklearn``: ``model.joblib`` or ``model.pkl`` (joblib or pickle);
+* ``onnx``: ``model.onnx`` (run with onnxruntime);
+* ``custom``: ``customize_service.py`` (the ModelArts contract, see :mod:`.custom`).
 
 ``config.json`` keys the server reads (all optional): ``model_type``, ``model_file``,
 ``state_dict_file``, ``model_class``, ``input_shape`` (the shape of a batch of one, first
@@ -34,12 +33,14 @@ from typing import Any, Callable
 
 from mloop.errors import ModelLoadError
 
-MODEL_TYPES = ("torchscript", "pytorch", "sklearn", "onnx", "custom")
+MODEL_TYPES = ("torchscript", "pytorch_state_dict", "sklearn", "onnx", "custom")
 
 # Spellings found in config.json files (ModelArts' model_type values, registry names).
 _ALIASES = {
     "torchscript": "torchscript", "torch_script": "torchscript", "jit": "torchscript",
-    "pytorch": "pytorch", "torch": "pytorch", "pytorch_state_dict": "pytorch", "state_dict": "pytorch",
+    # "pytorch" is the family (ModelArts' "PyTorch"): the files tell TorchScript from a state dict.
+    "pytorch": "pytorch", "torch": "pytorch",
+    "pytorch_state_dict": "pytorch_state_dict", "state_dict": "pytorch_state_dict",
     "sklearn": "sklearn", "scikit_learn": "sklearn", "scikit-learn": "sklearn", "scikitlearn": "sklearn",
     "xgboost": "sklearn", "onnx": "onnx", "custom": "custom",
 }
@@ -67,7 +68,8 @@ def read_model_config(model_dir: Path) -> dict[str, Any]:
 
 
 def normalize_model_type(value: str) -> str:
-    """The canonical name of a model type (``"PyTorch"`` → ``"pytorch"``).
+    """The canonical name of a model type (``"Scikit_Learn"`` → ``"sklearn"``; ``"PyTorch"`` →
+    ``"pytorch"``, the family, resolved from the files by :func:`detect_model_type`).
 
     Raises:
         ModelLoadError: an unknown type.
@@ -103,7 +105,7 @@ def detect_model_type(model_dir: Path, config: dict[str, Any] | None = None) -> 
         if (root / name).is_file() and _is_torchscript(root / name):
             return "torchscript"
     if torch_files and config.get("model_class"):
-        return "pytorch"
+        return "pytorch_state_dict"
     if torch_files:
         raise ModelLoadError(
             f"{root}: {', '.join(torch_files)} is not TorchScript and config.json names no model class",
@@ -168,10 +170,10 @@ def load_model(model_dir: Path, model_type: str | None = None, *, threads: int |
     root = Path(model_dir).resolve()
     config = read_model_config(root)
     kind = normalize_model_type(model_type) if model_type else detect_model_type(root, config)
-    if kind == "pytorch" and not model_type and not config.get("model_class"):
+    if kind == "pytorch":
         kind = detect_model_type(root, config)
     loaders: dict[str, Callable[[Path, dict[str, Any], int | None], LoadedModel]] = {
-        "torchscript": _load_torchscript, "pytorch": _load_state_dict, "sklearn": _load_sklearn, "onnx": _load_onnx,
+        "torchscript": _load_torchscript, "pytorch_state_dict": _load_state_dict, "sklearn": _load_sklearn, "onnx": _load_onnx,
     }
     if kind not in loaders:
         raise ModelLoadError(f"{root}: model type {kind!r} has no built-in loader",
@@ -304,9 +306,26 @@ def _load_torchscript(root: Path, config: dict[str, Any], threads: int | None) -
         # torch 2.13 marks TorchScript deprecated; it is still the format that loads without the class.
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
         model = torch.jit.load(str(path), map_location="cpu")
+        model = optimize_torchscript(model, config)
     return LoadedModel("torchscript", _torch_predict(model, config), instance_shape(config),
                        str(config.get("input_dtype", "float32")), _classes(config), config,
                        description=f"TorchScript {path.name}")
+
+
+def optimize_torchscript(model: Any, config: dict[str, Any]) -> Any:
+    """Freeze a TorchScript module and apply ``torch.jit.optimize_for_inference`` (conv/ReLU
+    fusion, oneDNN kernels): on the MNIST CNN this makes a batch of 32 three times cheaper per
+    image than single images, which is what dynamic batching needs on a CPU. ``"optimize":
+    false`` in ``config.json`` turns it off; a module that cannot be frozen is served as is."""
+    import torch
+
+    if config.get("optimize", True) is False:
+        return model
+    try:
+        model.eval()
+        return torch.jit.optimize_for_inference(torch.jit.freeze(model))
+    except Exception:  # noqa: BLE001 - an optimisation, never a reason not to serve
+        return model
 
 
 def import_from_folder(root: Path, module_name: str, unique: str) -> Any:
@@ -345,7 +364,7 @@ def _load_state_dict(root: Path, config: dict[str, Any], threads: int | None) ->
     model = cls(**kwargs)
     state = torch.load(str(_torch_file(root, config, "state_dict_file")), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return LoadedModel("pytorch", _torch_predict(model, config), instance_shape(config),
+    return LoadedModel("pytorch_state_dict", _torch_predict(model, config), instance_shape(config),
                        str(config.get("input_dtype", "float32")), _classes(config), config,
                        description=f"{class_name} state dict")
 
