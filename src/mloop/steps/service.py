@@ -1,0 +1,254 @@
+"""ServiceStep: deploy a registered model version as a managed local service, or switch an
+existing service to it with no dropped requests.
+
+Inputs (reference 6.5): one ``ServiceInputPlaceholder`` (the deployment: a list of per-model
+configs ``model_name``, ``model_version``, ``weight``, ``specification``, ``instance_count``,
+``envs``; one entry with weight 100 is what a local service serves), plus optionally a
+``ServiceData`` or ``ServiceUpdatePlaceholder`` naming the service to update. Without one, the
+service is ``ServiceConfig.service_name`` (created on the first run, switched on later ones),
+or ``service-<id>`` derived from the run and step when no name is given.
+
+The placeholder is delayed (``delay=True``): when nobody gave it a value, :meth:`input_default`
+derives it from the run itself: the version that a ModelStep of this run registered under the
+placeholder's ``model_name``, else the placeholder's ``model_version``. Only when neither exists
+does the step wait for a person (``mloop input``).
+
+Deploying takes seconds (a worker process loads the model), so :meth:`start` runs it in a
+thread and returns :class:`Launched`; the engine hears the end through ``on_exit``. The
+output is the service (``service_id``, ``service_name``, model, port) with the variables
+``access_address`` and ``cluster_inner_access_address`` (the service URL; it takes ``POST /``,
+ModelArts' path, and ``POST /predict``). ``ServiceConfig.schedule`` (hours, -1 = keep running)
+stops the service when it runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import Any
+
+from mloop.engine.context import RunContext
+from mloop.errors import ManagedServiceError, MloopError, NotFoundError
+from mloop.executors.base import JobExit, JobHandle, JobRequest
+from mloop.spec.models import DataRequirementSpec, InputSpec, StepSpec
+from mloop.spec import refs
+from mloop.steps.base import Launched, Outcome, StepHandler
+
+__all__ = ["ServiceHandler", "auto_service_name", "service_output_value"]
+
+
+def auto_service_name(run_id: str, step: str) -> str:
+    """``service-<8 hex>`` for a ServiceStep with no name: stable for one run and step, so a
+    retried step switches the service its first attempt created instead of adding one."""
+    return "service-" + uuid.uuid5(uuid.NAMESPACE_URL, f"mloop:{run_id}/{step}").hex[:8]
+
+
+def service_output_value(record: Any) -> dict[str, Any]:
+    """What a ServiceStep's output holds (``ServiceData``-like), with its output variables."""
+    url = record.url or ""
+    return {"type": "service", "service_id": record.id, "service_name": record.name,
+            "model_name": record.model_name, "model_version": record.model_version, "port": record.port,
+            "variables": {"access_address": url, "cluster_inner_access_address": url}}
+
+
+class ServiceHandler(StepHandler):
+    # -- delayed placeholders -------------------------------------------------------------------
+    def input_default(self, step: StepSpec, ctx: RunContext, name: str) -> Any:
+        requirement = next((d for d in ctx.spec.data_requirements if d.name == name), None)
+        if requirement is None or requirement.type != "model_list":
+            return None
+        constraints = _constraints(requirement, ctx)
+        model_name = constraints.get("model_name")
+        if not isinstance(model_name, str) or not model_name:
+            return None
+        version = _registered_in_run(ctx, model_name) or constraints.get("model_version")
+        if version is None:
+            return None
+        return [{"model_name": model_name, "model_version": str(version), "weight": 100, "specification": "local",
+                 "instance_count": 1, "envs": dict(constraints.get("envs") or {})}]
+
+    # -- run -------------------------------------------------------------------------------------
+    def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
+        from mloop.services.backend import Backend
+        from mloop.services.serving import DEFAULT_DEPLOY_TIMEOUT, deploy
+
+        deployment_input = next((i for i in step.inputs if i.type == "model_list"), None)
+        if deployment_input is None:
+            raise ManagedServiceError(f"step {step.name!r} has no ServiceInputPlaceholder input",
+                                      hint="give it wf.steps.ServiceInput(name, data=wf.data.ServiceInputPlaceholder("
+                                           "name, model_name=...))", step=step.name)
+        output = step.outputs[0] if step.outputs else None
+        config = ctx.resolve(output.config) if output is not None else {}
+        infer_type = config.get("infer_type") or "real-time"
+        if infer_type != "real-time":
+            raise ManagedServiceError(f"step {step.name!r}: infer_type {infer_type!r} is not supported by local "
+                                      "services", hint="use infer_type='real-time' (an HTTP service)", step=step.name)
+        model = _deployment_config(step, deployment_input, ctx)
+        name = self._service_name(step, ctx, config)
+        envs = {**_str_dict(config.get("envs")), **_str_dict(model.get("envs"))}
+        schedule = _hours(config.get("schedule"), step.name)
+        ref = f"{model['model_name']}:{model['model_version']}"
+
+        log_path = os.path.join(ctx.run_dir, "steps", step.name, "deploy.log")
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        _log(log_path, f"mloop: attempt {attempt}: deploying {ref} to service {name!r}")
+        request = JobRequest(ctx.run_id, step.name, ["mloop-service-deploy", name, ref], ctx.run_dir, {}, log_path)
+        handle = JobHandle(request, pid=None)
+        state: dict[str, Any] = {"service": name, "model": ref, "log_path": log_path}
+        backend = Backend(ctx.settings, ctx.store, ctx.artifacts)  # borrowed: the run owns and closes it
+
+        def work() -> None:
+            code = 1
+            try:
+                before = backend.store.services.find(name)  # type: ignore[attr-defined]
+                state["previous"] = before.model_ref if before is not None and before.status == "running" else None
+                record = deploy(backend, name, ref, envs=envs or None, schedule_hours=schedule,
+                                timeout=DEFAULT_DEPLOY_TIMEOUT, run_id=ctx.run_id, step_name=step.name)
+                state["record"] = record
+                _log(log_path, f"mloop: {ref} is live at {record.url}")
+                code = 0
+            except MloopError as exc:
+                state["error"] = f"{exc}" + (f" ({exc.hint})" if exc.hint else "")
+            except Exception as exc:  # noqa: BLE001 - reported as the step's failure, never lost
+                state["error"] = f"{type(exc).__name__}: {exc}"
+            if "error" in state:
+                _log(log_path, f"mloop: deploy failed: {state['error']}")
+            exit = JobExit(code)
+            handle.exit = exit
+            on_exit(handle, exit)
+
+        threading.Thread(target=work, daemon=True, name=f"deploy-{step.name}").start()
+        return Launched(handle, state=state, fields={"log_path": log_path,
+                                                     "inputs": {"values": {deployment_input.name: [model]},
+                                                                "service": name}})
+
+    def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
+        state = launched.state
+        if exit.exit_code != 0 or "record" not in state:
+            return Outcome("failed", state.get("error") or f"deploying {state.get('model')} failed",
+                           exit_code=exit.exit_code)
+        record = state["record"]
+        output = step.outputs[0].name if step.outputs else "service_output"
+        previous = state.get("previous")
+        how = f"switched from {previous}" if previous and previous != record.model_ref else "deployed"
+        return Outcome("succeeded", f"{record.model_ref} {how}: service {record.name!r} at {record.url}",
+                       outputs={output: service_output_value(record)})
+
+    def cancel(self, launched: Launched, grace_seconds: float) -> None:
+        # A deploy in flight finishes on its own (seconds); the service it leaves is the user's.
+        return None
+
+    @staticmethod
+    def _service_name(step: StepSpec, ctx: RunContext, config: dict[str, Any]) -> str:
+        """The service to update (second input), else ``service_name``, else an automatic one."""
+        target = next((i for i in step.inputs if i.type == "service"), None)
+        if target is not None:
+            value = ctx.resolve(target.data)
+            if isinstance(value, dict):
+                value = value.get("service_name") or value.get("service_id") or value.get("name")
+            if not isinstance(value, str) or not value:
+                raise ManagedServiceError(f"input {target.name!r} of step {step.name!r} names no service ({value!r})",
+                                          hint="give the service's name or id", step=step.name)
+            services = getattr(ctx.store, "services")
+            found = services.find(value)
+            if found is None:
+                raise NotFoundError(f"input {target.name!r} of step {step.name!r}: no service {value!r} to update",
+                                    hint="see `mloop service list`; leave the input out to create a service",
+                                    step=step.name)
+            return str(found.name)
+        given = config.get("service_name")
+        if isinstance(given, str) and given.strip():
+            return given.strip()
+        return auto_service_name(ctx.run_id, step.name)
+
+
+def _log(path: str, line: str) -> None:
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+
+
+def _constraints(requirement: DataRequirementSpec, ctx: RunContext) -> dict[str, Any]:
+    out = {}
+    for cond in requirement.conditions:
+        value = cond.get("value")
+        out[str(cond.get("attribute"))] = ctx.resolve(value) if refs.is_ref(value) else value
+    return out
+
+
+def _registered_in_run(ctx: RunContext, model_name: str) -> str | None:
+    """The latest version of ``model_name`` a ModelStep of this run registered."""
+    registry = getattr(ctx.store, "registry", None)
+    if registry is None:
+        return None
+    versions = [v for v in registry.find_versions(run_id=ctx.run_id) if v.name == model_name]
+    return str(versions[-1].version) if versions else None
+
+
+def _deployment_config(step: StepSpec, spec_input: InputSpec, ctx: RunContext) -> dict[str, Any]:
+    """The one model config to deploy, checked against the placeholder's constraints."""
+    value = ctx.resolve(spec_input.data)
+    where = f"input {spec_input.name!r} of step {step.name!r}"
+    hint = ('give [{"model_name": "NAME", "model_version": "VERSION"}] (or "NAME:VERSION"); a ModelStep of the '
+            "same run fills it in by itself")
+    if isinstance(value, str):
+        name, _, version = value.partition(":")
+        value = [{"model_name": name, "model_version": version or None}]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        raise ManagedServiceError(f"{where}: {value!r} is not a deployment config", hint=hint, step=step.name)
+    if len(value) > 1:
+        weights = ", ".join(f"{v.get('model_name')}:{v.get('model_version')}={v.get('weight', 100)}" for v in value)
+        raise ManagedServiceError(f"{where}: {len(value)} weighted model versions ({weights}); a local service "
+                                  "serves one version at a time",
+                                  hint="give one entry (weight 100); redeploying switches versions with no "
+                                       "dropped requests", step=step.name)
+    model = dict(value[0])
+    weight = model.get("weight", 100)
+    if weight not in (None, 100, "100"):
+        raise ManagedServiceError(f"{where}: weight {weight!r}; one entry must have weight 100", hint=hint,
+                                  step=step.name)
+    if not model.get("model_name") or not model.get("model_version"):
+        raise ManagedServiceError(f"{where}: {model!r} needs model_name and model_version", hint=hint,
+                                  step=step.name)
+    requirement = _requirement_of(spec_input, ctx)
+    if requirement is not None:
+        wanted = _constraints(requirement, ctx).get("model_name")
+        if isinstance(wanted, str) and wanted and wanted != model["model_name"]:
+            raise ManagedServiceError(f"{where}: model {model['model_name']!r} given, but the placeholder only "
+                                      f"takes model {wanted!r}", hint=f"deploy a version of {wanted!r}",
+                                      step=step.name)
+    model["model_version"] = str(model["model_version"])
+    return model
+
+
+def _requirement_of(spec_input: InputSpec, ctx: RunContext) -> DataRequirementSpec | None:
+    if not refs.is_ref(spec_input.data):
+        return None
+    ref = refs.parse_ref(spec_input.data)
+    if isinstance(ref, refs.DataRequirementRef):
+        return next((d for d in ctx.spec.data_requirements if d.name == ref.name), None)
+    return None
+
+
+def _str_dict(value: Any) -> dict[str, str]:
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ManagedServiceError(f"envs must be a mapping of names to values, not {value!r}",
+                                  hint='e.g. envs={"LOG_LEVEL": "debug"}')
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _hours(value: Any, step: str) -> float | None:
+    """``ServiceConfig.schedule``: hours until the service stops; None or -1: keep running."""
+    if value is None or value == "":
+        return None
+    try:
+        hours = float(value)
+    except (TypeError, ValueError):
+        raise ManagedServiceError(f"schedule of step {step!r} is {value!r}, not a number of hours",
+                                  hint="give hours until the service stops, or -1 to keep it running",
+                                  step=step) from None
+    return None if hours < 0 else hours
