@@ -20,6 +20,10 @@ def handler_for(step_type: str, executor: Executor) -> StepHandler:
         from mloop.steps.model import ModelHandler
 
         return ModelHandler(executor)
+    if step_type == "service":
+        from mloop.steps.service import ServiceHandler
+
+        return ServiceHandler(executor)
     if step_type == "labeling":
         from mloop.steps.labeling import LabelingHandler
 

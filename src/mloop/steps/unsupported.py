@@ -9,7 +9,6 @@ from mloop.spec.models import StepSpec
 from mloop.steps.base import Launched, Outcome, StepHandler
 
 WHEN = {
-    "service": "service deployment (ServiceStep)",
     "mrs_job": "MapReduce jobs (MrsJobStep)",
 }
 
