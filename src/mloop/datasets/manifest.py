@@ -21,8 +21,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from mloop.datasets.formats.base import Sample
 
@@ -31,8 +30,7 @@ __all__ = ["SCHEMA", "FileEntry", "Manifest", "SampleEntry"]
 SCHEMA = 1
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """A stored file: where it goes (POSIX path relative to the dataset root), size, sha256."""
 
     path: str
@@ -40,9 +38,12 @@ class FileEntry:
     hash: str
 
 
-@dataclass(frozen=True)
-class SampleEntry:
-    """A sample of a version (see :class:`~mloop.datasets.formats.base.Sample`), plus its split."""
+class SampleEntry(NamedTuple):
+    """A sample of a version (see :class:`~mloop.datasets.formats.base.Sample`), plus its split.
+
+    A named tuple rather than a dataclass: manifests hold tens of thousands of these, and
+    tuples are built and compared in C.
+    """
 
     id: str
     file: str
@@ -55,7 +56,7 @@ class SampleEntry:
     def from_sample(cls, sample: Sample) -> SampleEntry:
         files = tuple(sample.files) if sample.files and tuple(sample.files) != (sample.file,) else ()
         annotation = dict(sample.annotation) if sample.annotation else None
-        return cls(id=sample.id, file=sample.file, labels=tuple(sample.labels), annotation=annotation, files=files)
+        return cls(sample.id, sample.file, tuple(sample.labels), annotation, files, None)
 
     @property
     def all_files(self) -> tuple[str, ...]:
@@ -78,22 +79,37 @@ class SampleEntry:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SampleEntry:
         sid = data["id"]
-        return cls(id=sid, file=data.get("file", sid), labels=tuple(data.get("labels", ())),
-                   annotation=data.get("annotation"), files=tuple(data.get("files", ())), split=data.get("split"))
+        return cls(sid, data.get("file", sid), tuple(data.get("labels", ())), data.get("annotation"),
+                   tuple(data.get("files", ())), data.get("split"))
 
 
-@dataclass
 class Manifest:
-    """Everything a version holds; ``files`` sorted by path, ``samples`` by id."""
+    """Everything a version holds; ``files`` sorted by path, ``samples`` by id.
 
-    dataset: str
-    format: str
-    files: list[FileEntry] = field(default_factory=list)
-    samples: list[SampleEntry] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    parent: str | None = None
-    release: dict[str, Any] | None = None
-    schema: int = SCHEMA
+    Decoded samples are built on first use: checking a folder against a version needs only
+    its files.
+    """
+
+    def __init__(self, dataset: str, format: str, files: list[FileEntry] | None = None,
+                 samples: list[SampleEntry] | None = None, classes: list[str] | None = None,
+                 parent: str | None = None, release: dict[str, Any] | None = None, schema: int = SCHEMA,
+                 *, raw_samples: list[dict[str, Any]] | None = None) -> None:
+        self.dataset = dataset
+        self.format = format
+        self.files: list[FileEntry] = files if files is not None else []
+        self._samples = samples
+        self._raw_samples = raw_samples
+        self.classes: list[str] = classes if classes is not None else []
+        self.parent = parent
+        self.release = release
+        self.schema = schema
+
+    @property
+    def samples(self) -> list[SampleEntry]:
+        if self._samples is None:
+            self._samples = [SampleEntry.from_json(s) for s in self._raw_samples or ()]
+            self._raw_samples = None
+        return self._samples
 
     @property
     def total_bytes(self) -> int:
@@ -107,23 +123,28 @@ class Manifest:
 
     def derive(self, **changes: Any) -> Manifest:
         """A copy with ``changes`` applied (lists are shared: don't mutate them in place)."""
-        return replace(self, **changes)
+        fields: dict[str, Any] = {
+            "dataset": self.dataset, "format": self.format, "files": self.files, "samples": self.samples,
+            "classes": self.classes, "parent": self.parent, "release": self.release, "schema": self.schema,
+        }
+        fields.update(changes)
+        return Manifest(**fields)
 
     # -- (de)serialisation ------------------------------------------------------------------
     def to_json_bytes(self) -> bytes:
         data = {
             "schema": self.schema, "dataset": self.dataset, "format": self.format, "parent": self.parent,
             "classes": self.classes, "release": self.release,
-            "files": [[f.path, f.size, f.hash] for f in self.files],
+            "files": self.files,  # named tuples are written as arrays
             "samples": [s.to_json() for s in self.samples],
         }
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode("utf-8")
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def encode(self) -> tuple[str, bytes]:
         """``(hash, stored bytes)``: sha256 of the JSON, and the JSON gzip-compressed."""
         raw = self.to_json_bytes()
         # mtime=0 keeps the compressed bytes a function of the content alone.
-        return hashlib.sha256(raw).hexdigest(), gzip.compress(raw, compresslevel=6, mtime=0)
+        return hashlib.sha256(raw).hexdigest(), gzip.compress(raw, compresslevel=3, mtime=0)
 
     @classmethod
     def decode(cls, blob: bytes) -> Manifest:
@@ -135,12 +156,9 @@ class Manifest:
 
             raise DatasetError(f"this dataset manifest was written by a newer mloop (schema {schema})",
                                hint="upgrade mloop to read it")
-        return cls(
-            dataset=data["dataset"], format=data["format"], parent=data.get("parent"),
-            classes=list(data.get("classes", [])), release=data.get("release"),
-            files=[FileEntry(p, int(s), h) for p, s, h in data["files"]],
-            samples=[SampleEntry.from_json(s) for s in data["samples"]], schema=schema,
-        )
+        return cls(data["dataset"], data["format"], files=[FileEntry(p, s, h) for p, s, h in data["files"]],
+                   classes=list(data.get("classes", [])), parent=data.get("parent"), release=data.get("release"),
+                   schema=schema, raw_samples=data["samples"])
 
 
 def sorted_files(entries: Iterable[FileEntry]) -> list[FileEntry]:

@@ -8,17 +8,12 @@ symlinks are not followed (a link out of the folder must not pull files in), as 
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 __all__ = ["SourceFile", "walk_stats"]
 
-
-class SourceFile(NamedTuple):
-    rel: str  # POSIX path relative to the source folder
-    path: str  # absolute path
-    size: int
-    mtime_ns: int
-    inode: int
+#: ``(relative POSIX path, absolute path, size, mtime_ns, inode)``: a plain tuple, since a
+#: folder may hold hundreds of thousands of files and this is built for each of them.
+SourceFile = tuple[str, str, int, int, int]
 
 
 def walk_stats(root: str) -> list[SourceFile]:
@@ -29,13 +24,13 @@ def walk_stats(root: str) -> list[SourceFile]:
         prefix, folder = stack.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.name.startswith("."):
+                name = entry.name
+                if name[0] == ".":
                     continue
-                rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append((rel + "/", entry.path))
+                    stack.append((prefix + name + "/", entry.path))
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
-                    out.append(SourceFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+                    out.append((prefix + name, entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
     out.sort()
     return out

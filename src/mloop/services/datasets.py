@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.cache import CachedStat, HashCache
+from mloop.datasets.cache import Entry, HashCache
 from mloop.datasets.manifest import FileEntry, Manifest, SampleEntry
 from mloop.datasets.objects import ObjectStore
 from mloop.datasets.source import SourceFile, walk_stats
@@ -104,7 +105,7 @@ def list_versions(backend: Backend, name: str) -> list[DatasetVersionRecord]:
 
 def list_datasets(backend: Backend) -> list[DatasetRecord]:
     """Every dataset, by name, with its latest version."""
-    return _repo(backend).list()
+    return _repo(backend).list_datasets()
 
 
 def load_manifest(backend: Backend, record: DatasetVersionRecord) -> Manifest:
@@ -162,6 +163,7 @@ def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], 
                            dataset=name)
     manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
                              base=None, base_version=None, replace=True, progress=progress)
+    assert manifest is not None  # only a base version can be found unchanged
     return _commit(backend, name, manifest, stats, description=description, create=True,
                    dataset_description=description)
 
@@ -204,15 +206,20 @@ def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, 
     base = load_manifest(backend, latest)
     manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
                              base=base, base_version=latest.version, replace=replace, progress=progress)
-    if _same_data(base, manifest):
+    if manifest is None or _same_data(base, manifest):
         return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
     return _commit(backend, name, manifest, stats, description=description, expect_latest=True)
 
 
 def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str,
            classes: Sequence[str] | None, clean: bool, base: Manifest | None, base_version: str | None,
-           replace: bool, progress: Progress | None) -> tuple[Manifest, dict[str, Any]]:
-    """Scan ``source``, store its new contents, and return the new manifest with build stats."""
+           replace: bool, progress: Progress | None) -> tuple[Manifest | None, dict[str, Any]]:
+    """Scan ``source``, store its new contents, and return the new manifest with build stats.
+
+    The manifest is None when ``source`` is found unchanged without scanning it: every file was
+    in the re-read cache and ``base`` holds each at the same path with the same hash (a
+    scan is a function of the files' paths and bytes, so it would find ``base``'s samples).
+    """
     from mloop.datasets.formats import canonical_format, scan
 
     started = time.perf_counter()
@@ -239,15 +246,26 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
         raise DatasetError(f"dataset source {src} is empty (no files outside hidden folders)",
                            hint="put the data in the folder, or give the right folder", source=str(src))
     with _cache(backend) as cache:
-        cached = cache.under(str(root))
-        known: dict[str, str] = {}
-        for f in walked:
-            hit = cached.get(f.path)
-            if hit is not None and hit.size == f.size and hit.mtime_ns == f.mtime_ns and hit.inode == f.inode:
-                known[f.rel] = hit.hash
-        unread = {f.rel for f in walked if f.rel not in known}
+        cached = cache.load(str(root))
+        known: dict[str, str] = {}  # relative path -> sha256, for files unchanged since last read
+        valid: dict[str, Entry] = {}
+        for rel, _, size, mtime_ns, inode in walked:
+            hit = cached.get(rel)
+            if hit is not None and hit[0] == size and hit[1] == mtime_ns and hit[2] == inode:
+                known[rel] = hit[3]
+                valid[rel] = hit
+        unread = {f[0] for f in walked if f[0] not in known}
+        if base is not None and not unread and single_file is None and _holds(base, known, replace, classes):
+            return None, {"source": str(src), "files": len(walked), "cache_hits": len(walked), "read": 0,
+                          "stored_objects": 0, "stored_bytes": 0, "excluded": 0, "problems": [],
+                          "problem_count": 0, "seconds": round(time.perf_counter() - started, 3)}
 
-        checked = 0
+        checked = stored = 0
+        objects = _objects(backend)
+        # New files are hashed and stored by a second thread while the format checks them: the
+        # store's work is system calls (they release the GIL), the check is Python and zlib.
+        early_files = [f for f in walked if f[0] in unread] if single_file is None else []
+        to_store = len(early_files)
 
         def on_checked(n: int) -> None:
             nonlocal checked
@@ -255,10 +273,25 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
             if progress:
                 progress("checking", checked, len(unread))
 
-        result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
-                      only=unread, progress=on_checked)
+        def on_stored(n: int) -> None:
+            nonlocal stored
+            stored += n
+            if progress:
+                progress("storing", stored, to_store)
 
-        by_rel = {f.rel: f for f in walked}
+        cancel = threading.Event()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-store") as pool:
+            pending = pool.submit(objects.ingest, [f[1] for f in early_files], progress=on_stored, cancel=cancel)
+            try:
+                # Files known to the cache were verified when first read: only the others are.
+                result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
+                              only=unread, progress=on_checked)
+            except BaseException:
+                cancel.set()  # what was stored stays, unreferenced, and is reused by the next try
+                raise
+            early = dict(zip((f[0] for f in early_files), pending.result()))
+
+        by_rel = {f[0]: f for f in walked}
         samples = [SampleEntry.from_sample(s) for s in result.samples]
         needed = {p for s in samples for p in s.all_files}
         missing = sorted(needed - by_rel.keys())
@@ -271,42 +304,41 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
             chosen = sorted(by_rel.keys() - result.excluded)
         files = [by_rel[rel] for rel in chosen]
 
-        # Hash what the cache doesn't know; a known hash still needs its object in this store.
-        objects = _objects(backend)
+        # What is left: files the cache knows whose object is not in this store (another store
+        # was used before), and the files of a single-file source.
         in_base = {f.hash for f in base.files} if base is not None else set()
-        to_read: list[SourceFile] = []
+        late_files: list[SourceFile] = []
         for f in files:
-            digest = known.get(f.rel)
+            if f[0] in early:
+                continue
+            digest = known.get(f[0])
             if digest is None or (digest not in in_base and not objects.has(digest)):
-                to_read.append(f)
-        stored = 0
-
-        def on_stored(n: int) -> None:
-            nonlocal stored
-            stored += n
-            if progress:
-                progress("storing", stored, len(to_read))
-
-        if progress:
-            progress("storing", 0, len(to_read))
-        ingested = objects.ingest([f.path for f in to_read], progress=on_stored)
+                late_files.append(f)
+        to_store += len(late_files)
+        late = dict(zip((f[0] for f in late_files), objects.ingest([f[1] for f in late_files], progress=on_stored)))
+        done = {**early, **late}
         sizes: dict[str, int] = {}
-        fresh: list[tuple[str, CachedStat]] = []
-        for f, got in zip(to_read, ingested):
-            known[f.rel] = got.hash
-            sizes[f.rel] = got.size
-            if got.size == f.size:  # unchanged between the walk and the read: safe to remember
-                fresh.append((f.path, CachedStat(f.size, f.mtime_ns, f.inode, got.hash)))
-        cache.remember(fresh, started_ns=started_ns)
+        fresh: dict[str, Entry] = {}
+        for rel, _, size, mtime_ns, inode in files:
+            got = done.get(rel)
+            if got is None:
+                continue
+            known[rel] = got.hash
+            sizes[rel] = got.size
+            if got.size == size:  # unchanged between the walk and the read: safe to remember
+                fresh[rel] = (size, mtime_ns, inode, got.hash)
+        # Left-out (corrupt) files are not remembered: a cache hit means "verified".
+        cache.save(str(root), valid, fresh, started_ns=started_ns)
+        ingested = [done[f[0]] for f in files if f[0] in done]
 
-    entries = [FileEntry(f.rel, sizes.get(f.rel, f.size), known[f.rel]) for f in files]
+    entries = [FileEntry(rel, sizes.get(rel, size), known[rel]) for rel, _, size, _, _ in files]
     new_classes = set(result.classes)
     if base is not None and not replace:
         replaced = {e.path for e in entries}
         new_ids = {s.id for s in samples}
         kept_files = [e for e in base.files if e.path not in replaced]
-        kept_samples = [s for s in base.samples
-                        if s.id not in new_ids and not any(p in replaced for p in s.all_files)]
+        kept_samples = [s for s in base.samples if s.id not in new_ids and s.file not in replaced
+                        and not (s.files and any(p in replaced for p in s.files))]
         entries = kept_files + entries
         samples = kept_samples + samples
         new_classes |= set(base.classes)
@@ -314,13 +346,24 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
                         samples=sorted((_unsplit(s) for s in samples), key=lambda s: s.id),
                         classes=sorted(new_classes), parent=base_version)
     stats: dict[str, Any] = {
-        "source": str(src), "files": len(files), "cache_hits": len(files) - len(to_read),
-        "read": len(to_read), "stored_objects": sum(1 for g in ingested if g.stored),
+        "source": str(src), "files": len(files), "cache_hits": sum(1 for f in files if f[0] in valid),
+        "read": len(ingested), "stored_objects": sum(1 for g in ingested if g.stored),
         "stored_bytes": sum(g.size for g in ingested if g.stored), "excluded": len(result.excluded),
         "problems": [{"path": p.path, "reason": p.reason} for p in result.problems[:_MAX_REPORTED]],
         "problem_count": len(result.problems), "seconds": round(time.perf_counter() - started, 3),
     }
     return manifest, stats
+
+
+def _holds(base: Manifest, known: dict[str, str], replace: bool, classes: Sequence[str] | None) -> bool:
+    """Whether ``base`` already holds every file of ``known`` (path -> hash) at the same path with
+    the same hash (and, with ``replace``, no other file), and every declared class."""
+    if classes is not None and not set(classes) <= set(base.classes):
+        return False
+    hashes = {f.path: f.hash for f in base.files}
+    if replace and len(hashes) != len(known):
+        return False
+    return all(hashes.get(rel) == digest for rel, digest in known.items())
 
 
 def _same_data(base: Manifest, new: Manifest) -> bool:

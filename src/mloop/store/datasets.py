@@ -143,7 +143,7 @@ class DatasetRepository:
                                          "mloop dataset create NAME --from FOLDER makes one")
             return self._dataset_record(session, row)
 
-    def list(self) -> list[DatasetRecord]:
+    def list_datasets(self) -> list[DatasetRecord]:
         """Every dataset, by name."""
         with self.store._session(write=False) as session:
             latest = (select(DatasetVersion.dataset_id, func.max(DatasetVersion.number).label("n"),
