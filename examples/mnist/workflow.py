@@ -1,8 +1,10 @@
-"""MNIST continuous training: prepare data, train a CNN, gate on test accuracy.
+"""MNIST continuous training: prepare data, train a CNN, gate on test accuracy, register the
+model and serve it online.
 
 Steps::
 
     prepare_data ──► train ──► accuracy_gate ──┬─ accuracy >= min_accuracy ─► accept   (writes summary.json)
+                                               │                            └► register ──► deploy
                                                └─ otherwise ────────────────► reject   (exits 1: the run fails)
 
 * ``prepare_data`` writes the four MNIST IDX files (built from scikit-learn's digits,
@@ -11,7 +13,12 @@ Steps::
   ``model_state.pt``, ``net.py``, ``config.json`` and ``metrics.json`` into ``<run>/model/``;
   its ``metrics`` output points at that ``metrics.json``;
 * ``accuracy_gate`` reads the ``accuracy`` float metric and compares it with the
-  ``min_accuracy`` parameter; the losing branch is skipped.
+  ``min_accuracy`` parameter; the losing branch is skipped;
+* ``register`` (a ModelStep) registers the model folder as the next version of model
+  ``model_name`` (with the run, the metrics and a content hash);
+* ``deploy`` (a ServiceStep) serves that version as the local service ``service_name``: the
+  first run starts it on a free port, later runs switch it to their version with no failed
+  requests (``mloop service list`` shows its URL; ``POST <url>/predict`` a PNG or JSON).
 
 Run it from the repository root (any working directory works: code paths are absolute)::
 
@@ -19,8 +26,8 @@ Run it from the repository root (any working directory works: code paths are abs
     mloop run examples/mnist/workflow.py -p min_accuracy=0.99 -p lr=0.0005
 
 Parameters: ``epochs`` (int, 8), ``lr`` (float, 0.001), ``batch_size`` (int, 32), ``seed``
-(int, 0: data split and training), ``min_accuracy`` (float, 0.95). The scripts run
-without mloop too; see README.md.
+(int, 0: data split and training), ``min_accuracy`` (float, 0.95), ``model_name`` (str,
+"mnist"), ``service_name`` (str, "mnist"). The scripts run without mloop too; see README.md.
 """
 
 from pathlib import Path
@@ -96,7 +103,7 @@ gate = wf.steps.ConditionStep(
         left=wf.steps.MetricInfo(train.outputs["metrics"].as_input(), "accuracy"),
         right=min_accuracy,
     ),
-    if_then_steps=["accept"],
+    if_then_steps=["accept", "register"],
     else_then_steps=["reject"],
     depend_steps=train,
 )
@@ -129,9 +136,35 @@ accept = report_step(
 )
 reject = report_step("reject")
 
+model_name = wf.Placeholder(name="model_name", placeholder_type=wf.PlaceholderType.STR, default="mnist",
+                            description="registered model: every accepted run adds a version")
+service_name = wf.Placeholder(name="service_name", placeholder_type=wf.PlaceholderType.STR, default="mnist",
+                              description="online service: later runs switch it to their model version")
+
+register = wf.steps.ModelStep(
+    name="register",
+    title="register the accepted model",
+    inputs=wf.steps.ModelInput(name="model_input", data=train.outputs["train_url"].as_input()),
+    outputs=wf.steps.ModelOutput(name="model_output",
+                                 model_config=wf.steps.ModelConfig(model_name=model_name, model_type="PyTorch")),
+    depend_steps=[gate, train],
+)
+
+deploy = wf.steps.ServiceStep(
+    name="deploy",
+    title="serve the model online",
+    # The version to serve is filled in from `register` (a delayed placeholder no one has to give).
+    inputs=wf.steps.ServiceInput(name="service_input",
+                                 data=wf.data.ServiceInputPlaceholder(name="service_model", model_name=model_name)),
+    outputs=wf.steps.ServiceOutput(name="service_output",
+                                   service_config=wf.steps.ServiceConfig(service_name=service_name)),
+    depend_steps=register,
+)
+
 workflow = wf.Workflow(
     name="mnist-continuous-training",
-    desc="prepare MNIST-format data, train a CNN, accept the model only if its test accuracy is high enough",
-    steps=[prepare, train, gate, accept, reject],
+    desc="prepare MNIST-format data, train a CNN, accept the model only if its test accuracy is high enough, "
+         "register it and serve it online",
+    steps=[prepare, train, gate, accept, reject, register, deploy],
     storages=[storage],
 )

@@ -228,13 +228,35 @@ class TestWorkflow:
     @pytest.mark.skipif(not MLOOP.exists(), reason="the mloop command is not installed in this environment")
     @pytest.mark.parametrize("min_accuracy,code,ran", [("0.9", 0, "accept"), ("0.9999", 1, "reject")])
     def test_runs_end_to_end(self, tmp_path: Path, min_accuracy: str, code: int, ran: str) -> None:
-        result = subprocess.run(
-            [str(MLOOP), "run", str(EXAMPLE / "workflow.py"), "-p", "epochs=2", "-p", f"min_accuracy={min_accuracy}"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=400,
-            env={k: v for k, v in os.environ.items() if not k.startswith("MLOOP_")},
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == code, output
-        other = "reject" if ran == "accept" else "accept"
-        assert any(ran in line and ("succeeded" in line or "failed" in line) for line in output.splitlines()), output
-        assert any(other in line and "skipped" in line for line in output.splitlines()), output
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLOOP_")}
+
+        def mloop(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(MLOOP), *args], cwd=tmp_path, capture_output=True, text=True,
+                                  timeout=timeout, env=env)
+
+        try:
+            result = mloop("run", str(EXAMPLE / "workflow.py"), "-p", "epochs=2", "-p", f"min_accuracy={min_accuracy}")
+            output = result.stdout + result.stderr
+            assert result.returncode == code, output
+            other = "reject" if ran == "accept" else "accept"
+            lines = output.splitlines()
+            assert any(ran in line and ("succeeded" in line or "failed" in line) for line in lines), output
+            assert any(other in line and "skipped" in line for line in lines), output
+            if ran == "reject":
+                assert any("deploy" in line and "skipped" in line for line in lines), output
+                return
+            # The accepted model was registered and is served: send it a test digit as a PNG.
+            assert any("deploy" in line and "succeeded" in line and "mnist:1" in line for line in lines), output
+            [data] = list((tmp_path / ".mloop" / "storage" / "mnist").glob("*/data"))
+            from PIL import Image
+
+            Image.fromarray(idx.read_images(data / "t10k-images-idx3-ubyte")[0]).save(tmp_path / "digit.png")
+            label = str(int(idx.read_labels(data / "t10k-labels-idx1-ubyte")[0]))
+            called = mloop("service", "predict", "mnist", "--file", "digit.png", timeout=60)
+            assert called.returncode == 0, called.stdout + called.stderr
+            answer = json.loads(called.stdout)
+            assert answer["predictions"] == [label] and len(answer["probabilities"][0]) == 10, answer
+        finally:
+            if (tmp_path / ".mloop" / "services" / "mnist").exists():
+                stopped = mloop("service", "stop", "mnist", timeout=120)
+                assert stopped.returncode == 0, stopped.stdout + stopped.stderr

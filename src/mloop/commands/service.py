@@ -85,7 +85,7 @@ def service_list(as_json: bool = typer.Option(False, "--json", help="print JSON"
         return
     table = Table()
     for col in ("service", "status", "model", "url", "restarts", "updated"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("service", "model", "url"))
     for r in records:
         table.add_row(r.name, _status(r), r.model_ref or "", r.url or "", str(r.restarts), _when(r.updated_at))
     out.print(table)
