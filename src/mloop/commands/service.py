@@ -125,7 +125,8 @@ def service_show(name: str = typer.Argument(..., help="service name"),
 @service_app.command("logs")
 def service_logs_cmd(name: str = typer.Argument(..., help="service name"),
                      follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines"),
-                     tail: int = typer.Option(200, "--tail", "-n", help="lines from the end (0: none, -1: all)")) -> None:
+                     tail: int = typer.Option(200, "--tail", "-n",
+                                              help="lines from the end (0: none, -1: all)")) -> None:
     """Print the service log (the supervisor's and every worker's lines)."""
     from mloop.services.serving import service_logs
 

@@ -107,6 +107,7 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
     if record is None:
         record = repo.create(service_name, host=host, port=port,
                              log_path=str(manager.service_dir(home, service_name) / "service.log"))
+    manager.require_local(record)
     alive = manager.supervisor_alive(record)
     if port is not None and record.port is not None and port != record.port and alive:
         raise ManagedServiceError(f"service {service_name!r} listens on port {record.port}, not {port}",

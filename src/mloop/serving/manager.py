@@ -51,6 +51,8 @@ def supervisor_alive(record: ServiceRecord) -> bool:
     """Whether the service's recorded supervisor is still that process (not a reused pid, not a zombie)."""
     if not record.supervisor_pid:
         return False
+    if record.supervisor_host and record.supervisor_host != socket.gethostname():
+        return True  # another machine's supervisor: not ours to judge
     try:
         process = psutil.Process(record.supervisor_pid)
         if process.status() == psutil.STATUS_ZOMBIE:
@@ -59,6 +61,19 @@ def supervisor_alive(record: ServiceRecord) -> bool:
     except psutil.Error:
         return False
     return record.supervisor_started_at is None or abs(started - record.supervisor_started_at) < 1.0
+
+
+def require_local(record: ServiceRecord) -> None:
+    """Refuse to manage a service whose supervisor runs on another machine (its control
+    endpoint is loopback-only there).
+
+    Raises:
+        ManagedServiceError: it does.
+    """
+    if record.supervisor_pid and record.supervisor_host and record.supervisor_host != socket.gethostname() \
+            and supervisor_alive(record):
+        raise ManagedServiceError(f"service {record.name!r} runs on {record.supervisor_host}, not on this machine",
+                                  hint=f"run the command on {record.supervisor_host}", service=record.name)
 
 
 def bind_service_socket(host: str, port: int | None) -> socket.socket:
@@ -144,8 +159,8 @@ def start_supervisor(repo: ServiceRepository, record: ServiceRecord, *, database
     try:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", SUPERVISOR_MODULE, "--service-id", record.id, "--listen-fd", str(listen.fileno()),
-                 "--control-fd", str(ctl.fileno()), "--dir", str(folder)],
+                [sys.executable, "-m", SUPERVISOR_MODULE, "--service-id", record.id,
+                 "--listen-fd", str(listen.fileno()), "--control-fd", str(ctl.fileno()), "--dir", str(folder)],
                 pass_fds=(listen.fileno(), ctl.fileno()), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 cwd=str(folder), start_new_session=True)
     finally:
@@ -157,7 +172,7 @@ def start_supervisor(repo: ServiceRepository, record: ServiceRecord, *, database
     except psutil.Error:
         started = None
     record = repo.update(record.id, port=port, url=url, control_port=ctl_port, token=token, supervisor_pid=proc.pid,
-                         supervisor_started_at=started)
+                         supervisor_started_at=started, supervisor_host=socket.gethostname())
     return _await_supervisor(record, proc, timeout=timeout)
 
 
@@ -234,7 +249,8 @@ def wait_gone(pid: int, started: float | None, timeout: float) -> bool:
     while time.monotonic() < deadline:
         try:
             proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE or (started is not None and abs(proc.create_time() - started) >= 1):
+            reused = started is not None and abs(proc.create_time() - started) >= 1
+            if reused or proc.status() == psutil.STATUS_ZOMBIE:
                 return True
         except psutil.Error:
             return True
@@ -246,6 +262,7 @@ def stop_supervisor(repo: ServiceRepository, record: ServiceRecord, *, home: Pat
                     message: str = "stopped on request") -> ServiceRecord:
     """Stop a service: its supervisor drains and ends its workers, then exits; whatever is left
     after ``timeout`` (or of a supervisor already dead) is killed. Returns the stopped record."""
+    require_local(record)
     if supervisor_alive(record):
         with contextlib.suppress(ManagedServiceError):
             control(record, "POST", "/stop", {"message": message}, timeout=10)

@@ -76,6 +76,7 @@ class ServiceRecord(_Record):
     token: str | None = None
     supervisor_pid: int | None = None
     supervisor_started_at: float | None = None
+    supervisor_host: str | None = None  # the machine it runs on: pids mean nothing elsewhere
     worker_pid: int | None = None
     model_name: str | None = None  # what is being served now
     model_version: str | None = None
@@ -129,6 +130,7 @@ class Service(Base):
     token: Mapped[str | None] = mapped_column(String)
     supervisor_pid: Mapped[int | None] = mapped_column(Integer)
     supervisor_started_at: Mapped[float | None] = mapped_column(Double)
+    supervisor_host: Mapped[str | None] = mapped_column(String)
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     model_name: Mapped[str | None] = mapped_column(String)
     model_version: Mapped[str | None] = mapped_column(String)
@@ -170,8 +172,8 @@ class ServiceDeployment(Base):
 #: Columns :meth:`ServiceRepository.update` may set.
 _UPDATABLE: frozenset[str] = frozenset({
     "status", "message", "host", "port", "url", "control_port", "token", "supervisor_pid", "supervisor_started_at",
-    "worker_pid", "model_name", "model_version", "model_id", "desired_model_name", "desired_model_version",
-    "config", "restarts", "log_path", "stop_at", "run_id", "step_name",
+    "supervisor_host", "worker_pid", "model_name", "model_version", "model_id", "desired_model_name",
+    "desired_model_version", "config", "restarts", "log_path", "stop_at", "run_id", "step_name",
 })
 
 
@@ -197,7 +199,7 @@ class ServiceRepository:
         now = _now()
         row = Service(id=uuid.uuid4().hex, name=name, status="deploying", message=None, host=host, port=port,
                       url=None, control_port=None, token=None, supervisor_pid=None, supervisor_started_at=None,
-                      worker_pid=None, model_name=None, model_version=None, model_id=None,
+                      supervisor_host=None, worker_pid=None, model_name=None, model_version=None, model_id=None,
                       desired_model_name=None, desired_model_version=None, config=dict(config or {}), restarts=0,
                       log_path=log_path, stop_at=None, run_id=None, step_name=None, created_at=now, updated_at=now)
         try:

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("token", sa.String(), nullable=True),
         sa.Column("supervisor_pid", sa.Integer(), nullable=True),
         sa.Column("supervisor_started_at", sa.Double(), nullable=True),
+        sa.Column("supervisor_host", sa.String(), nullable=True),
         sa.Column("worker_pid", sa.Integer(), nullable=True),
         sa.Column("model_name", sa.String(), nullable=True),
         sa.Column("model_version", sa.String(), nullable=True),
