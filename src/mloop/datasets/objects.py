@@ -318,6 +318,17 @@ class ObjectStore:
         listing.add(digest)
         return Ingested(path, size, digest, True)
 
+    def discard(self, digests: Iterable[str]) -> None:
+        """Remove objects this process just stored and no version refers to (best effort)."""
+        for digest in digests:
+            path = self.object_path(digest)
+            if path is not None:
+                _unlink(path)
+            else:
+                self.artifacts.rm(self.object_url(digest), missing_ok=True)
+                if self._remote_listing is not None:
+                    self._remote_listing.discard(digest)
+
     # -- reading ----------------------------------------------------------------------------
     def read(self, digest: str) -> bytes:
         path = self.object_path(digest)

@@ -286,8 +286,15 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
                 # Files known to the cache were verified when first read: only the others are.
                 result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
                               only=unread, progress=on_checked)
-            except BaseException:
-                cancel.set()  # what was stored stays, unreferenced, and is reused by the next try
+            except BaseException as exc:
+                cancel.set()  # what was stored stays, unreferenced, and is reused by the next try...
+                bad = {p["path"] for p in getattr(exc, "problems", None) or [] if isinstance(p, dict)}
+                if bad:  # ...except the files the format refused
+                    try:
+                        stored_now = list(zip((f[0] for f in early_files), pending.result()))
+                    except Exception:  # noqa: BLE001 - the scan's error is the one to report
+                        stored_now = []
+                    objects.discard({got.hash for rel, got in stored_now if rel in bad and got.stored})
                 raise
             early = dict(zip((f[0] for f in early_files), pending.result()))
 
@@ -317,6 +324,10 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
         to_store += len(late_files)
         late = dict(zip((f[0] for f in late_files), objects.ingest([f[1] for f in late_files], progress=on_stored)))
         done = {**early, **late}
+        # Objects stored for files the format then left out (corrupt) belong to no version.
+        kept_hashes = {done[f[0]].hash for f in files if f[0] in done}
+        objects.discard({got.hash for rel, got in early.items()
+                         if rel in result.excluded and got.stored and got.hash not in kept_hashes})
         sizes: dict[str, int] = {}
         fresh: dict[str, Entry] = {}
         for rel, _, size, mtime_ns, inode in files:
