@@ -40,14 +40,14 @@ class TestModelTypes:
 
     def test_state_dict_with_class_file_single_instance(self, tmp_path: Path) -> None:
         net = state_dict_model(tmp_path / "sd")
-        assert detect_model_type(tmp_path / "sd") == "pytorch"
+        assert detect_model_type(tmp_path / "sd") == "pytorch_state_dict"
         expected = _torch_direct(net, X[:1])
         with serve_folder(tmp_path / "sd") as url:
             r = httpx.post(f"{url}/predict", json={"inputs": X[0].tolist()})  # one instance, no batch dim
             info = httpx.get(f"{url}/info").json()
         assert r.status_code == 200, r.text
         np.testing.assert_allclose(r.json()["outputs"], expected, rtol=1e-5, atol=1e-6)
-        assert info["model_type"] == "pytorch" and info["input_shape"] == [4]
+        assert info["model_type"] == "pytorch_state_dict" and info["input_shape"] == [4]
 
     def test_sklearn_joblib_predictions_and_probabilities(self, tmp_path: Path) -> None:
         model = sklearn_model(tmp_path / "sk")
