@@ -18,6 +18,9 @@ from mloop.errors import ModelLoadError
 from mloop.serving.custom import load_custom_service
 from serving_helpers import serve_folder, torchscript_model
 
+# The service below loads TorchScript the way ModelArts examples do; torch 2.13 warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.load.*is deprecated:DeprecationWarning")
+
 # Written the way ModelArts' PyTorch example writes it (seed 003): base class from
 # model_service.pytorch_model_service, `import log`, label file beside the model file.
 SERVICE = textwrap.dedent('''\
