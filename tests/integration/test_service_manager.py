@@ -91,6 +91,7 @@ class Hammer:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.versions: list[str] = []
+        self.times: list[float] = []  # when each answer arrived (time.monotonic())
         self.failures: list[str] = []
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
@@ -104,6 +105,7 @@ class Hammer:
                 with self.lock:
                     if ok:
                         self.versions.append(response.json()["version"])
+                        self.times.append(time.monotonic())
                     else:
                         self.failures.append(f"{response.status_code}: {response.text[:200]}")
             except httpx.HTTPError as exc:
@@ -138,16 +140,18 @@ class TestDeploy:
         with Hammer(first.url) as hammer:
             wait_until(lambda: len(hammer.versions) >= 10, 30, "requests answered by v1")
             second = serving.deploy(backend, "echo-svc", models["v2"])
-            switched_at = len(hammer.versions)
-            wait_until(lambda: len(hammer.versions) >= switched_at + 20, 30, "requests answered after the switch")
+            switched, switched_at = time.monotonic(), len(hammer.versions)
+            wait_until(lambda: len(hammer.versions) >= switched_at + 20 and hammer.times[-1] > switched + 2, 30,
+                       "requests answered after the switch")
         assert hammer.failures == [], hammer.failures[:5]
         assert second.port == first.port and second.url == first.url
         assert second.model_ref == models["v2"] and second.worker_pid != first.worker_pid
-        seen = hammer.versions
-        assert seen[0] == "v1" and seen[-1] == "v2"
-        # once v2 answered, v1 never answers again (only requests already in flight could)
-        first_v2 = seen.index("v2")
-        assert Counter(seen[first_v2 + 2:])["v1"] == 0, Counter(seen[first_v2:])
+        answers = list(zip(hammer.times, hammer.versions))
+        assert answers[0][1] == "v1" and answers[-1][1] == "v2"
+        # The old worker was told to stop when deploy() returned: it takes no new request after
+        # that (it answers only what it had accepted), so a second later only v2 answers.
+        late = Counter(v for t, v in answers if t > switched + 1.0)
+        assert late["v1"] == 0 and late["v2"] > 0, late
         wait_until(lambda: process_gone(first.worker_pid), 30, "the old worker to exit")
 
     def test_failed_load_keeps_the_old_version_serving(self, backend: Backend, models: dict[str, str]) -> None:
@@ -221,6 +225,16 @@ class TestSupervision:
                              "the scheduled stop")
         assert "schedule" in (stopped.message or "")
         wait_until(lambda: service_processes(backend.settings.home_path, "brief") == [], 20, "processes to end")
+
+
+    def test_a_deleted_home_stops_the_service(self, backend: Backend, models: dict[str, str]) -> None:
+        import shutil
+
+        rec = serving.deploy(backend, "orphan", models["v1"])
+        pids = [p.pid for p in service_processes(backend.settings.home_path, "orphan")]
+        shutil.rmtree(backend.settings.home_path / "services" / "orphan")
+        wait_until(lambda: all(process_gone(pid) for pid in pids), 20, "the service to end itself")
+        assert rec.supervisor_pid in pids
 
 
 class TestCli:

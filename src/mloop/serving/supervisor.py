@@ -299,6 +299,12 @@ class Supervisor:
                 log("the service's schedule ends now: stopping")
                 self.stop(message="stopped on schedule (ServiceConfig.schedule)")
                 return
+            if not self.dir.is_dir():
+                # Its mloop home was deleted (a test's temporary folder, a wiped .mloop/):
+                # nobody can reach or stop this service any more, so it ends itself.
+                log(f"the service folder {self.dir} is gone: stopping")
+                self.stop(message="stopped: its folder was deleted")
+                return
             self.stopping.wait(0.2)
 
     def _reap_retiring(self) -> None:
