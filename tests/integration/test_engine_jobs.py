@@ -231,10 +231,8 @@ class TestLimits:
         assert "failing at once" in done.log("fail")
 
     def test_four_jobs_with_max_parallel_two_run_two_at_a_time(self, tmp_path: Path) -> None:
+        # Overlap of the recorded step intervals, not wall time: a busy machine must not fail it.
         finished = self._four_sleepers(tmp_path, max_parallel=2, seconds=1.0)
-        run = finished.run
-        elapsed = (run.finished_at - run.started_at).total_seconds()
-        assert elapsed < 3.5, f"4 x 1 s jobs, 2 at a time, took {elapsed:.1f} s (serial is 4 s)"
         assert max_overlap(finished) == 2
 
     def test_max_parallel_one_runs_jobs_one_at_a_time(self, tmp_path: Path) -> None:

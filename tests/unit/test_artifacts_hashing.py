@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -192,13 +191,3 @@ class TestSnapshotDir:
         with pytest.raises(ArtifactError, match="cannot write the snapshot"):
             snapshot_dir(code, tmp_path / "out" / "snap")
         assert list((tmp_path / "out").iterdir()) == []
-
-    def test_is_fast_for_a_small_code_folder(self, code: Path, tmp_path: Path) -> None:
-        # Runs once per job launch; a 200-step benchmark counts this. Typically ~0.5 ms;
-        # the bound is loose so a busy CI machine does not fail it.
-        durations = []
-        for i in range(50):
-            start = time.perf_counter()
-            snapshot_dir(code, tmp_path / "snaps" / str(i))
-            durations.append(time.perf_counter() - start)
-        assert sorted(durations)[len(durations) // 2] < 0.010
