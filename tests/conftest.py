@@ -58,3 +58,21 @@ def pg_url(pg_admin_engine: Engine) -> Iterator[str]:
     with pg_admin_engine.connect() as connection:
         # FORCE: a test that failed half-way may still hold connections.
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_services_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Managed services are detached on purpose (they outlive the run that deployed them). A test
+    that fails half-way may leave one: end every mloop server process whose files live under this
+    session's temporary folder, so no test run leaves processes on the machine."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any(part.startswith("mloop.serving") for part in cmdline) and any(base in part for part in cmdline):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
