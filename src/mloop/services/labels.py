@@ -39,8 +39,8 @@ from mloop.store.labels import LabelRepository, LabelTaskRecord, ReceivedLabel
 
 __all__ = [
     "ImportResult", "TaskStatus", "complete_task", "create_task", "default_task_name", "export_template",
-    "get_task", "import_labels", "list_tasks", "runs_waiting_on", "sample_rows", "submit_labels", "task_output",
-    "task_status", "task_value",
+    "get_task", "get_task_by_id", "import_labels", "list_tasks", "resolve_task_value", "runs_waiting_on",
+    "sample_rows", "submit_labels", "task_output", "task_status", "task_value",
 ]
 
 #: Problems named in one error message (the message says how many there were).
@@ -137,6 +137,11 @@ def get_task(backend: Backend, name: str, dataset: str | None = None) -> LabelTa
         NotFoundError: no such task. LabelingError: the name is ambiguous.
     """
     return _repo(backend).get(name, dataset)
+
+
+def get_task_by_id(backend: Backend, task_id: str) -> LabelTaskRecord:
+    """A task by its id (NotFoundError if there is none)."""
+    return _repo(backend).get_by_id(task_id)
 
 
 def list_tasks(backend: Backend, dataset: str | None = None, status: str | None = None) -> list[LabelTaskRecord]:

@@ -51,13 +51,13 @@ class LabelingHandler(StepHandler):
     @staticmethod
     def _known_task(backend: Backend, step: StepSpec, ctx: RunContext) -> LabelTaskRecord | None:
         """The task an earlier call for this run's step recorded (polls, a resumed run)."""
-        from mloop.services.labels import _repo
+        from mloop.services.labels import get_task_by_id
 
         ref = ctx.store.get_step(ctx.run_id, step.name).inputs.get("label_task")
         if not isinstance(ref, dict) or not ref.get("task_id"):
             return None
         try:
-            return _repo(backend).get_by_id(str(ref["task_id"]))
+            return get_task_by_id(backend, str(ref["task_id"]))
         except NotFoundError:
             return None  # deleted meanwhile: find or create it again
 
