@@ -266,3 +266,46 @@ class TestOtherFormatsThroughSteps:
         assert record.format == "ModelArts text classfication combine 1.0"
         samples = {s.id: s.labels for s in load_manifest(embedded.backend, record).samples}
         assert samples == {"a.txt#1": ("positive",), "a.txt#2": ("negative",), "a.txt#3": ("positive",)}
+
+
+class TestReleaseOfALabelTask:
+    """A ReleaseDatasetStep fed a label task directly (``wf.data.LabelTask``) releases the version
+    the task's completion made, never the dataset's latest, and refuses an unfinished task."""
+
+    FLOW = """
+        task = wf.data.LabelTask(dataset_name="pets", task_name="tagging")
+        release = wf.steps.ReleaseDatasetStep(
+            name="release",
+            inputs=wf.steps.ReleaseDatasetInput(name="data", data=task),
+            outputs=wf.steps.ReleaseDatasetOutput(name="released", dataset_version_config=wf.data.DatasetVersionConfig(
+                train_evaluate_sample_ratio="0.5", label_task_type=wf.data.LabelTaskTypeEnum.IMAGE_CLASSIFICATION)),
+        )
+        workflow = wf.Workflow(name="release_task", desc="", steps=[release])
+    """
+
+    def test_releases_the_labeled_version_only_once_the_task_is_completed(self, tmp_path: Path,
+                                                                          embedded: Embedded) -> None:
+        from mloop.services.datasets import create_dataset, import_data
+        from mloop.services.labels import complete_task, create_task, submit_labels
+
+        backend = embedded.backend
+        create_dataset(backend, "pets", images(tmp_path / "v1", {"cat": range(4), "dog": range(4)}))
+        task = create_task(backend, "pets", "v1", "tagging", labels=["cat", "dog", "fluffy"])
+        flow = write_workflow(tmp_path, self.FLOW)
+
+        unfinished = embedded.run(flow)
+        assert unfinished.status == "failed"
+        assert "labeling task 'tagging' is not completed" in unfinished.steps["release"].message
+
+        samples = [s.id for s in load_manifest(backend, get_version(backend, "pets", "v1")).samples]
+        submit_labels(backend, task, {sample: ["fluffy"] for sample in samples[:2]})
+        labeled = complete_task(backend, task, allow_partial=True).output_version
+        # A later import makes a newer version; the release must still be of the labeled one.
+        import_data(backend, "pets", images(tmp_path / "v2", {"cat": range(10, 12)}))
+
+        done = embedded.run(flow)
+        assert done.status == "succeeded", done.why()
+        released = get_version(backend, "pets", done.steps["release"].outputs["released"]["version_name"])
+        assert released.release["of"] == labeled
+        by_id = {s.id: s.labels for s in load_manifest(backend, released).samples}
+        assert [by_id[sample] for sample in samples[:2]] == [("fluffy",), ("fluffy",)]

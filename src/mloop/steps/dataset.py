@@ -66,6 +66,20 @@ def _dataset_ref(value: Any, step: str, inp: str) -> tuple[str, str | None]:
                        hint="give a wf.data.Dataset, a DatasetPlaceholder or a dataset step's output", step=step)
 
 
+def _completed_task_version(backend: Backend, value: dict[str, Any], step: str) -> dict[str, Any]:
+    """A label task given directly (``wf.data.LabelTask``, a ``LabelTaskPlaceholder`` value) as
+    the dataset version its completion made; releasing the latest version instead would
+    silently skip the labels."""
+    from mloop.services.labels import resolve_task_value
+
+    task = resolve_task_value(backend, value)
+    if task.status != "completed" or not task.output_version:
+        raise DatasetError(f"step {step!r}: labeling task {task.name!r} is not completed, so it has no labeled "
+                           "version to release", hint=f"finish it: `mloop label complete {task.name}` (or put a "
+                           "LabelingStep before this step, which waits for it)", step=step)
+    return {"dataset_name": task.dataset_name, "version_name": task.output_version}
+
+
 def _source_folder(ctx: RunContext, step: StepSpec, inp: InputSpec) -> str:
     """The local path of an OBS-like input (a remote folder is staged into the run's folder)."""
     url = ctx.resolve(inp.data)
@@ -229,7 +243,10 @@ class ReleaseDatasetHandler(StepHandler):
 
         if len(step.inputs) != 1:
             raise DatasetError(f"step {step.name!r} needs exactly one dataset input", step=step.name)
-        name, version = _dataset_ref(ctx.resolve(step.inputs[0].data), step.name, step.inputs[0].name)
+        value = ctx.resolve(step.inputs[0].data)
+        if isinstance(value, dict) and _text(value.get("task_name")) and not _text(value.get("version_name")):
+            value = _completed_task_version(_backend(ctx), value, step.name)
+        name, version = _dataset_ref(value, step.name, step.inputs[0].name)
         output = step.outputs[0] if step.outputs else None
         config = ctx.resolve(output.config) if output is not None else {}
         ratio = _ratio(config.get("train_evaluate_sample_ratio", "1.00"), step.name)
