@@ -12,7 +12,8 @@ What runs, in one temporary folder (``--workdir`` to choose it):
 
 Every figure is the wall time of the command as a user types it (a fresh process, start-up
 included). mloop runs first in each pair; both read the same files, which were just written,
-so both read from the page cache. Before the first version the script waits 1.5 s: mloop's
+so both read from the page cache; ``sync`` runs before each timed command so that neither pays
+for writing back what was written before it. Before the first version the script waits 1.5 s: mloop's
 re-read cache does not trust a file modified less than 1 s before it was read (git's "racily
 clean" rule), which a folder written a moment before would otherwise hit.
 
@@ -88,6 +89,9 @@ def ensure_dvc() -> Path:
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    # Flush what the previous step wrote first: otherwise the kernel writes it back while this
+    # command runs, and the command that follows a big write pays for it.
+    subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

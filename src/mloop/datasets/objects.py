@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -140,8 +139,7 @@ class ObjectStore:
         return self._remote_listing
 
     # -- writing ----------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[str], *, progress: Callable[[int], None] | None = None,
-               cancel: threading.Event | None = None) -> list[Ingested]:
+    def ingest(self, paths: Sequence[str], *, progress: Callable[[int], None] | None = None) -> list[Ingested]:
         """Hash each local file and store its content unless an object already holds it.
 
         On a local store one thread does it all: per file the work is a few system calls, and
@@ -151,10 +149,9 @@ class ObjectStore:
         Args:
             paths: absolute paths of source files.
             progress: called with the number of files just done, from the calling thread.
-            cancel: stop between batches once set (the results are then incomplete).
 
         Returns:
-            One :class:`Ingested` per path, in order (fewer if cancelled).
+            One :class:`Ingested` per path, in order.
 
         Raises:
             ArtifactError: a source file can't be read or the store refused a write.
@@ -162,8 +159,6 @@ class ObjectStore:
         results: list[Ingested] = []
         if self.local_root is not None:
             for start in range(0, len(paths), BATCH):
-                if cancel is not None and cancel.is_set():
-                    break
                 batch = paths[start:start + BATCH]
                 results.extend(self._ingest_local_batch(batch))
                 if progress:
@@ -172,8 +167,6 @@ class ObjectStore:
         self._remote_objects()  # list once, before the threads start
 
         def run(start: int) -> list[Ingested]:
-            if cancel is not None and cancel.is_set():
-                return []
             done = []
             for path in paths[start:start + BATCH]:
                 with translate_errors(path, "read"):
@@ -317,17 +310,6 @@ class ObjectStore:
                             self.artifacts.write_strategy)
         listing.add(digest)
         return Ingested(path, size, digest, True)
-
-    def discard(self, digests: Iterable[str]) -> None:
-        """Remove objects this process just stored and no version refers to (best effort)."""
-        for digest in digests:
-            path = self.object_path(digest)
-            if path is not None:
-                _unlink(path)
-            else:
-                self.artifacts.rm(self.object_url(digest), missing_ok=True)
-                if self._remote_listing is not None:
-                    self._remote_listing.discard(digest)
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, digest: str) -> bytes:

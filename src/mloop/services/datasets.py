@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -261,11 +260,8 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
                           "problem_count": 0, "seconds": round(time.perf_counter() - started, 3)}
 
         checked = stored = 0
+        to_store = 0
         objects = _objects(backend)
-        # New files are hashed and stored by a second thread while the format checks them: the
-        # store's work is system calls (they release the GIL), the check is Python and zlib.
-        early_files = [f for f in walked if f[0] in unread] if single_file is None else []
-        to_store = len(early_files)
 
         def on_checked(n: int) -> None:
             nonlocal checked
@@ -279,24 +275,11 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
             if progress:
                 progress("storing", stored, to_store)
 
-        cancel = threading.Event()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-store") as pool:
-            pending = pool.submit(objects.ingest, [f[1] for f in early_files], progress=on_stored, cancel=cancel)
-            try:
-                # Files known to the cache were verified when first read: only the others are.
-                result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
-                              only=unread, progress=on_checked)
-            except BaseException as exc:
-                cancel.set()  # what was stored stays, unreferenced, and is reused by the next try...
-                bad = {p["path"] for p in getattr(exc, "problems", None) or [] if isinstance(p, dict)}
-                if bad:  # ...except the files the format refused
-                    try:
-                        stored_now = list(zip((f[0] for f in early_files), pending.result()))
-                    except Exception:  # noqa: BLE001 - the scan's error is the one to report
-                        stored_now = []
-                    objects.discard({got.hash for rel, got in stored_now if rel in bad and got.stored})
-                raise
-            early = dict(zip((f[0] for f in early_files), pending.result()))
+        # Files known to the cache were verified when first read: only the others are. (Storing
+        # objects on a second thread while the format checks was measured slower: both halves
+        # need the GIL between system calls.)
+        result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
+                      only=unread, progress=on_checked)
 
         by_rel = {f[0]: f for f in walked}
         samples = [SampleEntry.from_sample(s) for s in result.samples]
@@ -311,23 +294,18 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
             chosen = sorted(by_rel.keys() - result.excluded)
         files = [by_rel[rel] for rel in chosen]
 
-        # What is left: files the cache knows whose object is not in this store (another store
-        # was used before), and the files of a single-file source.
+        # Read what the cache doesn't know; a known hash also needs its object in this store
+        # (the cache is per machine, the store may be another one than last time).
         in_base = {f.hash for f in base.files} if base is not None else set()
-        late_files: list[SourceFile] = []
+        to_read: list[SourceFile] = []
         for f in files:
-            if f[0] in early:
-                continue
             digest = known.get(f[0])
             if digest is None or (digest not in in_base and not objects.has(digest)):
-                late_files.append(f)
-        to_store += len(late_files)
-        late = dict(zip((f[0] for f in late_files), objects.ingest([f[1] for f in late_files], progress=on_stored)))
-        done = {**early, **late}
-        # Objects stored for files the format then left out (corrupt) belong to no version.
-        kept_hashes = {done[f[0]].hash for f in files if f[0] in done}
-        objects.discard({got.hash for rel, got in early.items()
-                         if rel in result.excluded and got.stored and got.hash not in kept_hashes})
+                to_read.append(f)
+        to_store = len(to_read)
+        if progress:
+            progress("storing", 0, to_store)
+        done = dict(zip((f[0] for f in to_read), objects.ingest([f[1] for f in to_read], progress=on_stored)))
         sizes: dict[str, int] = {}
         fresh: dict[str, Entry] = {}
         for rel, _, size, mtime_ns, inode in files:
