@@ -77,6 +77,26 @@ def write_workflow(folder: Path, body: str, name: str = "flow.py") -> Path:
     return path
 
 
+# -- data ------------------------------------------------------------------------------------------
+
+#: The images :func:`pets` leaves outside any class folder (so unlabeled).
+UNLABELED = ["u0.png", "u1.png", "u2.png", "u3.png"]
+
+
+def pets(folder: Path) -> Path:
+    """3 cats and 3 dogs in class folders, and the :data:`UNLABELED` images with no class folder."""
+    from PIL import Image
+
+    for i in range(3):
+        for k, label in enumerate(("cat", "dog")):
+            path = folder / label / f"{label}{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (i * 20, 60 + k * 80, 200)).save(path)
+    for i, name in enumerate(UNLABELED):
+        Image.new("RGB", (8, 8), (i * 40, 10, 20)).save(folder / name)
+    return folder
+
+
 # -- job scripts -----------------------------------------------------------------------------------
 
 JOB_HEADER = '''\

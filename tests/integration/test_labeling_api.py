@@ -9,14 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
-from helpers import Cli, Embedded, wait_until, write_workflow
+from helpers import UNLABELED, Cli, Embedded, wait_until, write_workflow, pets
 from mloop.services.datasets import create_dataset, get_version, load_manifest
 
 pytestmark = pytest.mark.timeout(120)
 
-UNLABELED = ["u0.png", "u1.png", "u2.png", "u3.png"]
 
 #: A run that waits on an existing task (a label-task input: no properties).
 FLOW = """
@@ -28,16 +26,6 @@ FLOW = """
     workflow = wf.Workflow(name="waits", desc="", steps=[label])
 """
 
-
-def pets(folder: Path) -> Path:
-    for i in range(3):
-        for k, label in enumerate(("cat", "dog")):
-            path = folder / label / f"{label}{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (i * 20, 60 + k * 80, 200)).save(path)
-    for i, name in enumerate(UNLABELED):
-        Image.new("RGB", (8, 8), (i * 40, 10, 20)).save(folder / name)
-    return folder
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from helpers import Cli, Embedded, process_gone, wait_until, write_job, write_workflow
+from helpers import UNLABELED, Cli, Embedded, process_gone, wait_until, write_job, write_workflow, pets
 from mloop.services import labels as L
 from mloop.services.datasets import list_versions
 
 pytestmark = pytest.mark.timeout(150)
 
-UNLABELED = ["u0.png", "u1.png", "u2.png", "u3.png"]
 
 FLOW = """
     data = wf.data.Dataset(dataset_name="pets", version_name="v1")
@@ -49,16 +47,6 @@ JOB = """
         json.dump({"version": manifest["version"], "labels": {s["id"]: s["labels"] for s in manifest["samples"]}}, fh)
 """
 
-
-def pets(folder: Path) -> Path:
-    for i in range(3):
-        for k, label in enumerate(("cat", "dog")):
-            path = folder / label / f"{label}{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (i * 20, 60 + k * 80, 200)).save(path)
-    for i, name in enumerate(UNLABELED):
-        Image.new("RGB", (8, 8), (i * 40, 10, 20)).save(folder / name)
-    return folder
 
 
 @pytest.fixture

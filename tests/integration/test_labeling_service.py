@@ -8,28 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from helpers import BOTH_DATABASES, Embedded, database_url, embedded, write_job, write_workflow  # noqa: F401
+from helpers import UNLABELED, BOTH_DATABASES, Embedded, database_url, embedded, write_job, write_workflow, pets  # noqa: F401
 from mloop.errors import LabelingError, LabelTaskCompletedError, NotFoundError
 from mloop.services import labels as L
 from mloop.services.datasets import create_dataset, get_version, list_versions, load_manifest
 
 pytestmark = pytest.mark.timeout(120)
 
-UNLABELED = ["u0.png", "u1.png", "u2.png", "u3.png"]
 
-
-def pets(folder: Path) -> Path:
-    """3 cats and 3 dogs in class folders, and 4 images with no class folder (unlabeled)."""
-    for i in range(3):
-        for k, label in enumerate(("cat", "dog")):
-            path = folder / label / f"{label}{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (i * 20, 60 + k * 80, 200)).save(path)
-    for i, name in enumerate(UNLABELED):
-        Image.new("RGB", (8, 8), (i * 40, 10, 20)).save(folder / name)
-    return folder
 
 
 @pytest.fixture
