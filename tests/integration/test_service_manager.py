@@ -166,6 +166,25 @@ class TestDeploy:
         latest = serving.list_deployments(backend, "echo-svc")[0]
         assert latest.status == "failed" and "cannot load v3" in (latest.message or "")
 
+    def test_a_service_deployed_from_an_alias_follows_it(self, backend: Backend, models: dict[str, str]) -> None:
+        from mloop.services.models import move_alias
+
+        move_alias(backend, "echo", "production", "1")
+        rec = serving.deploy(backend, "echo-prod", "echo@production")
+        pinned = serving.deploy(backend, "echo-pinned", models["v1"])  # an explicit version stays put
+        assert rec.follows == "production" and pinned.follows is None
+        assert answer(rec.url or "")["version"] == "v1"
+
+        _, followers = move_alias(backend, "echo", "production", "2")
+        assert [(f.service, f.model_ref, f.error) for f in followers] == [("echo-prod", models["v2"], None)]
+        assert answer(rec.url or "")["version"] == "v2"
+        assert answer(pinned.url or "")["version"] == "v1"
+
+        # A version that fails to load: the alias moves, the service keeps serving what it had.
+        _, followers = move_alias(backend, "echo", "production", "3")
+        assert followers[0].service == "echo-prod" and "cannot load v3" in (followers[0].error or "")
+        assert answer(rec.url or "")["version"] == "v2"
+
     def test_failed_first_deploy_leaves_nothing_running(self, backend: Backend, models: dict[str, str]) -> None:
         with pytest.raises(DeployFailedError, match="cannot load v3") as caught:
             serving.deploy(backend, "broken", models["v3"])

@@ -184,9 +184,10 @@ def model_alias(name: str = typer.Argument(..., help="model name"),
                 alias: str = typer.Argument(..., help="alias, e.g. production"),
                 version: Optional[str] = typer.Argument(None, help="the version it should point at"),
                 delete: bool = typer.Option(False, "--delete", help="remove the alias")) -> None:
-    """Point an alias (e.g. production) at a version, or remove it with --delete."""
+    """Point an alias (e.g. production) at a version, or remove it with --delete. Services
+    deployed from NAME@ALIAS switch to the version (no failed requests)."""
     from mloop.errors import ModelError
-    from mloop.services.models import delete_alias, set_alias
+    from mloop.services.models import delete_alias, move_alias
 
     if delete == (version is not None):
         raise ModelError("give either a VERSION or --delete",
@@ -197,5 +198,13 @@ def model_alias(name: str = typer.Argument(..., help="model name"),
             out.print(f"removed alias [bold]{alias}[/bold] of model {name}", highlight=False)
             return
         assert version is not None
-        rec = set_alias(backend, name, alias, version)
+        rec, followers = move_alias(backend, name, alias, version)
     out.print(f"[bold]{name}@{alias}[/bold] now points at version {rec.version}", highlight=False)
+    failed = [f for f in followers if f.error]
+    for f in followers:
+        if f.error:
+            err.print(f"service {f.service}: {f.error}", style="red", highlight=False, markup=False)
+        else:
+            out.print(f"service {f.service} now serves {f.model_ref}", highlight=False)
+    if failed:
+        raise typer.Exit(1)

@@ -182,6 +182,19 @@ def set_alias(backend: Backend, name: str, alias: str, version: str) -> ModelVer
     return _repo(backend).set_alias(name, alias, version)
 
 
+def move_alias(backend: Backend, name: str, alias: str, version: str) -> tuple[ModelVersionRecord, list[Any]]:
+    """:func:`set_alias`, then switch every service that follows ``name@alias`` to the version
+    (``mloop.services.serving.follow_alias``): how a stage such as ``production`` goes live.
+
+    Returns:
+        The version, and one ``FollowResult`` per following service (its error, if its switch failed).
+    """
+    record = set_alias(backend, name, alias, version)
+    from mloop.services.serving import follow_alias
+
+    return record, follow_alias(backend, name, alias)
+
+
 def delete_alias(backend: Backend, name: str, alias: str) -> None:
     """Remove an alias.
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from mloop.errors import DeployFailedError, ManagedServiceError
+from mloop.errors import DeployFailedError, ManagedServiceError, MloopError
 from mloop.store.services import DeploymentRecord, ServiceRecord, ServiceRepository, check_service_name
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
     Args:
         backend: the open backend.
         service_name: the service (1-64 letters, digits, ``-``, ``_``).
-        model_ref: ``NAME``, ``NAME:VERSION`` or ``NAME@alias``.
+        model_ref: ``NAME``, ``NAME:VERSION`` or ``NAME@alias``. A service deployed from an
+            alias follows it: moving the alias (``mloop model alias``) redeploys the service.
         port: the port of a new service (None: a free one). An existing service keeps its port.
         host: the address a new service listens on.
         max_batch_size, max_wait_ms, batching, max_body_bytes, threads: the worker's options
@@ -120,8 +122,9 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
         datetime.now(timezone.utc) + timedelta(hours=schedule_hours)
     deployment = repo.add_deployment(record.id, model_name=version.name, model_version=version.version,
                                      model_id=version.model_id, run_id=run_id, step_name=step_name)
+    follows = model_ref.partition("@")[2] or None
     record = repo.update(record.id, desired_model_name=version.name, desired_model_version=version.version,
-                         run_id=run_id, step_name=step_name, stop_at=stop_at,
+                         follows=follows, run_id=run_id, step_name=step_name, stop_at=stop_at,
                          **({"port": port} if port is not None and not alive else {}))
     if not alive:
         manager.kill_orphans(home, service_name)
@@ -278,3 +281,28 @@ def predict(backend: Backend, name: str, payload: Any = None, *, file: str | os.
 def _content_type(path: Path) -> str:
     return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".bmp": "image/bmp",
             ".gif": "image/gif", ".json": "application/json"}.get(path.suffix.lower(), "application/octet-stream")
+
+
+@dataclass
+class FollowResult:
+    """What moving an alias did to one service that follows it."""
+
+    service: str
+    model_ref: str
+    error: str | None = None  # None: the service now serves ``model_ref``
+
+
+def follow_alias(backend: Backend, model_name: str, alias: str) -> list[FollowResult]:
+    """Redeploy every service that follows ``model_name@alias`` to the version the alias names
+    now (each switch drops no requests; one that fails leaves that service on its version).
+    Stopped services are left alone: they pick the alias up when started."""
+    results = []
+    for record in _repo(backend).list_all():
+        if record.follows != alias or record.desired_model_name != model_name or record.status == "stopped":
+            continue
+        try:
+            now = deploy(backend, record.name, f"{model_name}@{alias}")
+            results.append(FollowResult(record.name, str(now.model_ref)))
+        except MloopError as exc:
+            results.append(FollowResult(record.name, f"{model_name}@{alias}", str(exc)))
+    return results

@@ -83,6 +83,7 @@ class ServiceRecord(_Record):
     model_id: str | None = None
     desired_model_name: str | None = None  # what the last deploy asked for
     desired_model_version: str | None = None
+    follows: str | None = None  # an alias of the model (``production``) the service moves with
     config: dict[str, Any] = Field(default_factory=dict)  # model_dir, batching options, envs
     restarts: int = 0
     log_path: str
@@ -137,6 +138,7 @@ class Service(Base):
     model_id: Mapped[str | None] = mapped_column(String)
     desired_model_name: Mapped[str | None] = mapped_column(String)
     desired_model_version: Mapped[str | None] = mapped_column(String)
+    follows: Mapped[str | None] = mapped_column(String)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     restarts: Mapped[int] = mapped_column(Integer)
     log_path: Mapped[str] = mapped_column(Text)
@@ -173,7 +175,7 @@ class ServiceDeployment(Base):
 _UPDATABLE: frozenset[str] = frozenset({
     "status", "message", "host", "port", "url", "control_port", "token", "supervisor_pid", "supervisor_started_at",
     "supervisor_host", "worker_pid", "model_name", "model_version", "model_id", "desired_model_name",
-    "desired_model_version", "config", "restarts", "log_path", "stop_at", "run_id", "step_name",
+    "desired_model_version", "follows", "config", "restarts", "log_path", "stop_at", "run_id", "step_name",
 })
 
 

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("model_id", sa.String(), nullable=True),
         sa.Column("desired_model_name", sa.String(), nullable=True),
         sa.Column("desired_model_version", sa.String(), nullable=True),
+        sa.Column("follows", sa.String(), nullable=True),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("restarts", sa.Integer(), nullable=False),
         sa.Column("log_path", sa.Text(), nullable=False),
