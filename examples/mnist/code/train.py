@@ -1,4 +1,4 @@
-"""Train the MNIST CNN (``net.py``) on IDX files; write the model, its config and metrics.
+"""Train the MNIST CNN (``net.py``) on a dataset release or IDX files; write the model, config and metrics.
 
 A training job in the ModelArts style: inputs and outputs arrive as command-line
 arguments named after the step's ``JobInput``/``JobOutput`` names, hyper-parameters as
@@ -9,15 +9,28 @@ Usage::
     python train.py --data_url=DIR --train_url=OUT [--epochs=8] [--lr=0.001]
                     [--batch_size=32] [--seed=0] [--num_threads=N]
 
-``--data_url`` holds the four MNIST IDX files (``train-images-idx3-ubyte`` ...; plain or
-``.gz``), directly or under ``raw/`` or ``MNIST/raw/`` (torchvision's layout).
-``prepare_data.py`` makes such a folder; the real MNIST files work too.
+``--data_url`` is one of two layouts:
+
+* a released dataset, as mloop lays it out for a job (any ImageFolder-style folder works)::
+
+      train/<label>/<file>.png    the training images
+      eval/<label>/<file>.png     the held-out images: the test set
+      manifest.json               (optional) dataset, version, classes, split of every sample
+
+  Images are read with Pillow, converted to greyscale and resized to 28x28 if they are
+  not (bilinear, as the inference server does). The classes are the manifest's, else the
+  label folders sorted by name. A folder with no ``eval/`` is refused: the test accuracy
+  must come from images the model never trained on (release the dataset with a split).
+* the four MNIST IDX files (``train-images-idx3-ubyte`` ...; plain or ``.gz``), directly or
+  under ``raw/`` or ``MNIST/raw/`` (torchvision's layout); ``t10k-*`` is the test set.
+  ``prepare_data.py --format=idx`` makes such a folder; the real MNIST files work too.
 
 ``--train_url`` receives:
 
 * ``model.pt``: TorchScript (``torch.jit.load`` runs it without ``net.py``);
 * ``model_state.pt`` + ``net.py``: the state dict and the class that loads it;
-* ``config.json``: model type, input shape and dtype, classes, for serving;
+* ``config.json``: model type, input shape and dtype, classes, for serving (and, from a
+  release's ``manifest.json``, the dataset version it was trained on);
 * ``metrics.json``: ModelArts metrics: ``accuracy`` and ``loss`` (float, test set),
   ``train_loss`` and ``test_accuracy`` per epoch (line charts), ``confusion_matrix``
   (table, rows = predictions, columns = labels).
@@ -51,10 +64,12 @@ import torch.nn.functional as F  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from idx import load_mnist  # noqa: E402
+from idx import MNIST_FILES, load_mnist  # noqa: E402
 from net import Net  # noqa: E402
 
-CLASSES = [str(i) for i in range(10)]
+CLASSES = [str(i) for i in range(10)]  # MNIST's, for IDX data
+SIZE = (28, 28)  # the network's input, (width, height) as Pillow counts
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 try:  # mloop's writer when mloop is installed; the job does not need it
     from mloop.metrics import MetricLogger
@@ -109,8 +124,9 @@ class LocalMetricLogger:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train the MNIST CNN on IDX files.")
-    parser.add_argument("--data_url", required=True, help="folder with the MNIST IDX files")
+    parser = argparse.ArgumentParser(description="Train the MNIST CNN on a dataset release or MNIST IDX files.")
+    parser.add_argument("--data_url", required=True,
+                        help="a released dataset (train/<label>/*.png, eval/<label>/*.png) or MNIST IDX files")
     parser.add_argument("--train_url", required=True, help="folder to write the model and metrics into")
     parser.add_argument("--epochs", type=int, default=8, help="passes over the training set")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -129,13 +145,113 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class DataError(ValueError):
+    """``--data_url`` holds no data this script can train on; the message says what is wrong."""
+
+
+class Data:
+    """Training and test images (uint8, (n, 28, 28)), their class indices, and where they came from."""
+
+    def __init__(self, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                 classes: list[str], source: dict[str, Any]) -> None:
+        self.train_x, self.train_y, self.test_x, self.test_y = train_x, train_y, test_x, test_y
+        self.classes, self.source = classes, source
+
+
+def is_image_folder(folder: Path) -> bool:
+    """Whether ``folder`` is in the release layout (``train/<label>/...``) rather than IDX files."""
+    return (folder / "train").is_dir() and not any((folder / name).exists() or (folder / f"{name}.gz").exists()
+                                                   for name in MNIST_FILES.values())
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file as a uint8 (28, 28) greyscale array (resized bilinearly if it is another size)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            grey = img.convert("L")
+    except OSError as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+    if grey.size != SIZE:
+        grey = grey.resize(SIZE, Image.BILINEAR)
+    return np.asarray(grey, dtype=np.uint8)
+
+
+def _split_files(folder: Path, split: str) -> list[tuple[str, Path]]:
+    """``(label, path)`` of every image under ``folder/split/<label>/``, sorted by path."""
+    root = folder / split
+    if not root.is_dir():
+        return []
+    return [(label.name, path)
+            for label in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            for path in sorted(label.rglob("*"))
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")]
+
+
+def load_image_folder(folder: Path) -> Data:
+    """The release layout: ``train/<label>/*`` to train on, ``eval/<label>/*`` to test on.
+
+    Raises:
+        DataError: no training images, no ``eval`` images, an eval label the training data
+            lacks, or an unreadable image.
+    """
+    manifest: dict[str, Any] = {}
+    if (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+    train_files, eval_files = _split_files(folder, "train"), _split_files(folder, "eval")
+    if not train_files:
+        raise DataError(f"{folder / 'train'}: no images in train/<label>/ (expected e.g. train/7/0001.png)")
+    if not eval_files:
+        raise DataError(
+            f"{folder}: no eval/<label>/ images, so there is no held-out test set (testing on the training "
+            "images would overstate the accuracy); release the dataset with a split, e.g. "
+            "`mloop dataset release NAME --split 0.8`, or a ReleaseDatasetStep with train_evaluate_sample_ratio")
+    classes = [str(c) for c in manifest.get("classes") or []]
+    if not classes:
+        classes = sorted({label for label, _ in train_files + eval_files})
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({label for label, _ in train_files + eval_files} - set(index))
+    if unknown:
+        raise DataError(f"{folder}: label folder(s) {', '.join(unknown)} are not among the dataset's classes "
+                        f"{', '.join(classes)} (manifest.json)")
+    untrained = sorted({label for label, _ in eval_files} - {label for label, _ in train_files})
+    if untrained:
+        raise DataError(f"{folder}: eval holds label(s) {', '.join(untrained)} that train has no image of")
+
+    def arrays(files: list[tuple[str, Path]]) -> tuple[np.ndarray, np.ndarray]:
+        images = np.stack([read_image(path) for _, path in files])
+        return images, np.array([index[label] for label, _ in files], dtype=np.int64)
+
+    train_x, train_y = arrays(train_files)
+    test_x, test_y = arrays(eval_files)
+    source = {"layout": "release", "train": len(train_files), "eval": len(eval_files)}
+    if manifest.get("dataset"):
+        source.update(dataset=manifest["dataset"], version=manifest.get("version"),
+                      release=manifest.get("release"))
+    unlabeled = folder / "unlabeled"
+    if unlabeled.is_dir() and any(unlabeled.iterdir()):
+        print(f"train: leaving out the images under {unlabeled} (no label)", flush=True)
+    return Data(train_x, train_y, test_x, test_y, classes, source)
+
+
+def load_data(data_url: str) -> Data:
+    """The release layout or MNIST IDX files, whichever ``data_url`` holds."""
+    folder = Path(data_url)
+    if is_image_folder(folder):
+        return load_image_folder(folder)
+    train_x, train_y, test_x, test_y = load_mnist(folder)
+    return Data(train_x, train_y.astype(np.int64), test_x, test_y.astype(np.int64), CLASSES, {"layout": "idx"})
+
+
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (n, 28, 28) and labels -> float (n, 1, 28, 28) in 0..1 and int64 labels."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def evaluate(model: Net, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+def evaluate(model: Net, x: torch.Tensor, y: torch.Tensor, num_classes: int = 10,
+             batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
     """Mean loss, accuracy and confusion matrix ``cm[prediction][label]`` on (x, y)."""
     model.eval()
     total_loss = 0.0
@@ -147,7 +263,7 @@ def evaluate(model: Net, x: torch.Tensor, y: torch.Tensor, batch_size: int = 100
             predictions.append(out.argmax(dim=1))
     pred = torch.cat(predictions).numpy()
     true = y.numpy()
-    matrix = np.zeros((10, 10), dtype=np.int64)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (pred, true), 1)
     return total_loss / len(x), float((pred == true).mean()), matrix
 
@@ -159,17 +275,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
 
-    train_x, train_y, test_x, test_y = load_mnist(args.data_url)
-    x, y = to_tensors(train_x, train_y)
-    tx, ty = to_tensors(test_x, test_y)
-    print(f"data: {len(x)} train, {len(tx)} test images from {args.data_url}; "
+    data = load_data(args.data_url)
+    x, y = to_tensors(data.train_x, data.train_y)
+    tx, ty = to_tensors(data.test_x, data.test_y)
+    n_classes = len(data.classes)
+    what = (f"{data.source['dataset']}:{data.source['version']}" if data.source.get("dataset")
+            else f"{data.source['layout']} data")
+    print(f"data: {len(x)} train, {len(tx)} test images ({what}) from {args.data_url}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
     out = Path(args.train_url)
     out.mkdir(parents=True, exist_ok=True)
     logger = MetricLogger(str(out)) if MetricLogger is not None else LocalMetricLogger(str(out))
 
-    model = Net()
+    model = Net(num_classes=n_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.gamma)
     shuffle = torch.Generator().manual_seed(args.seed)
@@ -188,17 +307,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             total += loss.item() * len(batch)
         scheduler.step()
         train_loss = total / len(x)
-        test_loss, accuracy, _ = evaluate(model, tx, ty)
+        test_loss, accuracy, _ = evaluate(model, tx, ty, n_classes)
         logger.log_metric("train_loss", train_loss, title="training loss per epoch", step=epoch)
         logger.log_metric("test_accuracy", accuracy, title="test accuracy per epoch", step=epoch)
         print(f"epoch {epoch}/{args.epochs}  train_loss {train_loss:.4f}  test_loss {test_loss:.4f}  "
               f"accuracy {accuracy:.4f}  ({time.monotonic() - epoch_start:.1f}s)", flush=True)
 
-    test_loss, accuracy, matrix = evaluate(model, tx, ty)
+    test_loss, accuracy, matrix = evaluate(model, tx, ty, n_classes)
     logger.log_float("accuracy", accuracy, title="test accuracy")
     logger.log_float("loss", test_loss, title="test loss")
-    logger.log_confusion_matrix("confusion_matrix", matrix, labels=CLASSES, title="confusion matrix (test set)")
-    save_model(model, out, accuracy=accuracy, loss=test_loss, args=args, test_size=len(tx))
+    logger.log_confusion_matrix("confusion_matrix", matrix, labels=data.classes, title="confusion matrix (test set)")
+    save_model(model, out, accuracy=accuracy, loss=test_loss, args=args, test_size=len(tx), classes=data.classes,
+               source=data.source)
     elapsed = time.monotonic() - started
     print(f"done: accuracy {accuracy:.4f}, loss {test_loss:.4f} on {len(tx)} test images in {elapsed:.1f}s; "
           f"model in {out}", flush=True)
@@ -206,7 +326,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_model(model: Net, out: Path, *, accuracy: float, loss: float, args: argparse.Namespace,
-               test_size: int) -> None:
+               test_size: int, classes: list[str] = CLASSES, source: dict[str, Any] | None = None) -> None:
     """Write model.pt (TorchScript), model_state.pt, net.py and config.json into ``out``."""
     model.eval()
     with warnings.catch_warnings():
@@ -228,11 +348,14 @@ def save_model(model: Net, out: Path, *, accuracy: float, loss: float, args: arg
         # How the inference server turns an uploaded image into an input (mloop.serving.inputs).
         "image": {"mode": "L", "size": [28, 28], "scale": 1 / 255, "layout": "CHW"},
         "output_description": "log-probabilities over classes; argmax is the prediction",
-        "classes": CLASSES,
+        "classes": list(classes),
         "metrics": {"accuracy": accuracy, "loss": loss, "test_size": test_size},
         "training": {"epochs": args.epochs, "lr": args.lr, "gamma": args.gamma,
                      "batch_size": args.batch_size, "seed": args.seed, "torch": torch.__version__},
     }
+    if source and source.get("dataset"):
+        config["dataset"] = {"name": source["dataset"], "version": source.get("version"),
+                             "train": source["train"], "eval": source["eval"]}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -240,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         train(args)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, DataError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
     return 0
