@@ -3,9 +3,12 @@ train a CNN on the release, gate on test accuracy, register the model and serve 
 
 Steps::
 
-    prepare_data ──► create_dataset ──► release ──► train ──► accuracy_gate ──┬─ accuracy >= min_accuracy ─► accept   (writes summary.json)
-                                                                              │                            └► register ──► deploy
-                                                                              └─ otherwise ────────────────► reject   (exits 1: the run fails)
+    prepare_data ──► create_dataset ──► release ──► train ──► accuracy_gate
+                                                                    │
+      ┌─────────────────────────────────────────────────────────────┘
+      ├─ accuracy >= min_accuracy ─► accept    (writes summary.json)
+      │                            └► register ──► deploy
+      └─ otherwise ────────────────► reject    (exits 1: the run fails)
 
 * ``prepare_data`` writes 1,797 digit images (built from scikit-learn's digits, since
   nothing can be downloaded; see README.md) as ``<run>/data/<digit>/<n>.png``;
