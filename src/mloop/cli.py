@@ -9,7 +9,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -23,8 +23,10 @@ from mloop.commands.model import model_app
 from mloop.commands.serve import serve
 from mloop.commands.server import server
 from mloop.commands.service import service_app
-from mloop.config import Settings
 from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
+
+if TYPE_CHECKING:
+    from mloop.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mloop: continuous training of ML models. Run a ModelArts-style workflow locally, "
@@ -103,6 +105,8 @@ def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _settings() -> Settings:
+    from mloop.config import Settings  # here, not at the top: `mloop --help` needs no pydantic
+
     return Settings()
 
 

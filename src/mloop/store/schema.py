@@ -87,6 +87,8 @@ def ensure_schema(engine: Engine, url: str) -> None:
         StoreError: the database can't be reached or migrated.
     """
     head = head_revision()
+    if _revision_if_readable(engine) == head:
+        return  # every command on a database that is up to date: one query, no inspection
     current, has_tables = _state(engine, url)
     if current is None and not has_tables:
         with _migration_lock(url):
@@ -140,6 +142,17 @@ def prepare_sqlite_folder(url: str) -> None:
     parsed = parse_url(url)
     if is_sqlite_file(parsed) and parsed.database:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _revision_if_readable(engine: Engine) -> str | None:
+    """The revision in the Alembic version table, or None if it can't be read (no table yet,
+    no database): :func:`_state` then looks closer and reports what is wrong."""
+    try:
+        with engine.connect() as connection:
+            revision = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
+    except SQLAlchemyError:
+        return None
+    return None if revision is None else str(revision)
 
 
 def _state(engine: Engine, url: str) -> tuple[str | None, bool]:

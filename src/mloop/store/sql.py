@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from mloop.errors import MissingExtraError, NotFoundError, StoreError
-from mloop.spec.io import spec_hash
 from mloop.store.base import (
     TERMINAL_RUN,
     TERMINAL_STEP,
@@ -300,6 +299,8 @@ class SQLStore(Store):
         Returns:
             The release, with version 1 for a new workflow name, else the latest version + 1.
         """
+        from mloop.spec.io import spec_hash  # here: the spec models cost every command start-up time
+
         digest = spec_hash(spec)
         with self._session(write=True) as session:
             self._lock_numbering(session, workflow_name)
