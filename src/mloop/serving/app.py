@@ -12,6 +12,15 @@ Routes:
 * ``GET /metrics``: Prometheus text (requests by path and status, latency histogram, batch sizes).
 * ``GET /docs``: the OpenAPI page.
 
+``POST /predict`` and ``POST /`` are answered by a lean ASGI path (:class:`ServingApp`) that
+skips FastAPI's routing, dependency and middleware layers: on a small CPU those cost more than
+decoding the request. The routes stay registered, so ``/docs`` describes them and an app mounted
+under a ``root_path`` still answers them, with the same code. JSON is read and written with
+``orjson`` when it is installed (the ``serve`` extra), else with the standard library; a body
+``orjson`` refuses is tried again with ``json`` (``NaN`` literals), so both accept the same
+requests (one difference: an integer beyond 64 bits arrives as a float), and an answer holding
+NaN or infinity is written by ``json`` as before.
+
 Errors are JSON ``{"error": message, "code": ..., "hint": ...}``: 400 unreadable body or image,
 413 body over ``max_body_bytes`` (refused from ``Content-Length`` before anything is read, or
 as soon as a streamed body passes the limit), 415 a content type the model cannot take, 422
@@ -24,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -32,6 +43,12 @@ from typing import Any, Awaitable, Callable
 # (FastAPI resolves the routes' annotations, such as Request, from the module's globals).
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+try:  # the serve extra installs it; the standard library does the same, slower
+    import orjson
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    orjson = None  # type: ignore[assignment]
 
 from mloop.errors import BadInputError, MloopError, ServiceCodeError
 from mloop.serving.handlers import Handler, UploadedFile, load_handler
@@ -75,6 +92,21 @@ class ServerMetrics:
                                    buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5))
         info = Gauge("mloop_model_info", "The served model", ["name", "version", "type"], registry=self.registry)
         info.labels(model_name, model_version, model_type).set(1)
+
+        self._counted: dict[tuple[str, int], Any] = {}  # labelled children, looked up once
+        self._timed: dict[str, Any] = {}
+
+    def on_request(self, label: str, status: int, seconds: float) -> None:
+        """Count one answered request (``label``: its path, or ``other``) and time predictions."""
+        counter = self._counted.get((label, status))
+        if counter is None:
+            counter = self._counted[(label, status)] = self.requests.labels(label, str(status))
+        counter.inc()
+        if label in PREDICT_PATHS:
+            timer = self._timed.get(label)
+            if timer is None:
+                timer = self._timed[label] = self.latency.labels(label)
+            timer.observe(seconds)
 
     def on_batch(self, instances: int, requests: int, seconds: float) -> None:
         self.batch_size.observe(instances)
@@ -130,9 +162,46 @@ class GuardMiddleware:
 
             await self.app(scope, receive_wrapper if length is None else receive, send_wrapper)
         finally:
-            self.metrics.requests.labels(label, str(status["code"])).inc()
-            if label in PREDICT_PATHS:
-                self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+            self.metrics.on_request(label, status["code"], time.perf_counter() - started)
+
+
+class ServingApp(FastAPI):
+    """The FastAPI app, except that ``POST /predict`` and ``POST /`` go straight to
+    ``predict_asgi`` (set by :func:`create_app`): FastAPI's routing, dependency solving and
+    middleware stack cost more per request than decoding a 5 KB JSON image. Everything else,
+    ``/docs`` included (the routes are registered and described there), is FastAPI's."""
+
+    predict_asgi: ASGIApp | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if (self.predict_asgi is not None and scope["type"] == "http" and scope["method"] == "POST"
+                and scope["path"] in PREDICT_PATHS and not scope.get("root_path") and not self.root_path):
+            await self.predict_asgi(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
+
+def _limited(receive: Callable[[], Awaitable[dict[str, Any]]],
+             limit: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``receive`` that raises :class:`BodyTooLarge` once the body passes ``limit`` bytes (a
+    chunked upload: no Content-Length to check up front)."""
+    received = 0
+
+    async def limited_receive() -> dict[str, Any]:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return limited_receive
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
 
 
 def _content_length(scope: dict[str, Any]) -> int | None:
@@ -165,6 +234,54 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, bytes):
         return obj.decode("utf-8", "replace")
     return str(obj)
+
+
+def _loads(raw: bytes) -> Any:
+    """A request body's JSON. ``orjson`` first; what it refuses (``NaN`` literals) the standard
+    library gets to try, whose error message is the one reported. (``orjson`` reads integers
+    beyond 64 bits as floats, ``json`` as ints: the one difference.)
+
+    Raises:
+        ValueError: not JSON.
+    """
+    if orjson is not None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity in ``value`` (JSON has none; ``orjson`` would write ``null``), and only
+    types whose ``orjson`` encoding matches the standard library's; ``False`` when unsure."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _finite(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(map(_finite, value))
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(value, "ndim", 0) >= 1 and type(value).__module__ == "numpy":
+        if dtype.kind in "iub":
+            return True
+        if dtype.kind == "f" and dtype.itemsize == 8:  # float32 would be written with its own digits
+            return bool(sys.modules["numpy"].isfinite(value).all())
+    return False
+
+
+def _dumps(body: Any, status: int = 200) -> bytes:
+    """The JSON of a response. ``orjson`` (numpy arrays included) when the body holds nothing it
+    would write differently from the standard library; else ``json`` as before: ``NaN`` written
+    as such in answers, refused (``ValueError``) in error bodies."""
+    if orjson is not None and _finite(body):
+        try:
+            return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(body, default=_json_default, allow_nan=status < 400).encode()
 
 
 _PREDICT_OPENAPI = {
@@ -229,35 +346,38 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
         app.state.ready = False
         await served.batcher.aclose()
 
-    app = FastAPI(title=f"mloop · {model_name}" + (f" v{model_version}" if model_version else ""),
-                  description="Inference server for one model version (mloop serve).", lifespan=lifespan)
+    app = ServingApp(title=f"mloop · {model_name}" + (f" v{model_version}" if model_version else ""),
+                     description="Inference server for one model version (mloop serve).", lifespan=lifespan)
     app.state.ready = False
     app.state.draining = False
     app.state.handler = served
     app.state.metrics = metrics
 
     def json_response(status: int, body: Any) -> Response:
-        return Response(json.dumps(body, default=_json_default, allow_nan=False if status >= 400 else True),
-                        status_code=status, media_type="application/json")
+        return Response(_dumps(body, status), status_code=status, media_type="application/json")
 
-    def error_response(exc: MloopError, status: int) -> Response:
-        return json_response(status, {"error": exc.message, **exc.to_dict()})
+    def error_body(exc: MloopError) -> dict[str, Any]:
+        return {"error": exc.message, **exc.to_dict()}
 
-    async def predict(request: Request) -> Response:
+    async def answer(ctype: str, read_body: Callable[[], Awaitable[bytes]],
+                     request: Callable[[], Request]) -> tuple[int, bytes]:
+        """The status and JSON answer to one prediction request (the lean path and the routes).
+
+        ``ctype``: the media type, lower case, no parameters; ``read_body``: the whole body;
+        ``request``: a Starlette request on the same ASGI channel (multipart forms)."""
         batcher = served.batcher
         try:
             with batcher.arrival():
-                ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
                 if ctype == "multipart/form-data":
-                    files, fields = await _read_form(request, max_body_bytes)
+                    files, fields = await _read_form(request(), max_body_bytes)
                     job = served.handle_files(files, fields)
                 elif ctype.startswith("image/") or ctype == "application/octet-stream":
-                    data = await request.body()
+                    data = await read_body()
                     job = served.handle_files([UploadedFile("file", "body", data, ctype)], {})
                 elif ctype in ("application/json", "") or ctype.endswith("+json"):
-                    raw = await request.body()
+                    raw = await read_body()
                     try:
-                        body = json.loads(raw)
+                        body = _loads(raw)
                     except ValueError as exc:
                         raise BadInputError(f"the body is not valid JSON ({exc})",
                                             hint='send {"inputs": [...]} with Content-Type: application/json',
@@ -269,14 +389,69 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
                                         status=415)
             result = await job
         except BadInputError as exc:
-            return error_response(exc, int(exc.fields.get("status", 422)))
+            status = int(exc.fields.get("status", 422))
+            return status, _dumps(error_body(exc), status)
         except ServiceCodeError as exc:
-            return error_response(exc, 500)
+            return 500, _dumps(error_body(exc), 500)
         except Exception as exc:  # noqa: BLE001 - logged, answered with 500, the server goes on
             logger.exception("predict failed")
-            return json_response(500, {"error": f"{type(exc).__name__}: {exc}", "code": "internal_error"})
-        return json_response(200, result)
+            return 500, _dumps({"error": f"{type(exc).__name__}: {exc}", "code": "internal_error"}, 500)
+        return 200, _dumps(result)
 
+    async def predict(request: Request) -> Response:
+        status, data = await answer(_media_type(request.headers.get("content-type", "")), request.body,
+                                    lambda: request)
+        return Response(data, status_code=status, media_type="application/json")
+
+    async def predict_asgi(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                           send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """``POST /predict`` without FastAPI's layers: the same limits, answers and metrics as
+        :class:`GuardMiddleware` and the ``predict`` route give."""
+        started = time.perf_counter()
+        length: int | None = None
+        ctype = b""
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None
+            elif key == b"content-type":
+                ctype = value
+        status = 500
+        try:
+            if length is not None and length > max_body_bytes:
+                status = 413
+                await _send_json(send, 413, BodyTooLarge(max_body_bytes, length).to_dict(), close=True)
+                return
+
+            async def read_body() -> bytes:
+                chunks: list[bytes] = []
+                received = 0
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientDisconnect()
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        received += len(chunk)
+                        if received > max_body_bytes:
+                            raise BodyTooLarge(max_body_bytes)
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+            status, data = await answer(
+                _media_type(ctype.decode("latin-1")), read_body,
+                lambda: Request(scope, receive if length is not None else _limited(receive, max_body_bytes)))
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-length", str(len(data)).encode()),
+                                    (b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": data})
+        finally:
+            metrics.on_request(scope["path"], status, time.perf_counter() - started)
+
+    app.predict_asgi = predict_asgi
     app.add_api_route("/predict", predict, methods=["POST"], summary="Predict", openapi_extra=_PREDICT_OPENAPI)
     app.add_api_route("/", predict, methods=["POST"], summary="Predict (ModelArts path)",
                       openapi_extra=_PREDICT_OPENAPI)

@@ -49,14 +49,14 @@ def to_batch(inputs: Any, shape: tuple[int | None, ...] | None, dtype: str) -> A
     """
     import numpy as np
 
-    expected = _expected(shape, dtype)
     try:
         arr = np.asarray(inputs, dtype=dtype)
     except (ValueError, TypeError) as exc:
-        raise BadInputError(f"'inputs' must be a rectangular array of numbers ({exc}); expected {expected}",
+        raise BadInputError(f"'inputs' must be a rectangular array of numbers ({exc}); "
+                            f"expected {_expected(shape, dtype)}",
                             hint="send {\"inputs\": [[...], ...]} with one row per instance") from exc
     if arr.dtype == object or arr.ndim == 0:
-        raise BadInputError(f"'inputs' must be an array of numbers; expected {expected}")
+        raise BadInputError(f"'inputs' must be an array of numbers; expected {_expected(shape, dtype)}")
     if shape is None:
         return arr if arr.ndim >= 1 else arr.reshape(1)
     if _matches(arr.shape, shape):
@@ -71,7 +71,7 @@ def to_batch(inputs: Any, shape: tuple[int | None, ...] | None, dtype: str) -> A
             return arr.reshape((1,) + tuple(d or 0 for d in shape))
         if _matches(full[1:], sq):
             return arr.reshape((full[0],) + tuple(d or 0 for d in shape))
-    raise BadInputError(f"'inputs' has shape {_shape_text(full)}, but the model expects {expected}",
+    raise BadInputError(f"'inputs' has shape {_shape_text(full)}, but the model expects {_expected(shape, dtype)}",
                         hint="send one instance or a list of them, each of the model's input shape",
                         got_shape=list(full), expected_shape=[d for d in shape])
 
