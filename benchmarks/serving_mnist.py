@@ -1,7 +1,7 @@
 """The MNIST CNN served over HTTP on loopback: mloop with dynamic batching on and off, and a bare
 FastAPI endpoint calling the same model with no mloop code, at concurrency 1, 16 and 64.
 
-    .venv/bin/python benchmarks/serving_mnist.py [--seconds 5] [--concurrency 1,16,64] [--pin]
+    .venv/bin/python benchmarks/serving_mnist.py [--seconds 5] [--concurrency 1,16,64] [--pin] [--repeats 3]
 
 The model is ``examples/mnist/code/net.py`` with random weights (seed 0), saved by the example's
 own ``train.save_model`` (TorchScript ``model.pt`` + ``config.json``): the forward cost is what
@@ -19,7 +19,11 @@ on a 2-core machine):
 
 The load generator is one asyncio process with raw HTTP/1.1 keep-alive connections (one per
 concurrent client, a request as soon as the previous answer arrived): cheap enough not to need a
-core of its own. ``--pin`` puts it on CPU 1 and the server on CPU 0 with ``taskset``.
+core of its own. ``--pin`` puts it on CPU 1 and the server on CPU 0 with ``taskset`` (so each
+server, its model thread included, has one core). All servers run for the whole benchmark and
+the points are taken in rounds (every server at a level, then the next level), so load from
+elsewhere on the machine falls on all of them alike; ``--repeats N`` runs N rounds and reports
+each figure's median.
 """
 
 from __future__ import annotations
@@ -170,16 +174,21 @@ def run_load(port: int, concurrency: int, seconds: float, warmup: float, pin: bo
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def batch_stats(port: int) -> str:
+def batch_counts(port: int) -> tuple[float, float]:
+    """(instances, forward passes) so far, from the server's Prometheus metrics."""
     import urllib.request
 
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    values = {}
+    values = []
     for name in ("mloop_batch_size_sum", "mloop_batch_size_count"):
         m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-        values[name] = float(m.group(1)) if m else 0.0
-    count = values["mloop_batch_size_count"]
-    return f"{values['mloop_batch_size_sum'] / count:.1f}" if count else "-"
+        values.append(float(m.group(1)) if m else 0.0)
+    return values[0], values[1]
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the repeats."""
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
 def main() -> int:
@@ -188,6 +197,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each point")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, load generator on CPU 1 (taskset)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds over all servers and levels; the tables show each figure's median")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mloop-serving-bench-"))
@@ -205,34 +216,57 @@ def main() -> int:
             "bare FastAPI (optimized)": [PYTHON, str(work / "bare.py"), str(model_dir / "model.pt"), "PORT", "1"],
         }
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-        results: list[tuple[str, int, dict[str, float], str]] = []
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        batches: dict[tuple[str, int], list[float]] = {}
         print(f"MNIST CNN (random weights) over HTTP on loopback; {os.cpu_count()} CPUs; {args.seconds:g} s per "
-              f"point after {args.warmup:g} s warm-up; load generator "
+              f"point after {args.warmup:g} s warm-up; {args.repeats} round(s), servers interleaved; load generator "
               + ("pinned to CPU 1, server to CPU 0" if args.pin else "unpinned"), flush=True)
-        for label, template in servers.items():
-            port = free_port()
-            cmd = [str(port) if c == "PORT" else c for c in template]
-            if "--model-dir" in cmd:
-                cmd += ["--port", str(port)]
-            if args.pin:
-                cmd = ["taskset", "-c", "0", *cmd]
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            try:
+        procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        try:
+            # Every server is up for the whole run (idle ones cost nothing) and the points are taken
+            # in rounds, server after server at each concurrency: load from elsewhere on the machine
+            # then lands on all of them alike instead of on whichever happened to run at the time.
+            for label, template in servers.items():
+                port = free_port()
+                cmd = [str(port) if c == "PORT" else c for c in template]
+                if "--model-dir" in cmd:
+                    cmd += ["--port", str(port)]
+                if args.pin:
+                    cmd = ["taskset", "-c", "0", *cmd]
+                log = open(work / f"server-{len(procs)}.log", "wb")  # noqa: SIM115 - closed with the process
+                procs[label] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log), port)
+                log.close()
+            for label, (proc, port) in procs.items():
                 wait_ready(port, proc)
+            for rnd in range(args.repeats):
                 for c in levels:
-                    r = run_load(port, c, args.seconds, args.warmup, args.pin)
-                    batch = batch_stats(port) if label.startswith("mloop") else "-"
-                    results.append((label, c, r, batch))
-                    print(f"  {label:<26} c={c:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-                          f"p99 {r['p99_ms']:7.2f} ms  mean batch so far {batch}", flush=True)
-            finally:
+                    for label, (proc, port) in procs.items():
+                        ours = label.startswith("mloop")
+                        before = batch_counts(port) if ours else (0.0, 0.0)
+                        r = run_load(port, c, args.seconds, args.warmup, args.pin)
+                        after = batch_counts(port) if ours else (0.0, 0.0)
+                        runs.setdefault((label, c), []).append(r)
+                        passes = after[1] - before[1]
+                        batch = f"{(after[0] - before[0]) / passes:.1f}" if passes else "-"
+                        if passes:
+                            batches.setdefault((label, c), []).append((after[0] - before[0]) / passes)
+                        print(f"  round {rnd + 1} {label:<26} c={c:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
+                              f"  p99 {r['p99_ms']:7.2f} ms  mean batch {batch}", flush=True)
+        finally:
+            for proc, _ in procs.values():
                 proc.terminate()
+            for proc, _ in procs.values():
                 proc.wait(timeout=30)
+        results = [(label, c, _median_run(runs[(label, c)]),
+                    f"{statistics.median(batches[(label, c)]):.1f}" if (label, c) in batches else "-")
+                   for label in servers for c in levels]
         print()
-        print("| server | concurrency | requests/s | p50 ms | p99 ms |")
-        print("|---|---:|---:|---:|---:|")
-        for label, c, r, _ in results:
-            print(f"| {label} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+        if args.repeats > 1:
+            print(f"medians over {args.repeats} rounds:")
+        print("| server | concurrency | requests/s | p50 ms | p99 ms | mean batch |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, c, r, batch in results:
+            print(f"| {label} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {batch} |")
         by = {(label, c): r for label, c, r, _ in results}
         top = max(levels)
         if ("mloop batching", top) in by and ("mloop no batching", top) in by:
