@@ -280,6 +280,7 @@ class TestTrain:
         result = run_script("train.py", f"--data_url={tmp_path / 'empty'}", f"--train_url={tmp_path / 'out'}",
                             cwd=tmp_path, check=False)
         assert result.returncode == 2 and "train-images-idx3-ubyte" in result.stderr
+        assert "neither a dataset release (train/<label>/*.png and eval/<label>/*.png)" in result.stderr
 
     def test_a_folder_without_eval_images_is_refused(self, png_dir: Path, tmp_path: Path) -> None:
         """An unreleased dataset (everything under train/) has no held-out test set: no model."""

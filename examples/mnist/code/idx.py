@@ -209,7 +209,8 @@ def find_mnist_files(folder: PathLike) -> dict[str, Path]:
     if missing:
         raise FileNotFoundError(
             f"{root}: no MNIST file {', '.join(missing)} (looked in {root}, {root / 'raw'} and "
-            f"{root / 'MNIST' / 'raw'}, plain and .gz); run prepare_data.py --output_url={root} to make them"
+            f"{root / 'MNIST' / 'raw'}, plain and .gz); run prepare_data.py --output_url={root} --format=idx "
+            "to make them"
         )
     return found
 

@@ -240,7 +240,11 @@ def load_data(data_url: str) -> Data:
     folder = Path(data_url)
     if is_image_folder(folder):
         return load_image_folder(folder)
-    train_x, train_y, test_x, test_y = load_mnist(folder)
+    try:
+        train_x, train_y, test_x, test_y = load_mnist(folder)
+    except FileNotFoundError as exc:
+        raise DataError(f"{folder} is neither a dataset release (train/<label>/*.png and eval/<label>/*.png) nor "
+                        f"an MNIST folder: {exc}") from exc
     return Data(train_x, train_y.astype(np.int64), test_x, test_y.astype(np.int64), CLASSES, {"layout": "idx"})
 
 
