@@ -17,7 +17,6 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -236,6 +235,8 @@ def _migration_lock(url: str) -> Iterator[None]:
     else:
         key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
         path = Path(tempfile.gettempdir()) / f"mloop-migrate-{key}.lock"
+    from filelock import FileLock, Timeout  # here: only creating or upgrading a schema takes the lock
+
     lock = FileLock(path, timeout=LOCK_TIMEOUT_S)
     try:
         lock.acquire()

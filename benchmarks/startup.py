@@ -1,0 +1,110 @@
+"""Start-up time of ``mloop`` commands: what every command pays before it does any work.
+
+    .venv/bin/python benchmarks/startup.py [--runs 9] [--json]
+
+Runs each command ``--runs`` times in a fresh process (after one untimed warm-up run, so the
+page cache holds the files) in a throw-away ``MLOOP_HOME`` holding one small dataset, and
+prints the median and the minimum wall time and the median CPU time (user + system) of each.
+On this shared 2-core machine wall time moves with other users' load; CPU time hardly does.
+
+Commands: ``python -c pass`` (the interpreter's own floor), ``mloop --help``, ``mloop dataset
+list``, a no-op ``mloop dataset import`` (the folder already is the latest version),
+``mloop runs`` and ``mloop --version``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+RESULTS = BENCH_DIR / "results" / "startup.json"
+BIN = Path(sys.executable).parent
+MLOOP = str(BIN / "mloop")
+
+
+def _make_images(folder: Path, count: int = 12) -> None:
+    """A tiny image-classification folder: ``count`` 16x16 PNGs in two class folders."""
+    from PIL import Image
+
+    for i in range(count):
+        target = folder / ("cat" if i % 2 else "dog")
+        target.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (16, 16), color=(i * 17) % 256).save(target / f"{i:03d}.png")
+
+
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Run ``cmd`` once; its wall and CPU (user + system) seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=9, help="timed runs per command (default 9)")
+    parser.add_argument("--json", action="store_true", help=f"also write {RESULTS.relative_to(REPO_DIR)}")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="mloop-startup-"))
+    try:
+        env = {**os.environ, "MLOOP_HOME": str(work / ".mloop")}
+        env.pop("MLOOP_CONFIG", None)
+        env.pop("MLOOP_DATABASE_URL", None)
+        data = work / "data"
+        _make_images(data)
+        subprocess.run([MLOOP, "dataset", "create", "pets", "--from", str(data)], cwd=work, env=env,
+                       check=True, capture_output=True)
+        commands: list[tuple[str, list[str]]] = [
+            ("python -c pass", [str(BIN / "python"), "-c", "pass"]),
+            ("mloop --version", [MLOOP, "--version"]),
+            ("mloop --help", [MLOOP, "--help"]),
+            ("mloop dataset list", [MLOOP, "dataset", "list"]),
+            ("mloop dataset import (no change)", [MLOOP, "dataset", "import", "pets", "--from", str(data)]),
+            ("mloop runs", [MLOOP, "runs"]),
+        ]
+        results: dict[str, Any] = {}
+        for name, cmd in commands:
+            _timed(cmd, work, env)  # warm the page cache
+        for _ in range(args.runs):  # interleaved, so a burst of load hits every command alike
+            for name, cmd in commands:
+                wall, cpu = _timed(cmd, work, env)
+                entry = results.setdefault(name, {"wall_s": [], "cpu_s": []})
+                entry["wall_s"].append(wall)
+                entry["cpu_s"].append(cpu)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"{'command':<36} {'wall median s':>14} {'wall min s':>11} {'CPU median s':>13}")
+    for name, entry in results.items():
+        entry["wall_median_s"] = statistics.median(entry["wall_s"])
+        entry["wall_min_s"] = min(entry["wall_s"])
+        entry["cpu_median_s"] = statistics.median(entry["cpu_s"])
+        print(f"{name:<36} {entry['wall_median_s']:>14.3f} {entry['wall_min_s']:>11.3f} {entry['cpu_median_s']:>13.3f}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"runs per command: {args.runs}; load average (1 min) at the end: {load:.2f}")
+    if args.json:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"runs": args.runs, "load_1min": load, "results": results}, indent=2) + "\n")
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
