@@ -44,6 +44,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 try:  # the serve extra installs it; the standard library does the same, slower
     import orjson
@@ -173,13 +174,12 @@ class ServingApp(FastAPI):
 
     predict_asgi: ASGIApp | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.predict_asgi is not None and scope["type"] == "http" and scope["method"] == "POST"
                 and scope["path"] in PREDICT_PATHS and not scope.get("root_path") and not self.root_path):
-            await self.predict_asgi(scope, receive, send)
+            await self.predict_asgi(scope, receive, send)  # type: ignore[arg-type]
             return
-        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+        await super().__call__(scope, receive, send)
 
 
 def _limited(receive: Callable[[], Awaitable[dict[str, Any]]],
