@@ -88,14 +88,14 @@ def ensure_schema(engine: Engine, url: str) -> None:
     head = head_revision()
     if _revision_if_readable(engine) == head:
         return  # every command on a database that is up to date: one query, no inspection
-    current, has_tables = _state(engine, url)
-    if current is None and not has_tables:
-        with _migration_lock(url):
-            # Another process may have created the schema while we waited for the lock.
-            current, has_tables = _state(engine, url)
-            if current is None and not has_tables:
-                _upgrade(engine, url)
-                return
+    # Empty, or not at the head: look again under the lock. Another process may be creating
+    # the schema right now, and on SQLite Alembic commits each revision on its own, so an
+    # intermediate revision is visible until it finishes.
+    with _migration_lock(url):
+        current, has_tables = _state(engine, url)
+        if current is None and not has_tables:
+            _upgrade(engine, url)
+            return
     if current == head:
         return
     _refuse_unless_upgradable(current, has_tables, head, url)
