@@ -18,9 +18,11 @@ that storing them (in a pack, see :mod:`mloop.datasets.objects`) reads nothing a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -95,16 +97,18 @@ def read_sources(files: Sequence[tuple[str, str]], *, check: Callable[[str], boo
     out = SourceReads()
     found, verified = out.files, out.verified
     kept = 0
-    for rels, sizes, hashes, datas, problems in _results(todo, n):
-        if kept > KEEP_BYTES:
-            datas = [None] * len(datas)
-        else:
-            kept += sum(sizes)
-        found.update(zip(rels, zip(sizes, hashes, datas)))
-        if progress is not None:
-            progress(len(rels))
-        if problems:
-            verified.update(problems)
+    # closing(): an interrupted caller (an exception from progress, Ctrl-C) ends the pool at once.
+    with contextlib.closing(_results(todo, n)) as results:
+        for rels, sizes, hashes, datas, problems in results:
+            if kept > KEEP_BYTES:
+                datas = [None] * len(datas)
+            else:
+                kept += sum(sizes)
+            found.update(zip(rels, zip(sizes, hashes, datas)))
+            if progress is not None:
+                progress(len(rels))
+            if problems:
+                verified.update(problems)
     for rel, _, checked in todo:
         if checked and rel not in verified:
             verified[rel] = None
@@ -120,8 +124,13 @@ def _results(todo: list[tuple[str, str, bool]], workers: int) -> Iterator[_Chunk
     chunks = [todo[start:start + size] for start in range(0, len(todo), size)]
     ctx = multiprocessing.get_context("fork")
     # The pool is terminated on the way out, also when the caller is interrupted.
-    with ctx.Pool(min(workers, len(chunks))) as pool:
+    with ctx.Pool(min(workers, len(chunks)), initializer=_ignore_sigint) as pool:
         yield from pool.imap_unordered(_read_chunk, chunks)
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which ends the pool (no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _read_chunk(items: list[tuple[str, str, bool]]) -> _Chunk:
