@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 from mloop.datasets.formats._common import is_image, verify_image, verify_image_bytes
@@ -115,7 +115,7 @@ def read_sources(files: Sequence[tuple[str, str]], *, check: Callable[[str], boo
     return out
 
 
-def _results(todo: list[tuple[str, str, bool]], workers: int) -> Iterator[_Chunk]:
+def _results(todo: list[tuple[str, str, bool]], workers: int) -> Generator[_Chunk, None, None]:
     if workers <= 1 or len(todo) < PARALLEL_MIN or sys.platform != "linux":
         for start in range(0, len(todo), CHUNK_MIN):
             yield _read_chunk(todo[start:start + CHUNK_MIN])
