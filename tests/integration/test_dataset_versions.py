@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from mloop.config import Settings
-from mloop.datasets.objects import ObjectStore
+from mloop.datasets.objects import PACK_MAX, ObjectStore
 from mloop.errors import DatasetConflictError, DatasetError, DatasetFormatError, NotFoundError
 from mloop.services import Backend, open_backend
 from mloop.services import datasets as ds
@@ -164,12 +164,21 @@ def test_files_shared_by_versions_are_stored_once(backend: Backend, tmp_path: Pa
 
 def test_objects_are_named_by_their_sha256_and_read_only(local: Backend, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 1})
+    write_png(src / "a" / "big.png", seed=3, size=300)  # ~90 KB of noise: over PACK_MAX, a loose object
     ds.create_dataset(local, "named", src)
-    data = (src / "a" / "000.png").read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    obj = Path(local.artifacts.root) / "datasets" / "objects" / digest[:2] / digest[2:]
-    assert obj.read_bytes() == data
+    big = (src / "a" / "big.png").read_bytes()
+    assert len(big) > PACK_MAX
+    obj = Path(local.artifacts.root) / "datasets" / "objects" / hashlib.sha256(big).hexdigest()[:2]
+    obj = obj / hashlib.sha256(big).hexdigest()[2:]
+    assert obj.read_bytes() == big
     assert obj.stat().st_mode & 0o222 == 0
+    # A small file is packed: the pack is named by its own sha256, and its index says where the bytes are.
+    small = (src / "a" / "000.png").read_bytes()
+    pack_name, offset, size = ObjectStore(local.artifacts).pack_index()[hashlib.sha256(small).hexdigest()]
+    pack = Path(local.artifacts.root) / "datasets" / "packs" / f"{pack_name}.pack"
+    assert hashlib.sha256(pack.read_bytes()).hexdigest() == pack_name
+    assert pack.read_bytes()[offset:offset + size] == small
+    assert pack.stat().st_mode & 0o222 == 0
 
 
 # -- releases and labels -----------------------------------------------------------------------------
@@ -229,6 +238,7 @@ def test_relabel_makes_a_version_with_the_same_files_and_new_labels(backend: Bac
 def test_materialize_writes_the_job_layout(local: Backend, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"cat": 5, "dog": 5})
     write_png(src / "loose.png", seed=77)  # no class folder: an unlabeled sample
+    write_png(src / "cat" / "big.png", seed=78, size=300)  # over PACK_MAX: a loose object
     ds.create_dataset(local, "layout", src)
     unreleased = ds.materialize(local, "layout", "v1", tmp_path / "job-v1")
     assert sorted(p.name for p in unreleased.iterdir()) == ["manifest.json", "train", "unlabeled"]
@@ -242,12 +252,13 @@ def test_materialize_writes_the_job_layout(local: Backend, tmp_path: Path) -> No
         assert placed.read_bytes() == (src / sample["file"]).read_bytes()
         if sample["labels"]:
             assert sample["path"] == f"{sample['split']}/{sample['labels'][0]}/{Path(sample['file']).name}"
-    assert len(list((out / "train" / "cat").iterdir())) == 3 and len(list((out / "eval" / "dog").iterdir())) == 2
-    # Hard links into the local object store (no copy of the bytes).
-    digest = hashlib.sha256((src / "cat" / "000.png").read_bytes()).hexdigest()
+    assert len(list((out / "train" / "cat").iterdir())) == 4 and len(list((out / "eval" / "dog").iterdir())) == 2
+    # Loose objects are hard links into the local object store (no copy of the bytes); packed ones copies.
+    digest = hashlib.sha256((src / "cat" / "big.png").read_bytes()).hexdigest()
     obj = Path(local.artifacts.root) / "datasets" / "objects" / digest[:2] / digest[2:]
-    placed = next(out.glob("*/cat/000.png"))
+    placed = next(out.glob("*/cat/big.png"))
     assert placed.stat().st_ino == obj.stat().st_ino
+    assert next(out.glob("*/cat/000.png")).stat().st_nlink == 1
     with pytest.raises(DatasetError, match="not an empty folder"):
         ds.materialize(local, "layout", release.version, out)
 
@@ -436,9 +447,8 @@ def test_corrupt_images_fail_or_are_left_out_with_a_report(local: Backend, tmp_p
 def test_an_artifact_store_object_missing_is_reported(local: Backend, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 1})
     ds.create_dataset(local, "lost", src)
-    for obj in (Path(local.artifacts.root) / "datasets" / "objects").rglob("*"):
-        if obj.is_file():
-            obj.unlink()
+    for obj in (Path(local.artifacts.root) / "datasets" / "packs").rglob("*.pack"):
+        obj.unlink()  # the index says where the object is, the pack is gone
     from mloop.errors import ArtifactError
 
     with pytest.raises(ArtifactError, match="missing from the artifact store"):

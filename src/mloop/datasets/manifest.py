@@ -144,7 +144,7 @@ class Manifest:
         """``(hash, stored bytes)``: sha256 of the JSON, and the JSON gzip-compressed."""
         raw = self.to_json_bytes()
         # mtime=0 keeps the compressed bytes a function of the content alone.
-        return hashlib.sha256(raw).hexdigest(), gzip.compress(raw, compresslevel=3, mtime=0)
+        return hashlib.sha256(raw).hexdigest(), gzip.compress(raw, compresslevel=1, mtime=0)
 
     @classmethod
     def decode(cls, blob: bytes) -> Manifest:

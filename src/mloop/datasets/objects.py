@@ -2,14 +2,28 @@
 
 Layout under the artifact root::
 
-    datasets/objects/ab/cdef0123...        one file per distinct content (sha256 of its bytes)
+    datasets/objects/ab/cdef0123...        a loose object: one file per distinct content (sha256)
+    datasets/packs/<sha256>.pack           small objects, concatenated (its name: sha256 of it)
+    datasets/packs/<sha256>.idx            the pack's index: digest -> (offset, size)
     datasets/manifests/ab/cdef0123....json.gz   one manifest per version (see manifest.py)
 
 An object is written once, whatever the number of versions holding it, before any version
-refers to it. Large objects are written to a hidden temporary name and renamed into place;
+refers to it. Files up to :data:`PACK_MAX` go into packs, as git does: creating a file costs
+tens of microseconds of metadata work, more than reading, hashing and verifying a small image
+together, so a version of 70,000 small files writes a handful of packs of a few MB instead of
+70,000 files (and a remote store gets a few big PUTs instead of 70,000 small ones). A pack is
+written completely, then its index; an object exists for the store once its index does, so a
+killed writer leaves at most an unindexed pack (ignored, its objects written again next time)
+and no version ever refers to an object that is not indexed. The indexes of all packs together
+are the global index that deduplicates across versions and datasets; it is read once per
+operation (48 bytes an object). Two imports running at the same time may both pack the same new
+content: both copies are valid and the first index listed wins.
+
+Larger files are loose objects: written to a hidden temporary name and renamed into place;
 small ones are created in place with ``O_EXCL`` and a killed writer's partial object is found
-by its size and replaced (see :meth:`ObjectStore._put_small`). An object's name is its sha256, so anyone can
-check it with ``sha256sum``.
+by its size and replaced (see :meth:`ObjectStore._put_small`). An object's name is its sha256,
+so anyone can check a loose object with ``sha256sum`` (a packed one with
+``tail -c +$((offset+1)) PACK | head -c size | sha256sum``).
 
 Local roots take a fast path: plain ``os`` calls, no fsspec per file, and objects created
 read-only (``0o444``) so that a job given hard links to them cannot change the store by
@@ -26,8 +40,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,10 +53,24 @@ from mloop.artifacts.atomic import download_file, upload_file
 from mloop.artifacts.filesystems import translate_errors
 from mloop.errors import ArtifactError
 
-__all__ = ["MANIFESTS", "OBJECTS", "Ingested", "ObjectStore", "hash_path"]
+__all__ = ["MANIFESTS", "OBJECTS", "PACKS", "PACK_MAX", "Ingested", "ObjectStore", "Prepared", "hash_path"]
 
 OBJECTS = "datasets/objects"
+PACKS = "datasets/packs"
 MANIFESTS = "datasets/manifests"
+
+#: Files up to this size are packed; larger ones are loose objects.
+PACK_MAX = 64 << 10
+#: A pack is closed (written, then indexed) once it holds this many bytes or objects.
+PACK_BYTES = 16 << 20
+PACK_OBJECTS = 20_000
+_IDX_MAGIC = b"MLOOPIDX1\n"
+_IDX_ENTRY = struct.Struct(">32sQQ")  # digest, offset, size
+
+#: ``(size, sha256 hex, bytes)`` of a source file read already (see :mod:`mloop.datasets.reading`).
+Prepared = tuple[int, str, bytes]
+#: Where a packed object is: ``(pack name, offset, size)``.
+Location = tuple[str, int, int]
 
 #: Files up to this size are read in one call and hashed from memory; larger ones stream.
 SMALL = 4 << 20
@@ -80,43 +109,51 @@ class Ingested:
 
 
 class ObjectStore:
-    """The dataset objects and manifests of one artifact store."""
+    """The dataset objects (packed and loose) and manifests of one artifact store."""
 
     def __init__(self, artifacts: ArtifactStore) -> None:
         self.artifacts = artifacts
         root = local_path(artifacts.root)
         self.local_root: str | None = os.path.join(root, *OBJECTS.split("/")) if root is not None else None
+        self.local_packs: str | None = os.path.join(root, *PACKS.split("/")) if root is not None else None
         self._known_dirs: set[str] = set()
         self._remote_listing: set[str] | None = None
+        self._index: dict[str, Location] | None = None
 
     # -- locations --------------------------------------------------------------------------
     def object_url(self, digest: str) -> str:
         return self.artifacts.url(OBJECTS, digest[:2], digest[2:])
 
     def object_path(self, digest: str) -> str | None:
-        """The object's local path (local roots only)."""
+        """The loose object's local path (local roots only)."""
         if self.local_root is None:
             return None
         return os.path.join(self.local_root, digest[:2], digest[2:])
+
+    def pack_url(self, name: str, suffix: str = ".pack") -> str:
+        return self.artifacts.url(PACKS, name + suffix)
 
     def manifest_url(self, digest: str) -> str:
         return self.artifacts.url(MANIFESTS, digest[:2], digest[2:] + ".json.gz")
 
     # -- queries ----------------------------------------------------------------------------
     def has(self, digest: str) -> bool:
+        if digest in self.pack_index():
+            return True
         path = self.object_path(digest)
         if path is not None:
             return os.path.exists(path)
         return digest in self._remote_objects()
 
     def count(self) -> int:
-        """How many objects are stored (for reports and tests)."""
+        """How many distinct objects are stored (for reports and tests)."""
         return len(self.all_objects())
 
     def all_objects(self) -> set[str]:
-        """The digest of every stored object."""
+        """The digest of every stored object, packed or loose."""
+        self._index = None
+        found = set(self.pack_index())
         if self.local_root is not None:
-            found: set[str] = set()
             if os.path.isdir(self.local_root):
                 for prefix in os.listdir(self.local_root):
                     folder = os.path.join(self.local_root, prefix)
@@ -124,7 +161,38 @@ class ObjectStore:
                         found.update(prefix + n for n in os.listdir(folder) if not n.startswith("."))
             return found
         self._remote_listing = None
-        return set(self._remote_objects())
+        return found | self._remote_objects()
+
+    def pack_index(self) -> dict[str, Location]:
+        """digest -> (pack, offset, size) for every packed object (every index read once)."""
+        if self._index is None:
+            index: dict[str, Location] = {}
+            for name, blob in self._read_indexes():
+                if not blob.startswith(_IDX_MAGIC) or (len(blob) - len(_IDX_MAGIC)) % _IDX_ENTRY.size:
+                    continue  # not an index this mloop wrote whole: its objects count as absent
+                for digest, offset, size in _IDX_ENTRY.iter_unpack(memoryview(blob)[len(_IDX_MAGIC):]):
+                    index.setdefault(digest.hex(), (name, offset, size))
+            self._index = index
+        return self._index
+
+    def _read_indexes(self) -> Iterator[tuple[str, bytes]]:
+        if self.local_packs is not None:
+            try:
+                names = sorted(n for n in os.listdir(self.local_packs) if n.endswith(".idx"))
+            except FileNotFoundError:
+                return
+            for n in names:
+                with translate_errors(os.path.join(self.local_packs, n), "read"):
+                    with open(os.path.join(self.local_packs, n), "rb") as fh:
+                        yield n[:-4], fh.read()
+            return
+        base = self.artifacts.url(PACKS)
+        if not self.artifacts.exists(base):
+            return
+        for url in sorted(self.artifacts.list(base)):
+            n = url.rstrip("/").rsplit("/", 1)[-1]
+            if n.endswith(".idx"):
+                yield n[:-4], self.artifacts.read_bytes(url)
 
     def _remote_objects(self) -> set[str]:
         if self._remote_listing is None:
@@ -139,16 +207,20 @@ class ObjectStore:
         return self._remote_listing
 
     # -- writing ----------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[str], *, progress: Callable[[int], None] | None = None) -> list[Ingested]:
-        """Hash each local file and store its content unless an object already holds it.
+    def ingest(self, paths: Sequence[str], *, prepared: Mapping[str, Prepared] | None = None,
+               progress: Callable[[int], None] | None = None) -> list[Ingested]:
+        """Store the content of each local file unless an object already holds it.
 
-        On a local store one thread does it all: per file the work is a few system calls, and
-        extra threads only fight over the GIL and the folder locks (measured: slower). Remote
-        stores use a thread pool, since each upload mostly waits on the network.
+        Files up to :data:`PACK_MAX` are packed: each new content is appended to the open pack,
+        which is written and indexed when it is full and at the end. Larger files become loose
+        objects, hashed while they are copied (so read once); on a remote store uploads run on
+        a thread pool, since each mostly waits on the network.
 
         Args:
             paths: absolute paths of source files.
-            progress: called with the number of files just done, from the calling thread.
+            prepared: ``{path: (size, sha256, bytes)}`` for files read already (not read again).
+            progress: called with the number of files just done (their objects durably
+                stored: a pack is reported once written and indexed), from the calling thread.
 
         Returns:
             One :class:`Ingested` per path, in order.
@@ -156,58 +228,79 @@ class ObjectStore:
         Raises:
             ArtifactError: a source file can't be read or the store refused a write.
         """
-        results: list[Ingested] = []
-        if self.local_root is not None:
-            for start in range(0, len(paths), BATCH):
-                batch = paths[start:start + BATCH]
-                results.extend(self._ingest_local_batch(batch))
-                if progress:
-                    progress(len(batch))
-            return results
-        self._remote_objects()  # list once, before the threads start
-
-        def run(start: int) -> list[Ingested]:
-            done = []
-            for path in paths[start:start + BATCH]:
-                with translate_errors(path, "read"):
-                    done.append(self._ingest_remote(path))
-            return done
-
-        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="mloop-ingest") as pool:
-            for batch_result in pool.map(run, range(0, len(paths), BATCH)):
-                results.extend(batch_result)
-                if progress:
-                    progress(len(batch_result))
-        return results
-
-    def _ingest_local_batch(self, batch: Sequence[str]) -> list[Ingested]:
-        """The hot loop of a first version: read, hash, store, with nothing per file but that."""
-        assert self.local_root is not None
-        root, sha256, put = self.local_root, hashlib.sha256, self._put_small
-        out: list[Ingested] = []
+        prepared = prepared or {}
+        index = self.pack_index()
+        pack = _PackWriter(self)
+        results: list[Ingested | None] = [None] * len(paths)
+        large: list[int] = []
+        pending = 0
         path = ""
         try:
-            for path in batch:
-                fd = os.open(path, os.O_RDONLY | _O_BINARY)
-                try:
-                    size = os.fstat(fd).st_size
-                    large = size > SMALL
-                    if not large:
-                        data = os.read(fd, size + 1)  # one read; one byte more shows a file that grew
-                        if len(data) > size:
-                            data += _read_rest(fd)
-                finally:
-                    os.close(fd)
-                if large:
-                    out.append(self._ingest_local(path))
-                    continue
-                digest = sha256(data).hexdigest()
-                stored = put(os.path.join(root, digest[:2], digest[2:]), data)
-                out.append(Ingested(path, len(data), digest, stored))
+            for i, path in enumerate(paths):
+                got = prepared.get(path)
+                if got is None:
+                    got = _read_small(path)
+                    if got is None:
+                        large.append(i)
+                        continue
+                size, digest, data = got
+                new = digest not in index and digest not in pack.entries
+                if new:
+                    pack.add(digest, data)
+                results[i] = Ingested(path, size, digest, new)
+                pending += 1
+                if pack.full() or (not pack.entries and pending >= BATCH):
+                    pack.flush()
+                    if progress:
+                        progress(pending)
+                    pending = 0
+            pack.flush()
         except OSError as exc:
             with translate_errors(path, "read or store"):
                 raise exc
-        return out
+        if progress and pending:
+            progress(pending)
+        if large:
+            for i, stored in zip(large, self._ingest_large([paths[i] for i in large], progress)):
+                results[i] = stored
+        return [r for r in results if r is not None]
+
+    def _ingest_large(self, paths: Sequence[str], progress: Callable[[int], None] | None) -> list[Ingested]:
+        results: list[Ingested] = []
+        if self.local_root is not None:
+            for path in paths:
+                with translate_errors(path, "read or store"):
+                    results.append(self._ingest_local(path))
+                if progress:
+                    progress(1)
+            return results
+        self._remote_objects()  # list once, before the threads start
+
+        def run(path: str) -> Ingested:
+            with translate_errors(path, "read"):
+                return self._ingest_remote(path)
+
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="mloop-ingest") as pool:
+            for got in pool.map(run, paths):
+                results.append(got)
+                if progress:
+                    progress(1)
+        return results
+
+    def _write_pack(self, blob: bytes, entries: Sequence[tuple[str, int, int]]) -> str:
+        """Write a pack, then its index (the pack's objects exist from then on); its name."""
+        name = hashlib.sha256(blob).hexdigest()
+        index = _IDX_MAGIC + b"".join(_IDX_ENTRY.pack(bytes.fromhex(d), off, size) for d, off, size in entries)
+        if self.local_packs is not None:
+            self._write_local(os.path.join(self.local_packs, name + ".pack"), (blob,))
+            self._write_local(os.path.join(self.local_packs, name + ".idx"), (index,))
+        else:
+            self.artifacts.write_bytes(self.pack_url(name), blob)
+            self.artifacts.write_bytes(self.pack_url(name, ".idx"), index)
+        known = self.pack_index()
+        for digest, off, size in entries:
+            known.setdefault(digest, (name, off, size))
+        return name
 
     def _ingest_local(self, path: str) -> Ingested:
         assert self.local_root is not None
@@ -313,6 +406,25 @@ class ObjectStore:
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, digest: str) -> bytes:
+        loc = self.pack_index().get(digest)
+        if loc is not None:
+            name, offset, size = loc
+            if self.local_packs is not None:
+                pack_path = os.path.join(self.local_packs, name + ".pack")
+                try:
+                    with open(pack_path, "rb") as src:
+                        src.seek(offset)
+                        data = src.read(size)
+                except FileNotFoundError as exc:
+                    raise _missing(digest, pack_path) from exc
+            else:
+                url = self.pack_url(name)
+                with translate_errors(url, "read"):
+                    data = bytes(self.artifacts.fs.cat_file(self.artifacts.fs._strip_protocol(url), offset,
+                                                            offset + size))
+            if len(data) != size:
+                raise _missing(digest, f"pack {name}")
+            return data
         path = self.object_path(digest)
         if path is not None:
             with translate_errors(path, "read"):
@@ -324,8 +436,8 @@ class ObjectStore:
         """Put the object's bytes at the local path ``dest`` (its folder must exist).
 
         Args:
-            link: hard-link when the store is local and on the same filesystem (falls back
-                to a copy); a copy otherwise.
+            link: hard-link a loose object when the store is local and on the same
+                filesystem (falls back to a copy); a copy otherwise (packed objects are copied).
 
         Returns:
             Whether a hard link was made.
@@ -333,6 +445,9 @@ class ObjectStore:
         Raises:
             ArtifactError: the object is missing or can't be copied.
         """
+        if digest in self.pack_index():
+            _write_file(dest, self.read(digest))
+            return False
         path = self.object_path(digest)
         if path is not None:
             if link:
@@ -355,6 +470,58 @@ class ObjectStore:
             download_file(self.artifacts.fs, self.artifacts.fs._strip_protocol(url), dest, DEFAULT_CALLBACK)
         return False
 
+    def copy_out_many(self, items: Sequence[tuple[str, str]], *, link: bool,
+                      progress: Callable[[int], None] | None = None) -> int:
+        """:meth:`copy_out` for each ``(digest, dest)``, reading each pack once; how many were linked.
+
+        Packs and batches of loose objects are handled on a few threads (the work is mostly
+        system calls); ``progress`` is called from the calling thread with the count just done.
+        """
+        index = self.pack_index()
+        by_pack: dict[str, list[tuple[int, int, str]]] = {}
+        loose: list[tuple[str, str]] = []
+        for digest, dest in items:
+            loc = index.get(digest)
+            if loc is None:
+                loose.append((digest, dest))
+            else:
+                by_pack.setdefault(loc[0], []).append((loc[1], loc[2], dest))
+
+        def from_pack(name: str) -> tuple[int, int]:
+            entries = by_pack[name]
+            blob = memoryview(self._read_pack(name))
+            for offset, size, dest in entries:
+                if offset + size > len(blob):
+                    raise _missing(name, f"pack {name} (shorter than its index says)")
+                with translate_errors(dest, "write"):
+                    _write_file(dest, blob[offset:offset + size])
+            return len(entries), 0
+
+        def from_loose(start: int) -> tuple[int, int]:
+            chunk = loose[start:start + 512]
+            return len(chunk), sum(self.copy_out(d, dest, link=link) for d, dest in chunk)
+
+        linked = 0
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="mloop-export") as pool:
+            futures = [pool.submit(from_pack, name) for name in by_pack]
+            futures += [pool.submit(from_loose, start) for start in range(0, len(loose), 512)]
+            for future in futures:
+                n, k = future.result()
+                linked += k
+                if progress:
+                    progress(n)
+        return linked
+
+    def _read_pack(self, name: str) -> bytes:
+        if self.local_packs is not None:
+            path = os.path.join(self.local_packs, name + ".pack")
+            try:
+                with open(path, "rb") as src:
+                    return src.read()
+            except FileNotFoundError as exc:
+                raise _missing(name, path) from exc
+        return self.artifacts.read_bytes(self.pack_url(name))
+
     # -- manifests --------------------------------------------------------------------------
     def put_manifest(self, digest: str, blob: bytes) -> None:
         url = self.manifest_url(digest)
@@ -369,6 +536,48 @@ def _missing(digest: str, where: str) -> ArtifactError:
     return ArtifactError(f"dataset object {digest} is missing from the artifact store ({where})",
                          hint="the artifact store was changed outside mloop; restore it from a backup",
                          url=where)
+
+
+class _PackWriter:
+    """The pack being filled by one :meth:`ObjectStore.ingest`."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.buffer = bytearray()
+        self.entries: dict[str, tuple[int, int]] = {}
+
+    def add(self, digest: str, data: bytes) -> None:
+        self.entries[digest] = (len(self.buffer), len(data))
+        self.buffer += data
+
+    def full(self) -> bool:
+        return len(self.buffer) >= PACK_BYTES or len(self.entries) >= PACK_OBJECTS
+
+    def flush(self) -> None:
+        if self.entries:
+            self.store._write_pack(bytes(self.buffer), [(d, off, size) for d, (off, size) in self.entries.items()])
+            self.buffer = bytearray()
+            self.entries = {}
+
+
+def _read_small(path: str) -> Prepared | None:
+    """``(size, sha256, bytes)`` of a file up to :data:`PACK_MAX`; None for a larger one."""
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > PACK_MAX:
+            return None
+        data = os.read(fd, size + 1)  # one read; one byte more shows a file that grew
+        if len(data) > size:
+            data += _read_rest(fd)
+    finally:
+        os.close(fd)
+    return len(data), hashlib.sha256(data).hexdigest(), data
+
+
+def _write_file(dest: str, data: bytes | memoryview) -> None:
+    with open(dest, "wb") as out:
+        out.write(data)
 
 
 def _read_rest(fd: int) -> bytes:

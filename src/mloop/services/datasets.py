@@ -16,11 +16,12 @@ version (DVC's push/pull, without a separate tool).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from mloop.datasets.cache import Entry, HashCache
 from mloop.datasets.manifest import FileEntry, Manifest, SampleEntry
 from mloop.datasets.objects import ObjectStore
+from mloop.datasets.reading import SourceReads
 from mloop.datasets.source import SourceFile, walk_stats
 from mloop.datasets.split import EVAL, TRAIN, check_ratio, split_samples
 from mloop.errors import DatasetError, NotFoundError
@@ -160,11 +162,12 @@ def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], 
         raise DatasetError(f"dataset {name!r} already exists (latest version {existing.latest_version})",
                            hint=f"add data with: mloop dataset import {name} --from {os.fspath(source)}",
                            dataset=name)
-    manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
-                             base=None, base_version=None, replace=True, progress=progress)
-    assert manifest is not None  # only a base version can be found unchanged
-    return _commit(backend, name, manifest, stats, description=description, create=True,
-                   dataset_description=description)
+    with _gc_paused():
+        manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                                 base=None, base_version=None, replace=True, progress=progress)
+        assert manifest is not None  # only a base version can be found unchanged
+        return _commit(backend, name, manifest, stats, description=description, create=True,
+                       dataset_description=description)
 
 
 def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
@@ -202,12 +205,30 @@ def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, 
     if latest is None:
         return create_dataset(backend, name, source, format=format, classes=classes, clean=clean,
                               description=description, progress=progress)
-    base = load_manifest(backend, latest)
-    manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
-                             base=base, base_version=latest.version, replace=replace, progress=progress)
-    if manifest is None or _same_data(base, manifest):
-        return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
-    return _commit(backend, name, manifest, stats, description=description, expect_latest=True)
+    with _gc_paused():
+        base = load_manifest(backend, latest)
+        manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                                 base=base, base_version=latest.version, replace=replace, progress=progress)
+        if manifest is None or _same_data(base, manifest):
+            return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
+        return _commit(backend, name, manifest, stats, description=description, expect_latest=True)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a version is built.
+
+    A build makes hundreds of thousands of small tuples and strings that live until it ends and
+    hold no reference cycles; the collector would walk the growing heap again and again (measured:
+    a third of the manifest encoding). Collection resumes, as it was, when the block exits.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str,
@@ -275,11 +296,12 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
             if progress:
                 progress("storing", stored, to_store)
 
-        # Files known to the cache were verified when first read: only the others are. (Storing
-        # objects on a second thread while the format checks was measured slower: both halves
-        # need the GIL between system calls.)
+        # Files known to the cache were verified when first read: only the others are read, each
+        # once, on every core: size, sha256, the image check, and the bytes of small files to
+        # store (see mloop.datasets.reading). The format scan then uses those checks.
+        reads = _read_unread([(f[0], f[1]) for f in walked if f[0] in unread], on_checked)
         result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
-                      only=unread, progress=on_checked)
+                      only=unread, progress=on_checked, files=[f[0] for f in walked], verified=reads.verified)
 
         by_rel = {f[0]: f for f in walked}
         samples = [SampleEntry.from_sample(s) for s in result.samples]
@@ -305,7 +327,17 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
         to_store = len(to_read)
         if progress:
             progress("storing", 0, to_store)
-        done = dict(zip((f[0] for f in to_read), objects.ingest([f[1] for f in to_read], progress=on_stored)))
+        prepared: dict[str, tuple[int, str, bytes]] = {}
+        read_files = reads.files
+        for f in to_read:
+            was_read = read_files.get(f[0])
+            if was_read is not None:
+                size_read, hash_read, data_read = was_read
+                if hash_read is not None and data_read is not None:
+                    prepared[f[1]] = (size_read, hash_read, data_read)
+        done = dict(zip((f[0] for f in to_read),
+                        objects.ingest([f[1] for f in to_read], prepared=prepared, progress=on_stored)))
+        del prepared, reads, read_files
         sizes: dict[str, int] = {}
         fresh: dict[str, Entry] = {}
         for rel, _, size, mtime_ns, inode in files:
@@ -342,6 +374,18 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
         "problem_count": len(result.problems), "seconds": round(time.perf_counter() - started, 3),
     }
     return manifest, stats
+
+
+def _read_unread(files: list[tuple[str, str]], progress: Callable[[int], None]) -> SourceReads:
+    """:func:`~mloop.datasets.reading.read_sources`, with a file that can't be read reported by path."""
+    from mloop.artifacts.filesystems import translate_errors
+    from mloop.datasets.reading import read_sources
+
+    try:
+        return read_sources(files, progress=progress)
+    except OSError as exc:
+        with translate_errors(str(exc.filename or "a source file"), "read"):
+            raise exc
 
 
 def _holds(base: Manifest, known: dict[str, str], replace: bool, classes: Sequence[str] | None) -> bool:
@@ -522,24 +566,18 @@ def _place(backend: Backend, placements: Sequence[tuple[str, str]], dest: Path, 
     objects = _objects(backend)
     for folder in sorted({os.path.dirname(rel) for rel, _ in placements}):
         (dest / folder).mkdir(parents=True, exist_ok=True)
-    batch = 512
     total = len(placements)
+    done = 0
 
-    def work(start: int) -> tuple[int, int]:
-        linked = 0
-        chunk = placements[start:start + batch]
-        for rel, digest in chunk:
-            linked += objects.copy_out(digest, str(dest / rel), link=link)
-        return len(chunk), linked
+    def on_done(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("exporting", done, total)
 
-    done = linked = 0
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="mloop-export") as pool:
-        for n, k in pool.map(work, range(0, total, batch)):
-            done += n
-            linked += k
-            if progress:
-                progress("exporting", done, total)
-    return linked
+    root = os.fspath(dest)
+    return objects.copy_out_many([(digest, os.path.join(root, rel)) for rel, digest in placements], link=link,
+                                 progress=on_done)
 
 
 def export_version(backend: Backend, name: str, version: str | None, dest: str | os.PathLike[str], *,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.formats._common import Collector, Progress, verify_image
+from mloop.datasets.formats._common import Collector, Progress, verify_image, verify_image_bytes
 from mloop.datasets.formats.base import Sample, ScanProblem, ScanResult
 from mloop.errors import DatasetFormatError
 
@@ -33,6 +33,7 @@ __all__ = [
     "canonical_format",
     "scan",
     "verify_image",
+    "verify_image_bytes",
 ]
 
 IMAGENET = "ModelArts imageNet 1.0"
@@ -120,7 +121,8 @@ def _scanner(fmt: str) -> Callable[[Collector, list[str] | None, dict[str, Any]]
 
 def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: bool = False,
          only: set[str] | None = None, params: Mapping[str, Any] | None = None,
-         progress: Progress | None = None) -> ScanResult:
+         progress: Progress | None = None, files: list[str] | None = None,
+         verified: Mapping[str, str | None] | None = None) -> ScanResult:
     """Read ``source`` in ``format`` into samples, verifying images on the way.
 
     Args:
@@ -140,6 +142,11 @@ def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: 
             classification ``sample_label_separator`` (between text and labels, default TAB, or
             ``,`` in a .csv) and ``label_separator`` (between labels, default ``,``).
         progress: called with the number of files just checked, for a progress bar.
+        files: every file of the source folder (sorted relative POSIX paths, hidden files and
+            folders left out, as :func:`~mloop.datasets.formats._common.walk` lists them) when
+            the caller walked it already; None walks it.
+        verified: images the caller already verified: relative path -> why it is not usable
+            (as :func:`verify_image` says), or None when it is. They are not read again.
 
     Returns:
         The samples sorted by id, the classes, and what was left out.
@@ -160,5 +167,5 @@ def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: 
     opts: dict[str, Any] = dict(params or {})
     if single_file is not None:
         opts["_file"] = single_file
-    collector = Collector(source, fmt, clean=clean, only=only, progress=progress)
+    collector = Collector(source, fmt, clean=clean, only=only, progress=progress, files=files, verified=verified)
     return _scanner(fmt)(collector, list(classes) if classes is not None else None, opts)

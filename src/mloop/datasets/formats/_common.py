@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from mloop.datasets.formats.base import Sample, ScanProblem, ScanResult
 from mloop.errors import DatasetFormatError
@@ -78,6 +79,15 @@ def verify_image(path: str | os.PathLike[str]) -> str | None:
     except OSError as exc:
         return f"unreadable file: {exc.strerror or exc}"
     return _verify_with_pillow(path)
+
+
+def verify_image_bytes(data: bytes) -> str | None:
+    """:func:`verify_image` on the bytes of a file already read (the same checks and reasons)."""
+    if data[:8] == _PNG_SIGNATURE:
+        return _verify_png(data)
+    import io
+
+    return _verify_with_pillow(io.BytesIO(data))
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -154,7 +164,7 @@ def _verify_png(data: bytes) -> str | None:
     return None
 
 
-def _verify_with_pillow(path: str | os.PathLike[str]) -> str | None:
+def _verify_with_pillow(path: str | os.PathLike[str] | BinaryIO) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -202,12 +212,15 @@ class Collector:
     """
 
     def __init__(self, source: Path, fmt: str, *, clean: bool, only: set[str] | None,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, files: list[str] | None = None,
+                 verified: Mapping[str, str | None] | None = None) -> None:
         self.source = source
         self.format = fmt
         self.clean = clean
         self.only = only
         self.progress = progress
+        self.files = files
+        self.verified = verified or {}
         self.samples: list[Sample] = []
         self.file_problems: list[ScanProblem] = []
         self.source_problems: list[ScanProblem] = []
@@ -223,10 +236,30 @@ class Collector:
     def bad_source(self, path: str, reason: str) -> None:
         self.source_problems.append(ScanProblem(path, reason))
 
+    def walk(self) -> list[str]:
+        """The source's files (see :func:`walk`); the list the caller gave when it walked already."""
+        return self.files if self.files is not None else walk(self.source)
+
     def verify(self, rels: Iterable[str]) -> dict[str, str]:
-        """Verify images (those in ``only``, when given); the bad ones with the reason."""
-        todo = [r for r in rels if self.only is None or r in self.only]
-        return verify_images(self.source, todo, progress=self.progress)
+        """Verify images (those in ``only``, when given); the bad ones with the reason.
+
+        Images the caller already verified (``verified``: path -> reason or None) are not read again.
+        """
+        only, verified = self.only, self.verified
+        todo: list[str] = []
+        bad: dict[str, str] = {}
+        for rel in rels:
+            if only is not None and rel not in only:
+                continue
+            if rel in verified:
+                reason = verified[rel]
+                if reason is not None:
+                    bad[rel] = reason
+            else:
+                todo.append(rel)
+        if todo:
+            bad.update(verify_images(self.source, todo, progress=self.progress))
+        return bad
 
     # -- finishing -------------------------------------------------------------------------
     def check_classes(self, declared: list[str] | None, *, folders: set[str] | None = None) -> None:

@@ -6,7 +6,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.formats._common import Collector, is_image, leaf_dirs_without_files, read_text, walk
+from mloop.datasets.formats._common import Collector, is_image, leaf_dirs_without_files, read_text
 from mloop.datasets.formats.base import Sample, ScanResult
 
 
@@ -18,7 +18,7 @@ def scan_folder(c: Collector, classes: list[str] | None, params: dict[str, Any])
     ``train/cat/1.png`` and ``val/cat/7.png`` are both "cat" (seed 003's layout works as is).
     Images directly in the source folder have no class folder: they are unlabeled samples.
     """
-    files = walk(c.source)
+    files = c.walk()
     images = [rel for rel in files if is_image(rel)]  # README, labels.csv ...: files, not samples
     bad = c.verify(images)
     folders: set[str] = set()
@@ -63,7 +63,7 @@ def scan_image_txt(c: Collector, classes: list[str] | None, params: dict[str, An
 
     An image without a .txt is an unlabeled sample; a .txt without an image is a problem.
     """
-    files = walk(c.source)
+    files = c.walk()
     present = set(files)
     images_by_stem = {posixpath.splitext(r)[0]: r for r in files if is_image(r)}
     for rel in files:

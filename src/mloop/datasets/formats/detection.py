@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.formats._common import Collector, image_size, is_image, read_text, walk
+from mloop.datasets.formats._common import Collector, image_size, is_image, read_text
 from mloop.datasets.formats.base import Sample, ScanResult
 
 # Where YOLO tools look for the class names, in order.
@@ -82,7 +82,7 @@ def scan_yolo(c: Collector, classes: list[str] | None, params: dict[str, Any]) -
 
     An image without a .txt is an unlabeled sample; an empty .txt is an image with no object.
     """
-    files = walk(c.source)
+    files = c.walk()
     present = set(files)
     names, names_file = _yolo_classes(c, files, classes)
     images = [f for f in files if is_image(f)]
@@ -195,7 +195,7 @@ def scan_voc(c: Collector, classes: list[str] | None, params: dict[str, Any]) ->
 
     An image no annotation describes is an unlabeled sample.
     """
-    files = walk(c.source)
+    files = c.walk()
     images = {f for f in files if is_image(f)}
     by_stem: dict[str, str] = {}
     for rel in sorted(images):

@@ -24,7 +24,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.formats._common import Collector, is_image, read_text, walk
+from mloop.datasets.formats._common import Collector, is_image, read_text
 from mloop.datasets.formats.base import Sample, ScanResult
 from mloop.datasets.formats.detection import parse_voc_xml
 
@@ -74,7 +74,7 @@ def _manifests(c: Collector, files: list[str], params: dict[str, Any]) -> list[s
 def scan_manifest(c: Collector, classes: list[str] | None, params: dict[str, Any]) -> ScanResult:
     """Every line of every manifest (``*.manifest``, ``*.jsonl``) in the source, or of the one
     manifest file given as the source."""
-    files = walk(c.source)
+    files = c.walk()
     present = set(files)
     pending: list[tuple[str, str, tuple[str, ...], dict[str, Any], list[str]]] = []
     for manifest_rel in _manifests(c, files, params):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mloop.datasets.formats._common import Collector, read_text, walk
+from mloop.datasets.formats._common import Collector, read_text
 from mloop.datasets.formats.base import Sample, ScanResult
 
 TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
@@ -24,7 +24,7 @@ TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
 
 def scan_text_combine(c: Collector, classes: list[str] | None, params: dict[str, Any]) -> ScanResult:
     single = params.get("_file")
-    files = [single] if single else [f for f in walk(c.source) if f.lower().endswith(TEXT_SUFFIXES)]
+    files = [single] if single else [f for f in c.walk() if f.lower().endswith(TEXT_SUFFIXES)]
     label_sep = params.get("label_separator") or ","
     for rel in files:
         try:
