@@ -267,6 +267,30 @@ class TestOtherFormatsThroughSteps:
         samples = {s.id: s.labels for s in load_manifest(embedded.backend, record).samples}
         assert samples == {"a.txt#1": ("positive",), "a.txt#2": ("negative",), "a.txt#3": ("positive",)}
 
+    def test_text_separators_from_the_workflow_reach_the_format(self, tmp_path: Path, embedded: Embedded) -> None:
+        (tmp_path / "reviews").mkdir()
+        (tmp_path / "reviews" / "a.txt").write_text("great, really|positive;fun\nawful|negative\n")
+        flow = write_workflow(tmp_path, """
+            text = [wf.steps.AnnotationFormatConfig(
+                format_name=wf.steps.AnnotationFormatEnum.MA_TEXT_CLASSIFICATION_COMBINE_V1,
+                parameters=wf.steps.AnnotationFormatParameters(sample_label_separator="|", label_separator=";"))]
+            create = wf.steps.CreateDatasetStep(
+                name="create",
+                inputs=wf.steps.CreateDatasetInput(name="source", data=wf.data.OBSPath(obs_path=str(HERE / "reviews"))),
+                outputs=wf.steps.CreateDatasetOutput(name="dataset", config=wf.data.OBSOutputConfig(
+                    obs_path=work.join("w/"))),
+                properties=wf.steps.DatasetProperties(
+                    dataset_name="reviews", import_config=wf.steps.ImportConfig(annotation_format_config=text)))
+            workflow = wf.Workflow(name="text", desc="", steps=[create])
+        """)
+
+        done = embedded.run(flow)
+
+        assert done.status == "succeeded", done.why()
+        manifest = load_manifest(embedded.backend, get_version(embedded.backend, "reviews"))
+        assert {s.id: (s.annotation["text"], s.labels) for s in manifest.samples} == {
+            "a.txt#1": ("great, really", ("positive", "fun")), "a.txt#2": ("awful", ("negative",))}
+
 
 class TestReleaseOfALabelTask:
     """A ReleaseDatasetStep fed a label task directly (``wf.data.LabelTask``) releases the version

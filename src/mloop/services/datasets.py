@@ -131,7 +131,7 @@ def load_manifest(backend: Backend, record: DatasetVersionRecord) -> Manifest:
 # -- making versions from a folder ----------------------------------------------------------
 def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
                    classes: Sequence[str] | None = None, clean: bool = False, description: str = "",
-                   progress: Progress | None = None) -> DatasetVersionRecord:
+                   progress: Progress | None = None, params: Mapping[str, Any] | None = None) -> DatasetVersionRecord:
     """Make version ``v1`` of a new dataset from a source folder.
 
     Args:
@@ -144,6 +144,8 @@ def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], 
             instead of failing.
         description: the dataset's description.
         progress: ``progress(phase, done, total)`` while files are checked and stored.
+        params: the format's parameters (``AnnotationFormatParameters``: for the text format,
+            ``sample_label_separator`` and ``label_separator``).
 
     Returns:
         The new version (``stats`` says how many files were read, stored or found in the
@@ -164,6 +166,7 @@ def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], 
                            dataset=name)
     with _gc_paused():
         manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                                 params=params,
                                  base=None, base_version=None, replace=True, progress=progress)
         assert manifest is not None  # only a base version can be found unchanged
         return _commit(backend, name, manifest, stats, description=description, create=True,
@@ -173,7 +176,7 @@ def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], 
 def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
                 classes: Sequence[str] | None = None, clean: bool = False, create: bool = False,
                 progress: Progress | None = None, replace: bool = False,
-                description: str = "") -> DatasetVersionRecord:
+                description: str = "", params: Mapping[str, Any] | None = None) -> DatasetVersionRecord:
     """Make the next version of ``name``: the latest version plus what ``source`` adds or changes.
 
     Files and samples at paths the latest version already has are replaced by the source's;
@@ -204,10 +207,11 @@ def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, 
         latest = None
     if latest is None:
         return create_dataset(backend, name, source, format=format, classes=classes, clean=clean,
-                              description=description, progress=progress)
+                              description=description, progress=progress, params=params)
     with _gc_paused():
         base = load_manifest(backend, latest)
         manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                                 params=params,
                                  base=base, base_version=latest.version, replace=replace, progress=progress)
         if manifest is None or _same_data(base, manifest):
             return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
@@ -233,7 +237,8 @@ def _gc_paused() -> Iterator[None]:
 
 def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str,
            classes: Sequence[str] | None, clean: bool, base: Manifest | None, base_version: str | None,
-           replace: bool, progress: Progress | None) -> tuple[Manifest | None, dict[str, Any]]:
+           replace: bool, progress: Progress | None,
+           params: Mapping[str, Any] | None = None) -> tuple[Manifest | None, dict[str, Any]]:
     """Scan ``source``, store its new contents, and return the new manifest with build stats.
 
     The manifest is None when ``source`` is found unchanged without scanning it: every file was
@@ -301,7 +306,8 @@ def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, forma
         # store (see mloop.datasets.reading). The format scan then uses those checks.
         reads = _read_unread([(f[0], f[1]) for f in walked if f[0] in unread], on_checked)
         result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
-                      only=unread, progress=on_checked, files=[f[0] for f in walked], verified=reads.verified)
+                      params=dict(params) if params else None, only=unread, progress=on_checked,
+                      files=[f[0] for f in walked], verified=reads.verified)
 
         by_rel = {f[0]: f for f in walked}
         samples = [SampleEntry.from_sample(s) for s in result.samples]

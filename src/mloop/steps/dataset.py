@@ -20,7 +20,6 @@ idempotent per run: a retried step finds the version its first attempt committed
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -114,8 +113,7 @@ def _import_kwargs(fmt: str | None, params: dict[str, Any], fn: Any) -> dict[str
     kwargs: dict[str, Any] = {}
     if fmt is not None:
         kwargs["format"] = fmt
-    # Separators of the text format travel as scan parameters when the service passes them on.
-    if params and "params" in inspect.signature(fn).parameters:
+    if params:  # AnnotationFormatParameters: the text format's separators
         kwargs["params"] = params
     return kwargs
 
