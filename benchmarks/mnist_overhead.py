@@ -6,7 +6,10 @@ then every step as a job. The direct side runs, one after another, the same scri
 the same arguments: those the run's jobs received, read from the store of an untimed
 warm-up run (which also fills the page cache with torch), with the run's folders replaced
 by a fresh folder. It runs the jobs the workflow runs: ``prepare_data.py``, ``train.py``
-and, on the branch the accuracy gate takes, ``report.py``. Both sides get the interpreter,
+and, on the branch the accuracy gate takes, ``report.py``; ``train.py`` reads the dataset
+release the warm-up run staged (copied into the fresh folder, untimed), since the dataset,
+model and service steps have no script to run by hand. Every mloop run deploys service
+``mnist`` in its own home; it is stopped after the run, untimed. Both sides get the interpreter,
 ``CUDA_VISIBLE_DEVICES`` and ``PYTHONUNBUFFERED`` the engine gives a CPU job.
 
 Trials run in the order direct, mloop, mloop, direct, ... so a drift in the load of the
@@ -58,6 +61,9 @@ def run_mloop(home: str, params: list[str], log: Path) -> dict[str, Any]:
         done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               cwd=_bench.REPO_DIR)
         wall = time.perf_counter() - t0
+    # The run deployed service "mnist" in this home: stop it (untimed) so no server is left behind.
+    subprocess.run([str(MLOOP_CLI), "service", "stop", "mnist"], env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=_bench.REPO_DIR)
     if done.returncode != 0:
         raise SystemExit(f"mloop run failed (exit {done.returncode}); see {log}")
     with open_backend(Settings(home=home), reconcile=False) as backend:
@@ -73,22 +79,30 @@ def run_mloop(home: str, params: list[str], log: Path) -> dict[str, Any]:
     return {"wall_s": wall, "run_id": run_id, "steps": jobs}
 
 
-def direct_commands(reference: dict[str, Any], home: str) -> list[list[str]]:
+def direct_commands(reference: dict[str, Any], home: str) -> tuple[list[list[str]], list[str]]:
     """The reference run's job command lines, pointed at the original scripts and with the
-    run's folders (under ``home``) as ``{ROOT}``."""
-    commands = []
+    run's folders (under ``home``) as ``{ROOT}``; and the staged input folders (a dataset
+    release) the direct side must be given, relative to ``home``."""
+    commands, staged = [], []
     for step in reference["steps"]:
         argv = step["argv"]
-        if not argv:  # a condition step: no process
+        if not argv:  # a condition, dataset, model or service step: no process
             continue
         script = EXAMPLE / "code" / Path(argv[1]).name
         args = [a.replace(home, "{ROOT}") for a in argv[2:]]
+        for arg in argv[2:]:
+            value = arg.split("=", 1)[-1]
+            if value.startswith(home) and f"{os.sep}inputs{os.sep}" in value and os.path.isdir(value):
+                staged.append(os.path.relpath(value, home))
         commands.append([argv[0], str(script), *args])
-    return commands
+    return commands, staged
 
 
-def run_direct(commands: list[list[str]], root: str, log: Path) -> dict[str, Any]:
+def run_direct(commands: list[list[str]], root: str, log: Path, staged: list[str],
+               reference_home: str) -> dict[str, Any]:
     env = {**clean_env(), "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+    for rel in staged:  # what mloop staged for a job (the release layout), given by hand, untimed
+        shutil.copytree(os.path.join(reference_home, rel), os.path.join(root, rel))
     resolved = [[a.replace("{ROOT}", root) for a in cmd] for cmd in commands]
     for cmd in resolved:  # the engine creates output folders before a job starts
         for arg in cmd[2:]:
@@ -123,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warm-up mloop run (untimed; gives the jobs' command lines)", file=sys.stderr, flush=True)
         home = os.path.join(work, "warmup")
         reference = run_mloop(home, args.param, log)
-        commands = direct_commands(reference, home)
+        commands, staged = direct_commands(reference, home)
         print("direct commands:\n  " + "\n  ".join(" ".join(c) for c in commands), file=sys.stderr, flush=True)
         order = [side for i in range(args.trials) for side in (("direct", "mloop") if i % 2 == 0
                                                                 else ("mloop", "direct"))]
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             if side == "mloop":
                 data = run_mloop(os.path.join(work, f"home-{i}"), args.param, log)
             else:
-                data = run_direct(commands, os.path.join(work, f"direct-{i}"), log)
+                data = run_direct(commands, os.path.join(work, f"direct-{i}"), log, staged, home)
             trials[side].append(data)
             print(f"{side}: {data['wall_s']:.2f} s", file=sys.stderr, flush=True)
     finally:
