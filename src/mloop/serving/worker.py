@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import gc
 import logging
 import os
 import signal
@@ -178,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot listen on {args.host}:{args.port} ({exc})", file=sys.stderr)
             return EXIT_USAGE
+    # The model and the libraries are loaded: move them out of the collector's way, so a full
+    # collection while serving walks only what requests allocate (tail latency under load).
+    gc.freeze()
+    # Requests allocate many short-lived objects (a JSON array of floats each) that reference
+    # counting frees; collecting every 700 allocations only burns the event loop's time.
+    gc.set_threshold(50_000, 20, 20)
     run_server(app, sock=sock, ready_file=args.ready_file, model_name=args.model_name,
                model_version=args.model_version, log_level=args.log_level, access_log=args.access_log,
                graceful_timeout=args.graceful_timeout)
