@@ -114,6 +114,13 @@ def run_server(app: Any, *, sock: socket.socket, ready_file: str | None = None, 
                graceful_timeout: float = 30.0, announce: Any = None) -> None:
     """Serve ``app`` on ``sock`` in the foreground until SIGTERM/SIGINT (then drain and return)."""
 
+    # The model and the libraries are loaded by now: move them out of the collector's way, so a full
+    # collection while serving walks only what requests allocate (tail latency under load).
+    gc.freeze()
+    # Requests allocate many short-lived objects (a JSON array of floats each) that reference
+    # counting frees; collecting every 700 allocations only burns the event loop's time.
+    gc.set_threshold(50_000, 20, 20)
+
     def on_started(host: str, port: int) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         url = f"http://{shown}:{port}"
@@ -179,12 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot listen on {args.host}:{args.port} ({exc})", file=sys.stderr)
             return EXIT_USAGE
-    # The model and the libraries are loaded: move them out of the collector's way, so a full
-    # collection while serving walks only what requests allocate (tail latency under load).
-    gc.freeze()
-    # Requests allocate many short-lived objects (a JSON array of floats each) that reference
-    # counting frees; collecting every 700 allocations only burns the event loop's time.
-    gc.set_threshold(50_000, 20, 20)
     run_server(app, sock=sock, ready_file=args.ready_file, model_name=args.model_name,
                model_version=args.model_version, log_level=args.log_level, access_log=args.access_log,
                graceful_timeout=args.graceful_timeout)
