@@ -112,6 +112,11 @@ class TestDatasetPipeline:
         release = get_version(embedded.backend, "pets", "v3")
         assert release.release is not None and release.release["of"] == "v2"
         assert get_version(embedded.backend, "pets", "v1").description == "cats and dogs"
+        # A step done inside the engine is timed from before its work, not recorded as 0 s.
+        create = done.steps["create"]
+        made = get_version(embedded.backend, "pets", "v1").created_at
+        assert create.started_at is not None and create.finished_at is not None
+        assert create.started_at <= made <= create.finished_at
 
     def test_rerun_on_unchanged_data_makes_no_new_version(self, tmp_path: Path, pipeline: Path,
                                                           embedded: Embedded) -> None:

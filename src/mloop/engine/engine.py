@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -195,11 +196,13 @@ class _Execution:
         self.delayed += [d for d in self.spec.data_requirements if d.delay]
 
     # -- transitions ------------------------------------------------------------------------
-    def _set(self, name: str, status: str, message: str | None = None, **fields: Any) -> None:
+    def _set(self, name: str, status: str, message: str | None = None, *, at: datetime | None = None,
+             **fields: Any) -> None:
         view = self.views[name]
         rules.check_step_transition(view.status, status)
-        self._pending.append(StepTransition(name, status, message=message, fields=fields, at=utcnow()))
-        now = time.time()
+        when = at or utcnow()
+        self._pending.append(StepTransition(name, status, message=message, fields=fields, at=when))
+        now = when.timestamp()
         if status == "running":
             view.started, view.finished = now, None
         elif status in rules.TERMINAL_STEP:
@@ -371,6 +374,7 @@ class _Execution:
                     return True
             attempt = self.views[name].attempt + 1
             handler = self.engine.handler(step.type)
+            began = utcnow()  # a step done inside the engine (dataset, model) took this long
             if waited and not (self.views[name].message or "").startswith(WAITING_FOR_VALUES):
                 result = handler.poll(step, self.ctx, attempt, self.engine.on_exit)
             else:
@@ -384,7 +388,7 @@ class _Execution:
             self._wait(name, result.reason, result.poll_seconds)
             return False
         if isinstance(result, Outcome):
-            self._set(name, "running", attempt=attempt, started_at=utcnow())
+            self._set(name, "running", attempt=attempt, started_at=began, at=began)
             self._apply(name, result)
             return True
         self.running[name] = result
