@@ -248,12 +248,13 @@ class TestDatasetStepFailures:
 
 
 class TestOtherFormatsThroughSteps:
-    def test_text_classification_dataset_from_a_workflow(self, tmp_path: Path, embedded: Embedded) -> None:
-        (tmp_path / "reviews").mkdir()
-        (tmp_path / "reviews" / "a.txt").write_text("great\tpositive\nawful\tnegative\nfine\tpositive\n")
-        flow = write_workflow(tmp_path, """
+    @staticmethod
+    def text_flow(tmp_path: Path, parameters: str = "None") -> Path:
+        """A workflow creating dataset ``reviews`` from ``reviews/`` in the text format."""
+        return write_workflow(tmp_path, f"""
             text = [wf.steps.AnnotationFormatConfig(
-                format_name=wf.steps.AnnotationFormatEnum.MA_TEXT_CLASSIFICATION_COMBINE_V1)]
+                format_name=wf.steps.AnnotationFormatEnum.MA_TEXT_CLASSIFICATION_COMBINE_V1,
+                parameters={parameters})]
             create = wf.steps.CreateDatasetStep(
                 name="create",
                 inputs=wf.steps.CreateDatasetInput(name="source", data=wf.data.OBSPath(obs_path=str(HERE / "reviews"))),
@@ -264,7 +265,11 @@ class TestOtherFormatsThroughSteps:
             workflow = wf.Workflow(name="text", desc="", steps=[create])
         """)
 
-        done = embedded.run(flow)
+    def test_text_classification_dataset_from_a_workflow(self, tmp_path: Path, embedded: Embedded) -> None:
+        (tmp_path / "reviews").mkdir()
+        (tmp_path / "reviews" / "a.txt").write_text("great\tpositive\nawful\tnegative\nfine\tpositive\n")
+
+        done = embedded.run(self.text_flow(tmp_path))
 
         assert done.status == "succeeded", done.why()
         record = get_version(embedded.backend, "reviews")
@@ -275,19 +280,8 @@ class TestOtherFormatsThroughSteps:
     def test_text_separators_from_the_workflow_reach_the_format(self, tmp_path: Path, embedded: Embedded) -> None:
         (tmp_path / "reviews").mkdir()
         (tmp_path / "reviews" / "a.txt").write_text("great, really|positive;fun\nawful|negative\n")
-        flow = write_workflow(tmp_path, """
-            text = [wf.steps.AnnotationFormatConfig(
-                format_name=wf.steps.AnnotationFormatEnum.MA_TEXT_CLASSIFICATION_COMBINE_V1,
-                parameters=wf.steps.AnnotationFormatParameters(sample_label_separator="|", label_separator=";"))]
-            create = wf.steps.CreateDatasetStep(
-                name="create",
-                inputs=wf.steps.CreateDatasetInput(name="source", data=wf.data.OBSPath(obs_path=str(HERE / "reviews"))),
-                outputs=wf.steps.CreateDatasetOutput(name="dataset", config=wf.data.OBSOutputConfig(
-                    obs_path=work.join("w/"))),
-                properties=wf.steps.DatasetProperties(
-                    dataset_name="reviews", import_config=wf.steps.ImportConfig(annotation_format_config=text)))
-            workflow = wf.Workflow(name="text", desc="", steps=[create])
-        """)
+        flow = self.text_flow(tmp_path, 'wf.steps.AnnotationFormatParameters(sample_label_separator="|", '
+                                        'label_separator=";")')
 
         done = embedded.run(flow)
 

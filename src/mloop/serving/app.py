@@ -150,18 +150,7 @@ class GuardMiddleware:
             if length is not None and length > limit:
                 await _send_json(send_wrapper, 413, BodyTooLarge(limit, length).to_dict(), close=True)
                 return
-            received = 0
-
-            async def receive_wrapper() -> dict[str, Any]:
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise BodyTooLarge(limit)
-                return message
-
-            await self.app(scope, receive_wrapper if length is None else receive, send_wrapper)
+            await self.app(scope, _limited(receive, limit) if length is None else receive, send_wrapper)
         finally:
             self.metrics.on_request(label, status["code"], time.perf_counter() - started)
 
