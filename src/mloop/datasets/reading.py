@@ -28,7 +28,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 from mloop.datasets.formats._common import is_image, verify_image, verify_image_bytes
-from mloop.datasets.objects import PACK_MAX
+from mloop.datasets.objects import _O_BINARY, PACK_MAX, _read_rest
 
 __all__ = ["KEEP_BYTES", "PARALLEL_MIN", "FileRead", "SourceReads", "read_sources", "worker_count"]
 
@@ -38,8 +38,6 @@ PARALLEL_MIN = 2000
 CHUNK_MIN, CHUNK_MAX = 250, 4000
 #: Bytes of small files kept in memory for storing; past this they are read again.
 KEEP_BYTES = 512 << 20
-
-_O_BINARY: int = getattr(os, "O_BINARY", 0)
 
 
 #: ``(size, sha256 hex or None, bytes or None)`` of a file read: the hash and the bytes of files up
@@ -168,9 +166,3 @@ def _read_chunk(items: list[tuple[str, str, bool]]) -> _Chunk:
             problems[rel] = reason
     return rels, sizes, hashes, datas, problems
 
-
-def _read_rest(fd: int) -> bytes:
-    parts = []
-    while chunk := os.read(fd, 1 << 20):
-        parts.append(chunk)
-    return b"".join(parts)
