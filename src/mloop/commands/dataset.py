@@ -20,6 +20,12 @@ dataset_app = typer.Typer(no_args_is_help=True,
 
 _FORMAT_HELP = ("import format: folder (one sub-folder per class), image-txt, manifest, yolo, voc, text, "
                 "or an AnnotationFormatEnum value")
+# The options `dataset create` and `dataset import` share.
+_SOURCE = typer.Option(..., "--from", help="folder (or manifest/text file) to import")
+_FORMAT = typer.Option("folder", "--format", help=_FORMAT_HELP)
+_CLASSES = typer.Option(None, "--classes", help="declared classes, comma separated")
+_CLEAN = typer.Option(False, "--clean", help="leave corrupt images and bad annotations out (with a report) "
+                      "instead of failing")
 #: Below this many files to store, no progress bar: the summary line is enough.
 _BAR_FROM = 200
 
@@ -94,11 +100,8 @@ def _report_problems(stats: dict[str, Any]) -> None:
 
 @dataset_app.command("create")
 def dataset_create(name: str = typer.Argument(..., help="dataset name (letters, digits, '_', '-'; 1-100)"),
-                   source: str = typer.Option(..., "--from", help="folder (or manifest/text file) to import"),
-                   format: str = typer.Option("folder", "--format", help=_FORMAT_HELP),
-                   classes: Optional[str] = typer.Option(None, "--classes", help="declared classes, comma separated"),
-                   clean: bool = typer.Option(False, "--clean", help="leave corrupt images and bad annotations "
-                                              "out (with a report) instead of failing"),
+                   source: str = _SOURCE, format: str = _FORMAT, classes: Optional[str] = _CLASSES,
+                   clean: bool = _CLEAN,
                    description: str = typer.Option("", "--description", help="what the dataset holds")) -> None:
     """Make version v1 of a new dataset from a folder."""
     from mloop.services.datasets import create_dataset
@@ -111,11 +114,8 @@ def dataset_create(name: str = typer.Argument(..., help="dataset name (letters, 
 
 @dataset_app.command("import")
 def dataset_import(name: str = typer.Argument(..., help="dataset name"),
-                   source: str = typer.Option(..., "--from", help="folder (or manifest/text file) to import"),
-                   format: str = typer.Option("folder", "--format", help=_FORMAT_HELP),
-                   classes: Optional[str] = typer.Option(None, "--classes", help="declared classes, comma separated"),
-                   clean: bool = typer.Option(False, "--clean", help="leave corrupt images and bad annotations "
-                                              "out (with a report) instead of failing"),
+                   source: str = _SOURCE, format: str = _FORMAT, classes: Optional[str] = _CLASSES,
+                   clean: bool = _CLEAN,
                    create: bool = typer.Option(False, "--create", help="create the dataset if it doesn't exist"),
                    replace: bool = typer.Option(False, "--replace", help="the new version is exactly the folder "
                                                 "(what is no longer there is removed), as `dvc add` does")) -> None:
