@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -43,8 +42,8 @@ app.add_typer(service_app, name="service")
 app.command("serve")(serve)
 app.command("server")(server)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# One pair of consoles for every command, the sub-command modules' included.
+from mloop.commands._common import err, out  # noqa: E402
 
 
 # -- loading workflows ---------------------------------------------------------------------------
@@ -347,9 +346,10 @@ def input_(run_id: str = typer.Argument(..., help="run id or prefix"),
     from mloop.console import resume_workflow
     from mloop.services.runs import provide_input, resumable
 
+    given = parse_pairs(values, "input")
     with _backend() as backend:
-        run = provide_input(backend, run_id, parse_pairs(values, "input"))
-        err.print(f"recorded {', '.join(parse_pairs(values, 'input'))} for run {run.id[:12]}")
+        run = provide_input(backend, run_id, given)
+        err.print(f"recorded {', '.join(given)} for run {run.id[:12]}")
         if no_resume or not resumable(backend, run):
             return
     resume_workflow(_settings(), run.id, quiet=quiet, console=out, detach_when_waiting=no_wait)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -19,3 +20,18 @@ def open_cli_backend() -> Backend:
     from mloop.services import open_backend
 
     return open_backend(Settings())
+
+
+def when(value: datetime) -> str:
+    """A stored time as local wall-clock time."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def size(n: int) -> str:
+    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ... ``2.0 TiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

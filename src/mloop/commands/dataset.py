@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
-from mloop.commands._common import err, open_cli_backend, out
+from mloop.commands._common import err, open_cli_backend, out, size as _size, when as _when
 
 if TYPE_CHECKING:
     from mloop.services.datasets import Progress
@@ -30,17 +29,6 @@ _CLEAN = typer.Option(False, "--clean", help="leave corrupt images and bad annot
 _BAR_FROM = 200
 
 
-def _when(value: datetime) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _classes(value: Optional[str]) -> Optional[list[str]]:

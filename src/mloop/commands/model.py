@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from mloop.commands._common import err, open_cli_backend, out
+from mloop.commands._common import err, open_cli_backend, out, size as _size, when as _when
 
 if TYPE_CHECKING:
     from mloop.store.registry import ModelVersionRecord
@@ -19,17 +18,6 @@ model_app = typer.Typer(no_args_is_help=True, help="The model registry: versions
 _REF_HELP = "NAME (latest version), NAME:VERSION or NAME@alias"
 
 
-def _when(value: datetime) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _metrics(values: dict[str, float]) -> str:
