@@ -134,8 +134,7 @@ def provide_input(backend: Backend, run_id: str, values: dict[str, Any]) -> RunR
         raise RunStateError(f"run {run.id} has already ended ({run.status})", hint="start a new run with the values")
     spec = load_spec(store.get_release(run.release_id).spec, validate=False)
     coerced = coerce_given(spec, values)
-    current = store.get_run(run.id)
-    return store.update_run(run.id, params={**current.params, **coerced})
+    return store.update_run(run.id, params={**run.params, **coerced})
 
 
 def resumable(backend: Backend, run: RunRecord) -> bool:
