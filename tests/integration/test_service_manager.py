@@ -133,6 +133,9 @@ class TestDeploy:
         assert psutil.Process(rec.supervisor_pid).is_running()
         [deployment] = serving.list_deployments(backend, "echo-svc")
         assert deployment.status == "succeeded" and deployment.model_version == "1"
+        # The worker loads with the type the registry recorded, not a guess of its own.
+        worker = psutil.Process(rec.worker_pid).cmdline()
+        assert worker[worker.index("--model-type") + 1] == "custom"
 
     def test_switch_under_load_drops_no_request(self, backend: Backend, models: dict[str, str]) -> None:
         first = serving.deploy(backend, "echo-svc", models["v1"])

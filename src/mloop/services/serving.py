@@ -115,9 +115,10 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
         raise ManagedServiceError(f"service {service_name!r} listens on port {record.port}, not {port}",
                                   hint=f"leave --port out to keep {record.port}, or `mloop service stop "
                                        f"{service_name}` first to move it", service=service_name)
+    # The type the registry recorded at registration: the worker loads with it, not a second guess.
     options = {k: v for k, v in {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
                                  "batching": batching, "max_body_bytes": max_body_bytes,
-                                 "threads": threads}.items() if v is not None}
+                                 "threads": threads, "model_type": version.model_type}.items() if v is not None}
     stop_at = None if schedule_hours is None or schedule_hours < 0 else \
         datetime.now(timezone.utc) + timedelta(hours=schedule_hours)
     deployment = repo.add_deployment(record.id, model_name=version.name, model_version=version.version,
