@@ -9,6 +9,7 @@ from typing import Any
 from mloop.engine.context import RunContext
 from mloop.executors.base import Executor, JobExit, JobHandle
 from mloop.spec.models import StepSpec
+from mloop.store.base import MetricRecord, NewArtifact
 
 
 @dataclass
@@ -20,6 +21,10 @@ class Outcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     skip_steps: list[str] = field(default_factory=list)  # condition steps: the losing branch
     exit_code: int | None = None
+    #: Committed by the engine with the step's terminal transition (one transaction), never
+    #: written by the handler itself.
+    metrics: list[MetricRecord] = field(default_factory=list)
+    artifacts: list[NewArtifact] = field(default_factory=list)
 
 
 @dataclass

@@ -142,6 +142,17 @@ class AlgorithmRecord(_Record):
 
 
 @dataclass(frozen=True)
+class NewArtifact:
+    """An artifact a step produced, committed with the step's terminal transition."""
+
+    name: str  # the output's name
+    kind: str  # obs | metrics | model | ...
+    uri: str
+    digest: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class StepTransition:
     """One change of a step's status, for :meth:`Store.transition_steps`."""
 
@@ -151,6 +162,10 @@ class StepTransition:
     expected_from: Sequence[str] | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     at: datetime | None = None  # when it happened, if not at commit (the event's time, and started/finished_at)
+    #: What the step produced, written in the same transaction as the transition and only if
+    #: it applied: a crash before the commit leaves neither, a retry replaces instead of adding.
+    metrics: Sequence[MetricRecord] = ()
+    artifacts: Sequence[NewArtifact] = ()
 
 
 class Store(abc.ABC):
