@@ -45,7 +45,7 @@ import _bench  # noqa: E402
 
 from mloop import workflow as wf  # noqa: E402
 from mloop.config import Settings  # noqa: E402
-from mloop.services import create_run, execute_run, open_backend  # noqa: E402
+from mloop.runs import create_run, execute_run, open_backend  # noqa: E402
 from mloop.spec.models import WorkflowSpec  # noqa: E402
 from mloop.store.base import StepRecord  # noqa: E402
 

@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench  # noqa: E402
 
 from mloop.config import Settings  # noqa: E402
-from mloop.services import open_backend  # noqa: E402
+from mloop.runs import open_backend  # noqa: E402
 
 EXAMPLE = _bench.REPO_DIR / "examples" / "mnist"
 WORKFLOW = EXAMPLE / "workflow.py"

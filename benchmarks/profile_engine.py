@@ -32,7 +32,7 @@ import _bench  # noqa: E402
 import engine_overhead  # noqa: E402
 
 from mloop.config import Settings  # noqa: E402
-from mloop.services import create_run, execute_run, open_backend  # noqa: E402
+from mloop.runs import create_run, execute_run, open_backend  # noqa: E402
 
 #: (module, attribute path, label), outermost first. Inclusive: a row contains the rows it calls.
 TARGETS = [

@@ -7,7 +7,6 @@ import json
 import os
 import runpy
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -111,7 +110,7 @@ def _settings() -> Settings:
 
 
 def _backend() -> Any:
-    from mloop.services import open_backend
+    from mloop.runs import open_backend
 
     return open_backend(_settings())
 
@@ -151,23 +150,20 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         no_wait: bool = typer.Option(False, "--no-wait", help="return once the run only waits for input "
                                      "(a delayed placeholder, a labeling task); `mloop resume` continues it")) -> None:
     """Run a workflow in this process; exits 0 only if the run succeeded (or, with --no-wait, waits for input)."""
-    from mloop.console import run_workflow
-
-    from mloop.artifacts import resolve_url
+    from mloop.console import Watcher
+    from mloop.runs import raise_for_result, start_run
 
     spec = load_workflow(file)
-    settings = _settings()
     values = parse_pairs(param, "--param")
-    for req in spec.data_requirements:
-        # A path typed on the command line is relative to where it was typed.
-        raw = values.get(req.name)
-        if req.type in ("obs", "data_selector") and raw and not raw.startswith("{"):
-            values[req.name] = resolve_url(raw, obs_root=settings.resolved_obs_root, base_dir=os.getcwd())
     step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
-    run_id = run_workflow(settings, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
-                          scene=scene, quiet=quiet, follow_logs=follow, console=out, detach_when_waiting=no_wait)
+    with _backend() as backend:
+        # A path typed on the command line is relative to where it was typed.
+        result = start_run(backend, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
+                           scene=scene, base_dir=os.getcwd(), detach_when_waiting=no_wait,
+                           watch=Watcher(out, quiet=quiet, follow_logs=follow))
+    raise_for_result(result)
     if quiet:
-        print(run_id)
+        print(result.run.id)
 
 
 # -- records of runs ---------------------------------------------------------------------------
@@ -190,9 +186,10 @@ def runs(workflow: Optional[str] = typer.Option(None, "-w", "--workflow", help="
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List runs, newest first."""
     from mloop.console import status_text
+    from mloop.runs import list_runs
 
     with _backend() as backend:
-        records = backend.store.list_runs(workflow, [status] if status else None, limit)
+        records = list_runs(backend, workflow, [status] if status else None, limit)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
@@ -210,12 +207,11 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show a run: its values, steps, outputs and state history."""
     from mloop.console import status_text
+    from mloop.runs import run_detail
 
     with _backend() as backend:
-        r = backend.store.get_run(run_id)
-        steps = backend.store.list_steps(r.id)
-        events = backend.store.list_events(r.id)
-        release = backend.store.get_release(r.release_id)
+        detail = run_detail(backend, run_id)
+    r, steps, events, release = detail.run, detail.steps, detail.events, detail.release
     if as_json:
         print(json.dumps({"run": r.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps],
                           "events": [e.model_dump(mode="json") for e in events],
@@ -258,34 +254,16 @@ def logs(run_id: str = typer.Argument(..., help="run id or prefix"),
          step: Optional[str] = typer.Argument(None, help="one step (default: all)"),
          follow: bool = typer.Option(False, "-f", "--follow", help="keep printing until the step ends")) -> None:
     """Print (and follow) the logs of a run's jobs."""
-    from mloop.services.runs import step_log_path
-    from mloop.store.base import TERMINAL_STEP
+    from mloop.runs import log_lines, step_log_path
 
     with _backend() as backend:
-        run_rec = backend.store.get_run(run_id)
-        targets = step_log_path(backend, run_rec.id, step)
+        targets = step_log_path(backend, run_id, step)
         if not targets:
             err.print("no step of this run has a log yet")
             return
         prefix = len(targets) > 1
-        offsets = {t.name: 0 for t in targets}
-        while True:
-            for t in targets:
-                rec = backend.store.get_step(run_rec.id, t.name)
-                if not rec.log_path or not os.path.exists(rec.log_path):
-                    continue
-                with open(rec.log_path, "rb") as fh:
-                    fh.seek(offsets[t.name])
-                    data = fh.read()
-                offsets[t.name] += len(data)
-                for line in data.decode("utf-8", "replace").splitlines():
-                    print(f"[{t.name}] {line}" if prefix else line, flush=True)
-            if not follow:
-                break
-            states = [backend.store.get_step(run_rec.id, t.name).status for t in targets]
-            if all(s in TERMINAL_STEP for s in states) and backend.store.get_run(run_rec.id).status != "running":
-                break
-            time.sleep(0.3)
+        for name, line in log_lines(backend, run_id, step, follow=follow):
+            print(f"[{name}] {line}" if prefix else line, flush=True)
 
 
 @app.command()
@@ -293,9 +271,10 @@ def metrics(run_id: str = typer.Argument(..., help="run id or prefix"),
             step: Optional[str] = typer.Option(None, "--step", help="only this step"),
             as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show the metrics a run's jobs wrote."""
+    from mloop.runs import run_metrics
+
     with _backend() as backend:
-        run_rec = backend.store.get_run(run_id)
-        records = backend.store.list_metrics(run_rec.id, step)
+        records = run_metrics(backend, run_id, step)
     if as_json:
         print(json.dumps([m.model_dump(mode="json") for m in records], indent=2))
         return
@@ -329,7 +308,7 @@ def _metric_text(m: Any) -> str:
 @app.command()
 def stop(run_id: str = typer.Argument(..., help="run id or prefix")) -> None:
     """Stop a run: its running jobs (and the processes they started) end; it is marked stopped."""
-    from mloop.services.runs import stop_run
+    from mloop.runs import stop_run
 
     with _backend() as backend:
         r = stop_run(backend, run_id)
@@ -343,8 +322,8 @@ def input_(run_id: str = typer.Argument(..., help="run id or prefix"),
            no_wait: bool = typer.Option(False, "--no-wait", help="when resuming, return once the run waits again"),
            quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id")) -> None:
     """Give values to a run waiting for input; a run with no engine left is resumed here."""
-    from mloop.console import resume_workflow
-    from mloop.services.runs import provide_input, resumable
+    from mloop.console import Watcher
+    from mloop.runs import provide_input, raise_for_result, resumable, resume_and_run
 
     given = parse_pairs(values, "input")
     with _backend() as backend:
@@ -352,7 +331,9 @@ def input_(run_id: str = typer.Argument(..., help="run id or prefix"),
         err.print(f"recorded {', '.join(given)} for run {run.id[:12]}")
         if no_resume or not resumable(backend, run):
             return
-    resume_workflow(_settings(), run.id, quiet=quiet, console=out, detach_when_waiting=no_wait)
+        result = resume_and_run(backend, run.id, detach_when_waiting=no_wait,
+                                watch=Watcher(out, quiet=quiet, note=", resumed"))
+    raise_for_result(result)
 
 
 @app.command()
@@ -361,27 +342,26 @@ def resume(run_id: str = typer.Argument(..., help="run id or prefix"),
            no_wait: bool = typer.Option(False, "--no-wait", help="return once the run waits for input again"),
            quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id")) -> None:
     """Continue a run that waits for input and whose engine has gone (--no-wait, a restart)."""
-    from mloop.console import resume_workflow
+    from mloop.console import Watcher
+    from mloop.runs import raise_for_result, resume_and_run
 
-    resume_workflow(_settings(), run_id, quiet=quiet, follow_logs=follow, console=out, detach_when_waiting=no_wait)
+    with _backend() as backend:
+        result = resume_and_run(backend, run_id, detach_when_waiting=no_wait,
+                                watch=Watcher(out, quiet=quiet, follow_logs=follow, note=", resumed"))
+    raise_for_result(result)
 
 
 @app.command()
 def retry(run_id: str = typer.Argument(..., help="run id or prefix"),
           follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs")) -> None:
     """Re-run a failed or stopped run from its failed steps, reusing what succeeded."""
-    from mloop.console import RunDisplay, summary
-    from mloop.services.runs import execute_run, first_failure, raise_for_run, retry_run
-    from mloop.steps.job import log_tail
+    from mloop.console import Watcher
+    from mloop.runs import raise_for_result, retry_and_run
 
     with _backend() as backend:
-        r = retry_run(backend, run_id)
-        with RunDisplay(out, f"{r.workflow_name} · run {r.id[:12]} (retry, attempt {r.attempt})", follow) as display:
-            r = execute_run(backend, r.id, listener=display)
-        failed = first_failure(backend, r)
-        summary(out, r, failed.name if failed else None,
-                log_tail(failed.log_path, backend.settings.log_tail_lines) if failed else [])
-        raise_for_run(backend, r)
+        result = retry_and_run(backend, run_id, watch=Watcher(out, follow_logs=follow,
+                                                              note=" (retry, attempt {attempt})"))
+    raise_for_result(result)
 
 
 # -- algorithms, flavors, database -------------------------------------------------------------

@@ -1,20 +1,28 @@
 """Terminal output for runs: a live table of steps on a terminal, one line per change elsewhere
-(CI logs), job logs streamed on request, and the failing step's log tail at the end."""
+(CI logs), job logs streamed on request, and the failing step's log tail at the end.
+
+Layer: door (terminal renderer). It only renders: the engine's step events through a
+listener, and the :class:`~mloop.runs.service.RunResult` the run service returns. Only the
+doors import it (``mloop.cli``, ``mloop.commands``, the SDK verbs).
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from mloop.engine.engine import StepView
+from mloop.engine.engine import Listener, StepView
 from mloop.store.base import RunRecord
+
+if TYPE_CHECKING:
+    from mloop.runs.service import RunResult
 
 STATUS_STYLE = {"pending": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
                 "skipped": "yellow", "stopped": "magenta", "waiting_input": "bold yellow"}
@@ -136,60 +144,35 @@ def summary(console: Console, run: RunRecord, failed_step: str | None, tail: lis
         console.print(f"full log: mloop logs {run.id[:12]} {failed_step}", style="dim")
 
 
-def run_workflow(settings: Any, spec: Any, values: dict[str, Any], *, storages: dict[str, str] | None = None,
-                 steps: list[str] | None = None, scene: str | None = None, quiet: bool = False,
-                 require_defaults: bool = False, follow_logs: bool = False, experiment_id: str | None = None,
-                 console: Console | None = None, detach_when_waiting: bool = False) -> str:
-    """Create and execute a run in this process with live output; what SDK verbs call.
-
-    Returns the run id. Raises StepFailed when the run does not succeed (a run left waiting
-    for input with ``detach_when_waiting`` has not failed: it returns normally).
-    """
-    from mloop.services.backend import open_backend
-    from mloop.services.runs import create_run
-
-    with open_backend(settings) as backend:
-        run = create_run(backend, spec, values, storages=storages, steps=steps, scene=scene,
-                         require_defaults=require_defaults)
-        return _drive(backend, run, f"{spec.name} · run {run.id[:12]} (#{run.number})", quiet=quiet,
-                      follow_logs=follow_logs, console=console, detach_when_waiting=detach_when_waiting)
+def render_result(console: Console, result: RunResult) -> None:
+    """How a run ended (:func:`summary`), and for a run left waiting, what it waits for."""
+    summary(console, result.run, result.failed.name if result.failed else None, result.log_tail)
+    if result.run.status != "waiting_input":
+        return
+    for step in result.waiting:
+        console.print(Text.assemble((f"step {step.name!r} ", "bold"), (step.message or "", "yellow")),
+                      highlight=False)
+    console.print(f"the run waits; `mloop resume {result.run.id[:12]}` continues it once the input is there "
+                  f"(`mloop input` and `mloop label import` resume it themselves)", style="dim")
 
 
-def resume_workflow(settings: Any, run_id: str, *, quiet: bool = False, follow_logs: bool = False,
-                    console: Console | None = None, detach_when_waiting: bool = False) -> str:
-    """Continue a run left waiting for input (``mloop resume``/``mloop input``), with live output."""
-    from mloop.services.backend import open_backend
+class Watcher:
+    """Shows a run live while the run service executes it, then how it ended (the ``watch``
+    argument of :func:`mloop.runs.service.start_run` and friends); with ``quiet``, nothing."""
 
-    with open_backend(settings) as backend:
-        run = backend.store.get_run(run_id)
-        return _drive(backend, run, f"{run.workflow_name} · run {run.id[:12]} (#{run.number}), resumed",
-                      quiet=quiet, follow_logs=follow_logs, console=console,
-                      detach_when_waiting=detach_when_waiting, resume=True)
+    def __init__(self, console: Console | None = None, *, quiet: bool = False, follow_logs: bool = False,
+                 note: str = "") -> None:
+        self.console = console or Console()
+        self.quiet, self.follow_logs, self.note = quiet, follow_logs, note
 
+    def title(self, run: RunRecord) -> str:
+        note = self.note.format(attempt=run.attempt)
+        return f"{run.workflow_name} · run {run.id[:12]} (#{run.number}){note}"
 
-def _drive(backend: Any, run: RunRecord, title: str, *, quiet: bool, follow_logs: bool, console: Console | None,
-           detach_when_waiting: bool, resume: bool = False) -> str:
-    from mloop.services.runs import execute_run, first_failure, raise_for_run
-    from mloop.steps.job import log_tail
-
-    console = console or Console(stderr=False)
-    if quiet:
-        run = execute_run(backend, run.id, detach_when_waiting=detach_when_waiting, resume=resume)
-    else:
-        with RunDisplay(console, title, follow_logs=follow_logs) as display:
-            run = execute_run(backend, run.id, listener=display, detach_when_waiting=detach_when_waiting,
-                              resume=resume)
-        failed = first_failure(backend, run)
-        summary(console, run, failed.name if failed else None,
-                log_tail(failed.log_path, backend.settings.log_tail_lines) if failed else [])
-    if run.status == "waiting_input":
-        if not quiet:
-            for step in backend.store.list_steps(run.id):
-                if step.status == "waiting_input":
-                    console.print(Text.assemble((f"step {step.name!r} ", "bold"), (step.message or "", "yellow")),
-                                  highlight=False)
-            console.print(f"the run waits; `mloop resume {run.id[:12]}` continues it once the input is there "
-                          f"(`mloop input` and `mloop label import` resume it themselves)", style="dim")
-        return str(run.id)
-    raise_for_run(backend, run)
-    return str(run.id)
+    def __call__(self, run: RunRecord, execute: Callable[[Listener | None], RunResult]) -> RunResult:
+        if self.quiet:
+            return execute(None)
+        with RunDisplay(self.console, self.title(run), follow_logs=self.follow_logs) as display:
+            result = execute(display)
+        render_result(self.console, result)
+        return result

@@ -23,7 +23,8 @@ import pytest
 
 from mloop.cli import load_workflow
 from mloop.config import Settings
-from mloop.services import Backend, create_run, execute_run, open_backend, retry_run
+from mloop.context import Context
+from mloop.runs import create_run, execute_run, open_backend, retry_run
 from mloop.store.base import MetricRecord, RunRecord, StepRecord
 
 PYTHON = sys.executable
@@ -312,7 +313,7 @@ class Embedded:
 
     def __init__(self, home: Path, database_url: str | None = None, **settings: Any) -> None:
         self.settings = Settings(home=home, database_url=database_url, **settings)
-        self.backend: Backend = open_backend(self.settings)
+        self.backend: Context = open_backend(self.settings)
 
     @property
     def store(self) -> Any:

@@ -18,29 +18,29 @@ import pytest
 
 from mloop.datasets import reading
 from mloop.datasets.objects import PACK_MAX, ObjectStore
-from mloop.services import Backend
+from mloop.context import Context
 from mloop.services import datasets as ds
 
 from test_dataset_versions import PAST, image_folder, make_backend, write_png
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[Backend]:
+def local(tmp_path: Path) -> Iterator[Context]:
     with make_backend(tmp_path, f"sqlite:///{tmp_path / 'db' / 'mloop.db'}") as b:
         yield b
 
 
-def packs(backend: Backend) -> list[Path]:
+def packs(backend: Context) -> list[Path]:
     return sorted((Path(backend.artifacts.root) / "datasets" / "packs").glob("*.pack"))
 
 
-def stored_bytes(backend: Backend) -> int:
+def stored_bytes(backend: Context) -> int:
     root = Path(backend.artifacts.root) / "datasets"
     return sum(p.stat().st_size for p in (root / "packs").glob("*.pack")) + sum(
         p.stat().st_size for p in (root / "objects").rglob("*") if p.is_file())
 
 
-def test_each_content_is_stored_once_across_versions_and_datasets(local: Backend, tmp_path: Path) -> None:
+def test_each_content_is_stored_once_across_versions_and_datasets(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 6, "b": 4})
     (src / "a" / "copy.png").write_bytes((src / "a" / "000.png").read_bytes())  # same bytes, another path
     v1 = ds.create_dataset(local, "one", src)
@@ -57,7 +57,7 @@ def test_each_content_is_stored_once_across_versions_and_datasets(local: Backend
     assert len(packs(local)) == 2  # one pack per import that stored something
 
 
-def test_export_is_byte_for_byte_with_packed_and_loose_objects(local: Backend, tmp_path: Path) -> None:
+def test_export_is_byte_for_byte_with_packed_and_loose_objects(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 5, "b": 5})
     write_png(src / "b" / "big.png", seed=9, size=300)
     (src / "notes.bin").write_bytes(os.urandom(PACK_MAX))  # exactly PACK_MAX: packed
@@ -74,7 +74,7 @@ def test_export_is_byte_for_byte_with_packed_and_loose_objects(local: Backend, t
     assert store.read(hashlib.sha256(b"").hexdigest()) == b""
 
 
-def test_a_pack_without_its_index_is_ignored_and_nothing_partial_is_visible(local: Backend, tmp_path: Path) -> None:
+def test_a_pack_without_its_index_is_ignored_and_nothing_partial_is_visible(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 3})
     ds.create_dataset(local, "crash", src)
     for i in range(40):
@@ -103,7 +103,7 @@ def test_a_pack_without_its_index_is_ignored_and_nothing_partial_is_visible(loca
     assert all((out / p.relative_to(src)).read_bytes() == p.read_bytes() for p in src.rglob("*.png"))
 
 
-def test_the_parallel_read_finds_what_the_serial_one_does(local: Backend, tmp_path: Path,
+def test_the_parallel_read_finds_what_the_serial_one_does(local: Context, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     src = image_folder(tmp_path / "src", {"a": 30, "b": 30})
     (src / "b" / "005.png").write_bytes((src / "b" / "005.png").read_bytes()[:-20])  # truncated

@@ -26,7 +26,8 @@ from PIL import Image
 from mloop.config import Settings
 from mloop.datasets.objects import PACK_MAX, ObjectStore
 from mloop.errors import DatasetConflictError, DatasetError, DatasetFormatError, NotFoundError
-from mloop.services import Backend, open_backend
+from mloop.context import Context
+from mloop.runs import open_backend
 from mloop.services import datasets as ds
 
 PAST = 1_600_000_000  # a modification time well outside the re-read cache's racy window
@@ -55,32 +56,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_backend(tmp_path: Path, database_url: str, machine: str = "a", artifact_root: str | None = None) -> Backend:
+def make_backend(tmp_path: Path, database_url: str, machine: str = "a", artifact_root: str | None = None) -> Context:
     settings = Settings(home=tmp_path / f"home-{machine}", database_url=database_url,
                         artifact_root=artifact_root or str(tmp_path / "artifacts"))
     return open_backend(settings, reconcile=False)
 
 
 @pytest.fixture
-def backend(tmp_path: Path, database_url: str) -> Iterator[Backend]:
+def backend(tmp_path: Path, database_url: str) -> Iterator[Context]:
     """On SQLite and PostgreSQL: for behaviour that involves the metadata store."""
     with make_backend(tmp_path, database_url) as b:
         yield b
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[Backend]:
+def local(tmp_path: Path) -> Iterator[Context]:
     """On SQLite only: for behaviour of the files and the artifact store."""
     with make_backend(tmp_path, f"sqlite:///{tmp_path / 'db' / 'mloop.db'}") as b:
         yield b
 
 
-def object_count(backend: Backend) -> int:
+def object_count(backend: Context) -> int:
     return ObjectStore(backend.artifacts).count()
 
 
 # -- the round trip ----------------------------------------------------------------------------------
-def test_create_import_diff_export_round_trip_byte_for_byte(backend: Backend, tmp_path: Path) -> None:
+def test_create_import_diff_export_round_trip_byte_for_byte(backend: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"cat": 4, "dog": 3})
     (src / "README.txt").write_text("not a sample, still versioned\n")
     v1 = ds.create_dataset(backend, "pets", src, description="cats and dogs")
@@ -121,7 +122,7 @@ def test_create_import_diff_export_round_trip_byte_for_byte(backend: Backend, tm
         "pets", "v2", 2, "cats and dogs")
 
 
-def test_import_adds_to_the_latest_version_and_keeps_the_rest(local: Backend, tmp_path: Path) -> None:
+def test_import_adds_to_the_latest_version_and_keeps_the_rest(local: Context, tmp_path: Path) -> None:
     ds.create_dataset(local, "digits", image_folder(tmp_path / "a", {"0": 3, "1": 3}))
     more = image_folder(tmp_path / "b", {"1": 2, "2": 2}, seed=7)
     v2 = ds.import_data(local, "digits", more)
@@ -131,7 +132,7 @@ def test_import_adds_to_the_latest_version_and_keeps_the_rest(local: Backend, tm
     assert diff.removed == []
 
 
-def test_unchanged_folder_makes_no_new_version(local: Backend, tmp_path: Path) -> None:
+def test_unchanged_folder_makes_no_new_version(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 3})
     v1 = ds.create_dataset(local, "same", src)
     again = ds.import_data(local, "same", src)
@@ -140,7 +141,7 @@ def test_unchanged_folder_makes_no_new_version(local: Backend, tmp_path: Path) -
 
 
 # -- content addressing ------------------------------------------------------------------------------
-def test_files_shared_by_versions_are_stored_once(backend: Backend, tmp_path: Path) -> None:
+def test_files_shared_by_versions_are_stored_once(backend: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 5, "b": 5})
     ds.create_dataset(backend, "dedupe", src)
     assert object_count(backend) == 10
@@ -162,7 +163,7 @@ def test_files_shared_by_versions_are_stored_once(backend: Backend, tmp_path: Pa
     assert object_count(backend) == 11
 
 
-def test_objects_are_named_by_their_sha256_and_read_only(local: Backend, tmp_path: Path) -> None:
+def test_objects_are_named_by_their_sha256_and_read_only(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 1})
     write_png(src / "a" / "big.png", seed=3, size=300)  # ~90 KB of noise: over PACK_MAX, a loose object
     ds.create_dataset(local, "named", src)
@@ -182,7 +183,7 @@ def test_objects_are_named_by_their_sha256_and_read_only(local: Backend, tmp_pat
 
 
 # -- releases and labels -----------------------------------------------------------------------------
-def test_release_split_is_deterministic_and_stratified(backend: Backend, tmp_path: Path) -> None:
+def test_release_split_is_deterministic_and_stratified(backend: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 20, "b": 10, "c": 5})
     ds.create_dataset(backend, "strat", src)
     r1 = ds.release_version(backend, "strat", ratio=0.8, seed=3)
@@ -206,7 +207,7 @@ def test_release_split_is_deterministic_and_stratified(backend: Backend, tmp_pat
     assert ds.load_manifest(backend, r1).files == ds.load_manifest(backend, v1).files
 
 
-def test_release_refuses_a_ratio_outside_0_1_and_unknown_versions(backend: Backend, tmp_path: Path) -> None:
+def test_release_refuses_a_ratio_outside_0_1_and_unknown_versions(backend: Context, tmp_path: Path) -> None:
     ds.create_dataset(backend, "ratio", image_folder(tmp_path / "src", {"a": 2}))
     for bad in (0, 1, 1.5, -0.2, "x"):
         with pytest.raises(DatasetError, match="not between 0 and 1") as info:
@@ -221,7 +222,7 @@ def test_release_refuses_a_ratio_outside_0_1_and_unknown_versions(backend: Backe
     assert [v.version for v in ds.list_versions(backend, "ratio")] == ["v1", "r1"]
 
 
-def test_relabel_makes_a_version_with_the_same_files_and_new_labels(backend: Backend, tmp_path: Path) -> None:
+def test_relabel_makes_a_version_with_the_same_files_and_new_labels(backend: Context, tmp_path: Path) -> None:
     ds.create_dataset(backend, "lab", image_folder(tmp_path / "src", {"cat": 2, "dog": 2}))
     v2 = ds.relabel(backend, "lab", "v1", {"cat/000.png": ["dog"], "dog/001.png": ["bird", "dog"]},
                     description="fixed two labels")
@@ -235,7 +236,7 @@ def test_relabel_makes_a_version_with_the_same_files_and_new_labels(backend: Bac
         ds.relabel(backend, "lab", "v2", {"nope.png": ["cat"]})
 
 
-def test_materialize_writes_the_job_layout(local: Backend, tmp_path: Path) -> None:
+def test_materialize_writes_the_job_layout(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"cat": 5, "dog": 5})
     write_png(src / "loose.png", seed=77)  # no class folder: an unlabeled sample
     write_png(src / "cat" / "big.png", seed=78, size=300)  # over PACK_MAX: a loose object
@@ -264,7 +265,7 @@ def test_materialize_writes_the_job_layout(local: Backend, tmp_path: Path) -> No
 
 
 # -- the re-read cache ---------------------------------------------------------------------------------
-def test_reversioning_reads_only_changed_files(local: Backend, tmp_path: Path) -> None:
+def test_reversioning_reads_only_changed_files(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 10, "b": 10})
     v1 = ds.create_dataset(local, "cache", src)
     assert (v1.stats["read"], v1.stats["cache_hits"]) == (20, 0)
@@ -283,7 +284,7 @@ def test_reversioning_reads_only_changed_files(local: Backend, tmp_path: Path) -
     assert v3.stats["unchanged"] is True and v3.stats["read"] == 1
 
 
-def test_files_modified_just_before_reading_are_read_again(local: Backend, tmp_path: Path) -> None:
+def test_files_modified_just_before_reading_are_read_again(local: Context, tmp_path: Path) -> None:
     src = tmp_path / "src" / "a"
     src.mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4), dtype=np.uint8), mode="L").save(src / "fresh.png")  # mtime: now
@@ -323,7 +324,7 @@ def test_a_remote_artifact_store_works_through_fsspec(tmp_path: Path) -> None:
 
 
 # -- interruption and concurrency ----------------------------------------------------------------------
-def test_a_failed_import_leaves_no_version_and_the_retry_reuses_stored_files(backend: Backend, tmp_path: Path) -> None:
+def test_a_failed_import_leaves_no_version_and_the_retry_reuses_stored_files(backend: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 3})
     ds.create_dataset(backend, "crash", src)
     for i in range(300):
@@ -356,7 +357,7 @@ def test_a_killed_import_process_leaves_no_partial_version(tmp_path: Path, datab
         import time
         from pathlib import Path
         from mloop.config import Settings
-        from mloop.services import open_backend
+        from mloop.runs import open_backend
         from mloop.services import datasets as ds
         backend = open_backend(Settings(home={str(tmp_path / 'home-a')!r}, database_url={database_url!r},
                                         artifact_root={str(tmp_path / 'artifacts')!r}), reconcile=False)
@@ -385,7 +386,7 @@ def test_a_killed_import_process_leaves_no_partial_version(tmp_path: Path, datab
         assert all((out / p.relative_to(src)).read_bytes() == p.read_bytes() for p in src.rglob("*.png"))
 
 
-def test_an_import_refuses_to_commit_over_a_version_made_meanwhile(backend: Backend, tmp_path: Path) -> None:
+def test_an_import_refuses_to_commit_over_a_version_made_meanwhile(backend: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 2})
     v1 = ds.create_dataset(backend, "race", src)
     repo = backend.store.datasets  # type: ignore[attr-defined]
@@ -398,7 +399,7 @@ def test_an_import_refuses_to_commit_over_a_version_made_meanwhile(backend: Back
 
 
 # -- bad input -----------------------------------------------------------------------------------------
-def test_bad_inputs_get_clear_errors_and_change_nothing(backend: Backend, tmp_path: Path) -> None:
+def test_bad_inputs_get_clear_errors_and_change_nothing(backend: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 2})
     for bad_name in ("", "has space", "x" * 101, "a:b", "a/b"):
         with pytest.raises(DatasetError, match="is not allowed") as info:
@@ -427,7 +428,7 @@ def test_bad_inputs_get_clear_errors_and_change_nothing(backend: Backend, tmp_pa
     assert [d.name for d in ds.list_datasets(backend)] == ["数据集_1"]
 
 
-def test_corrupt_images_fail_or_are_left_out_with_a_report(local: Backend, tmp_path: Path) -> None:
+def test_corrupt_images_fail_or_are_left_out_with_a_report(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 3, "b": 2})
     good = (src / "a" / "001.png").read_bytes()
     (src / "a" / "001.png").write_bytes(good[: len(good) // 2])  # truncated
@@ -444,7 +445,7 @@ def test_corrupt_images_fail_or_are_left_out_with_a_report(local: Backend, tmp_p
     assert v2.sample_count == 5 and ds.diff_versions(local, "corrupt", "v1", "v2").added == ["a/001.png"]
 
 
-def test_an_artifact_store_object_missing_is_reported(local: Backend, tmp_path: Path) -> None:
+def test_an_artifact_store_object_missing_is_reported(local: Context, tmp_path: Path) -> None:
     src = image_folder(tmp_path / "src", {"a": 1})
     ds.create_dataset(local, "lost", src)
     for obj in (Path(local.artifacts.root) / "datasets" / "packs").rglob("*.pack"):

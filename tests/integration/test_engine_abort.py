@@ -10,7 +10,7 @@ import pytest
 
 from mloop import workflow as wf
 from mloop.config import Settings
-from mloop.services import create_run, execute_run, open_backend
+from mloop.runs import create_run, execute_run, open_backend
 
 
 def _workflow(code: Path) -> wf.Workflow:

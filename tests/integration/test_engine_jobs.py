@@ -15,7 +15,7 @@ from helpers import (  # noqa: F401 (fixtures)
     BOTH_DATABASES, Embedded, database_url, embedded, wait_until, write_job, write_workflow,
 )
 from mloop.artifacts import hash_dir
-from mloop.services import execute_run, stop_run
+from mloop.runs import execute_run, stop_run
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,7 @@ import pytest
 
 from helpers import Embedded, process_gone, wait_until, write_job, write_workflow
 from mloop.config import Settings
-from mloop.services import open_backend
+from mloop.runs import open_backend
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -106,6 +106,6 @@ def test_label_a_task_over_http(server: tuple[httpx.Client, Embedded], tmp_path:
     missing = client.get("/label-tasks/nope")
     assert missing.status_code == 404 and "mloop label list" in missing.json()["hint"]
 
-    from mloop.services.runs import resume_run
+    from mloop.runs.service import resume_run
 
     assert resume_run(b, run.id).status == "succeeded"  # what `mloop resume` does

@@ -144,7 +144,7 @@ REPORT = """
 def test_a_labeling_step_waits_is_left_and_resumes_when_its_task_completes(backend: Embedded,
                                                                            tmp_path: Path) -> None:
     from mloop.engine.engine import Engine
-    from mloop.services.runs import resumable, resume_run
+    from mloop.runs.service import resumable, resume_run
 
     b = backend.backend
     write_job(tmp_path / "code", REPORT, args=("out", "data_url"))

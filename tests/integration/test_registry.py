@@ -21,7 +21,7 @@ import pytest
 from helpers import BOTH_DATABASES, MLOOP, Cli, Embedded, cli, database_url, embedded  # noqa: F401 (fixtures)
 from mloop.config import Settings
 from mloop.errors import ArtifactError, ModelError, ModelVersionExistsError, NotFoundError
-from mloop.services import open_backend
+from mloop.runs import open_backend
 from mloop.services import models as registry
 
 pytestmark = pytest.mark.timeout(120)
@@ -335,7 +335,7 @@ class TestLocalCopies:
         rec = registry.register_model(embedded.backend, "m", models["torchscript"])
         home = tmp_path / "elsewhere"
         script = (
-            "import sys\nfrom mloop.config import Settings\nfrom mloop.services import open_backend\n"
+            "import sys\nfrom mloop.config import Settings\nfrom mloop.runs import open_backend\n"
             "from mloop.services.models import get_model_version, model_local_path\n"
             f"s = Settings(home={str(home)!r}, database_url={embedded.settings.resolved_database_url!r}, "
             f"artifact_root={embedded.settings.resolved_artifact_root!r})\n"

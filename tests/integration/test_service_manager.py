@@ -24,7 +24,8 @@ from helpers import Cli, process_gone, wait_until
 from mloop.config import Settings
 from mloop.errors import DeployFailedError, ManagedServiceError, NotFoundError
 from mloop.serving.manager import service_processes
-from mloop.services import Backend, open_backend
+from mloop.context import Context
+from mloop.runs import open_backend
 from mloop.services import serving
 from mloop.services.models import register_model
 
@@ -44,7 +45,7 @@ def version_model(folder: Path, tag: str, *, broken: bool = False) -> Path:
     return folder
 
 
-def stop_all(backend: Backend) -> None:
+def stop_all(backend: Context) -> None:
     """Teardown: stop every service the test started and check that no process is left."""
     home = backend.settings.home_path
     for rec in serving.list_services(backend):
@@ -54,7 +55,7 @@ def stop_all(backend: Backend) -> None:
 
 
 @pytest.fixture
-def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLOOP_HOME", str(tmp_path / ".mloop"))
     b = open_backend(Settings())
@@ -68,7 +69,7 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
 
 
 @pytest.fixture
-def models(backend: Backend, tmp_path: Path) -> dict[str, str]:
+def models(backend: Context, tmp_path: Path) -> dict[str, str]:
     """Versions 1 and 2 of model ``echo`` (answering "v1"/"v2") and version 3, which fails to load."""
     refs = {}
     for tag, broken in (("v1", False), ("v2", False), ("v3", True)):
@@ -124,7 +125,7 @@ class Hammer:
 
 
 class TestDeploy:
-    def test_deploy_then_predict(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_deploy_then_predict(self, backend: Context, models: dict[str, str]) -> None:
         rec = serving.deploy(backend, "echo-svc", models["v1"])
         assert rec.status == "running" and rec.model_ref == models["v1"]
         assert rec.url == f"http://127.0.0.1:{rec.port}"
@@ -137,7 +138,7 @@ class TestDeploy:
         worker = psutil.Process(rec.worker_pid).cmdline()
         assert worker[worker.index("--model-type") + 1] == "custom"
 
-    def test_switch_under_load_drops_no_request(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_switch_under_load_drops_no_request(self, backend: Context, models: dict[str, str]) -> None:
         first = serving.deploy(backend, "echo-svc", models["v1"])
         assert first.url is not None
         with Hammer(first.url) as hammer:
@@ -157,7 +158,7 @@ class TestDeploy:
         assert late["v1"] == 0 and late["v2"] > 0, late
         wait_until(lambda: process_gone(first.worker_pid), 30, "the old worker to exit")
 
-    def test_failed_load_keeps_the_old_version_serving(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_failed_load_keeps_the_old_version_serving(self, backend: Context, models: dict[str, str]) -> None:
         first = serving.deploy(backend, "echo-svc", models["v1"])
         with pytest.raises(DeployFailedError) as caught:
             serving.deploy(backend, "echo-svc", models["v3"])
@@ -169,7 +170,7 @@ class TestDeploy:
         latest = serving.list_deployments(backend, "echo-svc")[0]
         assert latest.status == "failed" and "cannot load v3" in (latest.message or "")
 
-    def test_a_service_deployed_from_an_alias_follows_it(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_a_service_deployed_from_an_alias_follows_it(self, backend: Context, models: dict[str, str]) -> None:
         from mloop.services.models import move_alias
 
         move_alias(backend, "echo", "production", "1")
@@ -188,7 +189,7 @@ class TestDeploy:
         assert followers[0].service == "echo-prod" and "cannot load v3" in (followers[0].error or "")
         assert answer(rec.url or "")["version"] == "v2"
 
-    def test_failed_first_deploy_leaves_nothing_running(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_failed_first_deploy_leaves_nothing_running(self, backend: Context, models: dict[str, str]) -> None:
         with pytest.raises(DeployFailedError, match="cannot load v3") as caught:
             serving.deploy(backend, "broken", models["v3"])
         assert "nothing is served" in (caught.value.hint or "")
@@ -197,7 +198,7 @@ class TestDeploy:
         assert rec.status == "failed" and "cannot load v3" in (rec.message or "")
         wait_until(lambda: service_processes(backend.settings.home_path, "broken") == [], 20, "processes to end")
 
-    def test_port_given_is_kept_and_a_taken_port_is_refused(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_port_given_is_kept_and_a_taken_port_is_refused(self, backend: Context, models: dict[str, str]) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             free = probe.getsockname()[1]
@@ -206,7 +207,7 @@ class TestDeploy:
         with pytest.raises(ManagedServiceError, match=f"cannot listen on 127.0.0.1:{free}"):
             serving.deploy(backend, "other", models["v1"], port=free)
 
-    def test_bad_name_and_unknown_model(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_bad_name_and_unknown_model(self, backend: Context, models: dict[str, str]) -> None:
         with pytest.raises(ManagedServiceError, match="invalid service name"):
             serving.deploy(backend, "no spaces", models["v1"])
         with pytest.raises(NotFoundError):
@@ -217,7 +218,7 @@ class TestDeploy:
 
 
 class TestSupervision:
-    def test_killed_worker_is_restarted(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_killed_worker_is_restarted(self, backend: Context, models: dict[str, str]) -> None:
         rec = serving.deploy(backend, "echo-svc", models["v1"])
         assert rec.worker_pid is not None
         os.kill(rec.worker_pid, signal.SIGKILL)
@@ -228,7 +229,7 @@ class TestSupervision:
         assert "exited with signal 9; restarting" in "\n".join(serving.service_logs(backend, "echo-svc"))
 
     @pytest.mark.slow
-    def test_dead_supervisor_is_noticed_and_started_again(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_dead_supervisor_is_noticed_and_started_again(self, backend: Context, models: dict[str, str]) -> None:
         rec = serving.deploy(backend, "echo-svc", models["v1"])
         assert rec.supervisor_pid is not None and rec.worker_pid is not None
         os.kill(rec.supervisor_pid, signal.SIGKILL)
@@ -240,7 +241,7 @@ class TestSupervision:
         assert process_gone(rec.worker_pid), "the orphaned worker was not ended"
         assert answer(back.url or "")["version"] == "v1"
 
-    def test_schedule_stops_the_service(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_schedule_stops_the_service(self, backend: Context, models: dict[str, str]) -> None:
         rec = serving.deploy(backend, "brief", models["v1"], schedule_hours=4 / 3600)
         assert rec.stop_at is not None
         stopped = wait_until(lambda: (r := serving.get_service(backend, "brief")).status == "stopped" and r, 30,
@@ -249,7 +250,7 @@ class TestSupervision:
         wait_until(lambda: service_processes(backend.settings.home_path, "brief") == [], 20, "processes to end")
 
 
-    def test_a_deleted_home_stops_the_service(self, backend: Backend, models: dict[str, str]) -> None:
+    def test_a_deleted_home_stops_the_service(self, backend: Context, models: dict[str, str]) -> None:
         import shutil
 
         rec = serving.deploy(backend, "orphan", models["v1"])
@@ -261,7 +262,7 @@ class TestSupervision:
 
 class TestCli:
     @pytest.mark.slow  # five mloop processes
-    def test_deploy_list_predict_stop(self, backend: Backend, models: dict[str, str], tmp_path: Path) -> None:
+    def test_deploy_list_predict_stop(self, backend: Context, models: dict[str, str], tmp_path: Path) -> None:
         cli = Cli(tmp_path, backend.settings.home_path)
         assert "echo:1 is live at http://127.0.0.1:" in cli.ok("service", "deploy", "svc", models["v1"], timeout=60).out
         failed = cli("service", "deploy", "svc", models["v3"], timeout=60)

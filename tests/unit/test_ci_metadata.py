@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mloop.services.runs import _CI_VARS, ci_metadata
+from mloop.runs.service import _CI_VARS, ci_metadata
 
 
 @pytest.fixture(autouse=True)

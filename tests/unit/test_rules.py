@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mloop.engine.rules import check_run_transition, check_step_transition, dependencies
+from mloop.engine.rules import dependencies
+from mloop.engine.transitions import check_run as check_run_transition, check_step as check_step_transition
 from mloop.errors import RunStateError
 from mloop.spec.models import StepSpec, WorkflowSpec
 

@@ -54,7 +54,7 @@ def _loaded(modules: set[str], names: list[str]) -> list[str]:
 def test_importing_the_cli_loads_no_store_engine_or_pydantic(tmp_path: Path) -> None:
     modules = _modules_after("import mloop.cli", tmp_path)
     assert "typer" in modules  # the check sees what was imported
-    assert _loaded(modules, ["sqlalchemy", "pydantic", "mloop.store", "mloop.services", "mloop.engine",
+    assert _loaded(modules, ["sqlalchemy", "pydantic", "mloop.store", "mloop.services", "mloop.runs", "mloop.engine",
                              "mloop.spec", "mloop.artifacts", "fsspec", *HEAVY]) == []
 
 
@@ -67,7 +67,7 @@ def test_help_loads_no_store_or_pydantic(tmp_path: Path) -> None:
 def home_with_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose ``.mloop`` database exists: only a command's first open creates the schema."""
     folder = tmp_path_factory.mktemp("startup")
-    _modules_after("from mloop.config import Settings\nfrom mloop.services import open_backend\n"
+    _modules_after("from mloop.config import Settings\nfrom mloop.runs import open_backend\n"
                    "open_backend(Settings()).close()", folder)
     return folder
 
@@ -75,7 +75,7 @@ def home_with_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_open_backend_loads_neither_engine_nor_spec_nor_artifacts(home_with_schema: Path) -> None:
     modules = _modules_after("""
         from mloop.config import Settings
-        from mloop.services import open_backend
+        from mloop.runs import open_backend
         with open_backend(Settings()) as backend:
             backend.store.list_runs()
     """, home_with_schema)
@@ -87,7 +87,7 @@ def test_open_backend_loads_neither_engine_nor_spec_nor_artifacts(home_with_sche
 def test_artifact_store_is_made_on_first_use(tmp_path: Path) -> None:
     from mloop.artifacts import ArtifactStore
     from mloop.config import Settings
-    from mloop.services import open_backend
+    from mloop.runs import open_backend
 
     with open_backend(Settings(home=tmp_path / ".mloop")) as backend:
         assert backend._artifacts is None
@@ -96,22 +96,22 @@ def test_artifact_store_is_made_on_first_use(tmp_path: Path) -> None:
         assert store.root == str((tmp_path / ".mloop" / "artifacts").resolve())
 
 
-def test_services_exports_load_on_use(tmp_path: Path) -> None:
+def test_runs_exports_load_on_use(tmp_path: Path) -> None:
     modules = _modules_after("""
-        import mloop.services as services
-        assert "mloop.services.runs" not in __import__("sys").modules
-        assert callable(services.create_run) and callable(services.open_backend)
-        from mloop.services import Backend, execute_run
-        assert sorted(services.__all__) == sorted(n for n in services.__all__ if hasattr(services, n))
+        import mloop.runs as runs
+        assert "mloop.runs.service" not in __import__("sys").modules
+        assert callable(runs.create_run) and callable(runs.open_backend)
+        from mloop.runs import RunResult, execute_run
+        assert sorted(runs.__all__) == sorted(n for n in runs.__all__ if hasattr(runs, n))
     """, tmp_path)
-    assert "mloop.services.runs" in modules and "mloop.engine.engine" in modules
+    assert "mloop.runs.service" in modules and "mloop.engine.engine" in modules
 
 
-def test_unknown_services_name_is_an_attribute_error() -> None:
-    import mloop.services as services
+def test_unknown_runs_name_is_an_attribute_error() -> None:
+    import mloop.runs as runs
 
     with pytest.raises(AttributeError, match="no_such_function"):
-        services.no_such_function  # noqa: B018
+        runs.no_such_function  # noqa: B018
 
 
 @pytest.mark.parametrize("args", [["dataset", "list"], ["algorithm", "list"]])

@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from mloop.services.backend import Backend
+    from mloop.context import Context
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def open_cli_backend() -> Backend:
+def open_cli_backend() -> Context:
     """The backend the CLI works on: settings from the environment and ``mloop.toml``."""
     from mloop.config import Settings
-    from mloop.services import open_backend
+    from mloop.runs import open_backend
 
     return open_backend(Settings())
 

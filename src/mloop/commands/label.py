@@ -10,7 +10,7 @@ import typer
 from mloop.commands._common import err, open_cli_backend, out
 
 if TYPE_CHECKING:
-    from mloop.services.backend import Backend
+    from mloop.context import Context
     from mloop.services.labels import TaskStatus
     from mloop.store.labels import LabelTaskRecord
 
@@ -68,10 +68,10 @@ def _print_status(status: TaskStatus) -> None:
         out.print(f"  created by run {task.run_id[:12]}, step {task.step_name}", highlight=False)
 
 
-def _resume_waiting(backend: Backend, task: LabelTaskRecord, *, no_resume: bool) -> None:
+def _resume_waiting(backend: Context, task: LabelTaskRecord, *, no_resume: bool) -> None:
     """Resume, here, the runs that wait on ``task`` with no engine; a live engine goes on by itself."""
     from mloop.services.labels import runs_waiting_on
-    from mloop.services.runs import resumable
+    from mloop.runs import raise_for_result, resumable, resume_and_run
 
     runs = runs_waiting_on(backend, task)
     detached = [r for r in runs if resumable(backend, r)]
@@ -85,12 +85,11 @@ def _resume_waiting(backend: Backend, task: LabelTaskRecord, *, no_resume: bool)
             err.print(f"run {run.id[:12]} waits on this task: `mloop resume {run.id[:12]}` continues it",
                       highlight=False)
         return
-    from mloop.config import Settings
-    from mloop.console import resume_workflow
+    from mloop.console import Watcher
 
     for run in detached:
         err.print(f"resuming run {run.id[:12]} ({run.workflow_name}), which waited on this task", highlight=False)
-        resume_workflow(Settings(), run.id, console=out)
+        raise_for_result(resume_and_run(backend, run.id, watch=Watcher(out, note=", resumed")))
 
 
 @label_app.command("create")
@@ -179,7 +178,7 @@ def import_(task: str = typer.Argument(..., help="the task's name"),
             _print_status(task_status(backend, record))
 
 
-def _complete(backend: Backend, task: LabelTaskRecord, *, allow_partial: bool, no_resume: bool) -> None:
+def _complete(backend: Context, task: LabelTaskRecord, *, allow_partial: bool, no_resume: bool) -> None:
     from mloop.services.labels import complete_task
 
     was = task.status

@@ -1,14 +1,17 @@
-"""Everything a run knows while it runs, and how spec references become concrete values."""
+"""Everything a run knows while it runs, and how spec references become concrete values.
+
+Layer: engine.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from mloop.artifacts import ArtifactStore, is_local, join_url, local_path, resolve_url
 from mloop.config import Settings
+from mloop.context import Context
 from mloop.errors import ConfigError, NotFoundError
 from mloop.metrics import float_values
 from mloop.spec import refs
@@ -52,22 +55,24 @@ def storage_roots(spec: WorkflowSpec, given: dict[str, str], settings: Settings)
     return out
 
 
-@dataclass
-class RunContext:
-    """A run's fixed facts plus access to what its steps produced so far."""
+class RunContext(Context):
+    """A run's fixed facts plus access to what its steps produced so far.
 
-    run: RunRecord
-    spec: WorkflowSpec
-    settings: Settings
-    store: Store
-    artifacts: ArtifactStore
-    values: dict[str, Any]
-    roots: dict[str, str]
-    run_dir: str
-    made_dirs: set[str] = field(default_factory=set)
-    #: The engine's in-memory view of step states (it commits transitions in batches, so the
-    #: store may lag by a scheduling pass); None reads the store.
-    step_state: Callable[[str], StepState | None] | None = None
+    It is a :class:`~mloop.context.Context` (settings, store, artifact store), so handlers pass
+    it straight to the domain operations they call. The run service owns the store and
+    closes it; nothing below the engine closes a run context.
+    """
+
+    def __init__(self, run: RunRecord, spec: WorkflowSpec, settings: Settings, store: Store,
+                 artifacts: ArtifactStore | None, values: dict[str, Any], roots: dict[str, str], run_dir: str,
+                 step_state: Callable[[str], StepState | None] | None = None) -> None:
+        super().__init__(settings, store, artifacts)
+        self.run, self.spec = run, spec
+        self.values, self.roots, self.run_dir = values, roots, run_dir
+        self.made_dirs: set[str] = set()
+        #: The engine's in-memory view of step states (it commits transitions in batches, so the
+        #: store may lag by a scheduling pass); None reads the store.
+        self.step_state = step_state
 
     def _step(self, name: str) -> StepState:
         if self.step_state is not None:

@@ -1,7 +1,11 @@
 """The engine: runs one run of a spec, step by step, recording every transition.
 
-The same code runs in-process (``mloop run``, ``workflow.run()``) and, later, inside the
-server. It sees only specs and store records, never SDK objects.
+Layer: engine (below the run service in :mod:`mloop.runs`, above the step handlers). The same
+code runs in-process (``mloop run``, ``workflow.run()``) and, later, inside the server. It sees
+only specs and store records, never SDK objects, and knows no step kind by name: it asks the
+registry in :mod:`mloop.steps` for each step's handler and calls the same verbs on every one
+(preflight, start, poll, finish, cancel). Every status it writes goes through
+:mod:`mloop.engine.transitions`.
 
 Scheduling is event driven: job exits arrive on a queue the moment they happen, so the
 per-step overhead is a couple of committed rows, not a polling interval.
@@ -19,15 +23,14 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import psutil
-
 from mloop.artifacts import ArtifactStore
 from mloop.config import Settings
-from mloop.engine import rules
+from mloop.engine import rules, transitions
 from mloop.engine.conditions import describe, evaluate
 from mloop.engine.context import InputUnavailable, RunContext, utcnow
+from mloop.engine.ownership import engine_alive, process_start_time
 from mloop.errors import MloopError, RunStateError
-from mloop.executors.base import Executor, JobExit, JobHandle, get_executor
+from mloop.executors.base import Executor, JobExit, get_executor
 from mloop.spec.io import load_spec
 from mloop.spec.models import DataRequirementSpec, ParameterSpec, StepSpec, WorkflowSpec
 from mloop.steps import Launched, Outcome, StepHandler, Waiting, handler_for
@@ -57,13 +60,6 @@ class StepView:
     outputs_skipped: bool = False
 
 
-def process_start_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 class Engine:
     """Executes runs against a store, an artifact store and an executor."""
 
@@ -75,7 +71,7 @@ class Engine:
         self.detach_when_waiting = detach_when_waiting
         self.executor = executor or get_executor(settings.executor)
         self.listener = listener
-        self._events: queue.Queue[tuple[str, JobHandle, JobExit]] = queue.Queue()
+        self._events: queue.Queue[tuple[str, Any, JobExit]] = queue.Queue()
         self._handlers: dict[str, StepHandler] = {}
         self._interrupted = threading.Event()
 
@@ -91,8 +87,6 @@ class Engine:
             RunStateError: the run is not pending (already running elsewhere, or finished), or
                 with ``resume``, not waiting or still owned by a live engine.
         """
-        from mloop.engine.reconcile import engine_alive
-
         run = self.store.get_run(run_id)
         release = self.store.get_release(run.release_id)
         spec = load_spec(release.spec, validate=False)
@@ -106,10 +100,10 @@ class Engine:
             if engine_alive(run):
                 raise RunStateError(f"run {run.id} is being run by process {run.engine_pid}",
                                     hint="it picks new input up by itself; nothing to resume")
-            claimed = self.store.transition_run(run.id, "running", expected_from=["waiting_input"],
-                                                message="resumed", **owner)
+            claimed = transitions.run(self.store, run.id, "running", expected_from=["waiting_input"],
+                                      message="resumed", **owner)
         else:
-            claimed = self.store.transition_run(run.id, "running", expected_from=["pending"], **owner)
+            claimed = transitions.run(self.store, run.id, "running", expected_from=["pending"], **owner)
         if not claimed:
             raise RunStateError(f"run {run.id} is {self.store.get_run(run.id).status}, not "
                                 f"{'waiting_input' if resume else 'pending'}",
@@ -140,7 +134,7 @@ class Engine:
             self._handlers[step_type] = handler_for(step_type, self.executor)
         return self._handlers[step_type]
 
-    def on_exit(self, handle: JobHandle, exit: JobExit) -> None:
+    def on_exit(self, handle: Any, exit: JobExit) -> None:
         self._events.put(("exit", handle, exit))
 
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -197,15 +191,18 @@ class _Execution:
 
     # -- transitions ------------------------------------------------------------------------
     def _set(self, name: str, status: str, message: str | None = None, *, at: datetime | None = None,
-             **fields: Any) -> None:
+             outcome: Outcome | None = None, **fields: Any) -> None:
         view = self.views[name]
-        rules.check_step_transition(view.status, status)
+        transitions.check_step(view.status, status)
         when = at or utcnow()
-        self._pending.append(StepTransition(name, status, message=message, fields=fields, at=when))
+        self._pending.append(StepTransition(
+            name, status, message=message, expected_from=(view.status,), fields=fields, at=when,
+            metrics=outcome.metrics if outcome is not None else (),
+            artifacts=outcome.artifacts if outcome is not None else ()))
         now = when.timestamp()
         if status == "running":
             view.started, view.finished = now, None
-        elif status in rules.TERMINAL_STEP:
+        elif status in transitions.TERMINAL_STEP:
             view.finished = now
         view.status, view.message = status, message
         if "attempt" in fields:
@@ -223,7 +220,7 @@ class _Execution:
         """Commit the transitions made since the last flush, in order, in one transaction."""
         if self._pending:
             pending, self._pending = self._pending, []
-            self.store.transition_steps(self.ctx.run_id, pending)
+            transitions.steps(self.store, self.ctx.run_id, pending)
 
     # -- the loop ---------------------------------------------------------------------------
     def loop(self) -> RunRecord:
@@ -284,7 +281,7 @@ class _Execution:
     def _set_run_status(self, status: str) -> None:
         if status != self.run_status:
             self.flush()
-            self.store.transition_run(self.ctx.run_id, status, expected_from=[self.run_status])
+            transitions.run(self.store, self.ctx.run_id, status, expected_from=[self.run_status])
             self.run_status = status
 
     def _detach(self) -> RunRecord:
@@ -295,13 +292,11 @@ class _Execution:
         return self.store.get_run(self.ctx.run_id)
 
     def _preflight(self) -> None:
-        from mloop.steps.job import preflight
-
         for name in self.order:
             step = self.steps[name]
-            if step.type == "job" and self.views[name].status == "pending":
+            if self.views[name].status == "pending":
                 try:
-                    preflight(step, self.ctx)
+                    self.engine.handler(step.type).preflight(step, self.ctx)
                 except MloopError as exc:
                     self._set(name, "failed", f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
                     self.failed = True
@@ -322,10 +317,10 @@ class _Execution:
                 self._set(name, "stopped", "stopped on request")
             if interrupted:
                 self.store.update_run(self.ctx.run_id, stop_requested=True)
-            for launched in list(self.running.values()):
-                handler = self.engine.handler("job")
+            for name, launched in list(self.running.items()):
+                handler = self.engine.handler(self.steps[name].type)
                 threading.Thread(target=handler.cancel, args=(launched, self.engine.settings.stop_grace_seconds),
-                                 daemon=True).start()
+                                 daemon=True, name=f"cancel-{name}").start()
 
     def _ready(self) -> list[str]:
         out = []
@@ -398,7 +393,7 @@ class _Execution:
         self._set(name, "running", attempt=attempt, started_at=utcnow(), **result.fields)
         return False  # its exit arrives on the event queue, even if it has already happened
 
-    def _finished(self, handle: JobHandle, exit: JobExit) -> None:
+    def _finished(self, handle: Any, exit: JobExit) -> None:
         name = self.by_handle.pop(id(handle), None)
         if name is None:
             return
@@ -420,7 +415,11 @@ class _Execution:
         message = outcome.message
         if outcome.status == "failed":
             self.failed = True
-        self._set(name, outcome.status, message, outputs=outcome.outputs, exit_code=outcome.exit_code)
+        elif outcome.status == "stopped":
+            self.stopping = True
+        # What the step produced (metrics, artifacts) is committed with this transition.
+        self._set(name, outcome.status, message, outcome=outcome, outputs=outcome.outputs,
+                  exit_code=outcome.exit_code)
         for target in outcome.skip_steps:
             if target in self.views and self.views[target].status == "pending":
                 self._set(target, "skipped", f"condition step {name!r} took the other branch", outputs_skipped=True)
@@ -432,18 +431,18 @@ class _Execution:
         except Exception:  # noqa: BLE001 - the store may be what failed
             self._pending = []
         grace = self.engine.settings.stop_grace_seconds
-        for launched in list(self.running.values()):
+        for name, launched in list(self.running.items()):
             try:
-                self.engine.handler("job").cancel(launched, grace)
+                self.engine.handler(self.steps[name].type).cancel(launched, grace)
             except Exception:  # noqa: BLE001 - best effort while already failing
                 pass
         try:
             for name, view in self.views.items():
                 if view.status in ("running", "waiting_input"):
-                    self.store.transition_step(self.ctx.run_id, name, "failed", message=reason,
-                                               expected_from=[view.status])
-            self.store.transition_run(self.ctx.run_id, "failed", message=reason,
-                                      expected_from=["running", "waiting_input"])
+                    transitions.step(self.store, self.ctx.run_id, name, "failed", message=reason,
+                                     expected_from=[view.status])
+            transitions.run(self.store, self.ctx.run_id, "failed", message=reason,
+                            expected_from=["running", "waiting_input"])
         except Exception:  # noqa: BLE001 - the store may be what failed; reconcile will finish it
             pass
 
@@ -463,6 +462,5 @@ class _Execution:
         else:
             status, message = "succeeded", None
         # A stop or reconcile from another process may have ended the run already: it wins.
-        self.store.transition_run(self.ctx.run_id, status, message=message,
-                                  expected_from=["running", "waiting_input"])
+        transitions.run(self.store, self.ctx.run_id, status, message=message, expected_from=[self.run_status])
         return self.store.get_run(self.ctx.run_id)

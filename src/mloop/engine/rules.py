@@ -1,48 +1,15 @@
-"""The run/step state machine as small named rules.
+"""Named rules of the run state machine that are not the transition table itself.
 
-Allowed transitions are a table; anything else is a bug in mloop and raises at once
-rather than writing an impossible history to the store.
+Layer: engine. The table of allowed transitions, and the only functions that write them,
+are in :mod:`mloop.engine.transitions`.
 """
 
 from __future__ import annotations
 
-from mloop.errors import RunStateError
+from mloop.engine.transitions import RUN_TRANSITIONS, STEP_TRANSITIONS, TERMINAL_RUN, TERMINAL_STEP
 from mloop.spec.models import WorkflowSpec
-from mloop.store.base import TERMINAL_RUN, TERMINAL_STEP
 
-__all__ = ["TERMINAL_RUN", "TERMINAL_STEP", "STEP_TRANSITIONS", "RUN_TRANSITIONS", "check_step_transition",
-           "check_run_transition", "dependencies"]
-
-STEP_TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"running", "skipped", "failed", "stopped", "waiting_input"}),
-    # waiting_input -> waiting_input: what it waits for changed (e.g. labeling progress).
-    "waiting_input": frozenset({"running", "failed", "stopped", "skipped", "waiting_input"}),
-    "running": frozenset({"succeeded", "failed", "stopped"}),
-    # RetryFailedStep: a failed or stopped step goes back to pending on `mloop retry`.
-    "failed": frozenset({"pending"}),
-    "stopped": frozenset({"pending"}),
-    "succeeded": frozenset(),
-    "skipped": frozenset(),
-}
-
-RUN_TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"running", "failed", "stopped"}),
-    "running": frozenset({"succeeded", "failed", "stopped", "waiting_input"}),
-    "waiting_input": frozenset({"running", "failed", "stopped"}),
-    "failed": frozenset({"pending"}),  # retry
-    "stopped": frozenset({"pending"}),  # retry
-    "succeeded": frozenset(),
-}
-
-
-def check_step_transition(current: str, new: str) -> None:
-    if new not in STEP_TRANSITIONS.get(current, frozenset()):
-        raise RunStateError(f"a step cannot go from {current} to {new}")
-
-
-def check_run_transition(current: str, new: str) -> None:
-    if new not in RUN_TRANSITIONS.get(current, frozenset()):
-        raise RunStateError(f"a run cannot go from {current} to {new}")
+__all__ = ["TERMINAL_RUN", "TERMINAL_STEP", "STEP_TRANSITIONS", "RUN_TRANSITIONS", "dependencies"]
 
 
 def dependencies(spec: WorkflowSpec, in_run: set[str]) -> dict[str, list[str]]:

@@ -1,6 +1,13 @@
-"""Plain functions over runs: what the CLI, the SDK verbs (and later the REST API) all call.
+"""The run service: the one owner of a run's life — create, execute, stop, retry, resume,
+reconcile — and what every door asks about runs.
 
-Nothing here knows about terminals or HTTP: callers pass a listener for live display.
+Layer: run service (above the engine; below the doors). The CLI, the SDK verbs
+(``release``, ``run``, ``release_and_run``) and the REST API call these functions and nothing
+below them; the terminal display only renders the events (a listener) and the
+:class:`RunResult` it is given. Where a run executes is the :class:`Launcher` seam: in this
+process today, the server's run queue and other hosts later.
+
+Nothing here knows about terminals or HTTP.
 """
 
 from __future__ import annotations
@@ -8,19 +15,24 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
+from mloop.context import Context
+from mloop.engine import transitions
 from mloop.engine.context import storage_roots
-from mloop.engine.engine import Engine, Listener
-from mloop.engine.reconcile import engine_alive, reconcile_run
-from mloop.errors import NotFoundError, Problem, RunStateError, SpecValidationError, StepFailed
-from mloop.executors.local import kill_tree
-from mloop.spec.io import dump_spec, spec_hash
+from mloop.engine.engine import Listener
+from mloop.engine.ownership import engine_alive
+from mloop.errors import NotFoundError, NotSupportedYetError, Problem, RunStateError, SpecValidationError, StepFailed
+from mloop.runs.open import default_settings, open_backend, release_spec_with_settings  # noqa: F401 - re-exported
+from mloop.runs.reconcile import cancel_step_job, reconcile_run
+from mloop.spec.io import dump_spec, load_spec, spec_hash
 from mloop.spec.models import WorkflowSpec
-from mloop.spec.io import load_spec
 from mloop.spec.values import coerce_given, resolve_values
-from mloop.services.backend import Backend
 from mloop.store.base import TERMINAL_RUN, ReleaseRecord, RunRecord, StepRecord
+
+if TYPE_CHECKING:
+    from mloop.config import Settings
 
 _CI_VARS = {
     "GITHUB_SHA": "git_commit_id", "GITHUB_REF_NAME": "git_branch", "GITHUB_REPOSITORY": "git_repository_name",
@@ -49,7 +61,7 @@ def ci_metadata(source_dir: str | None) -> dict[str, str]:
     return out
 
 
-def release_spec(backend: Backend, spec: WorkflowSpec) -> ReleaseRecord:
+def release_spec(backend: Context, spec: WorkflowSpec) -> ReleaseRecord:
     """Store ``spec`` as the next release of its workflow, unless it equals the latest one."""
     data = dump_spec(spec)
     latest = backend.store.latest_release(spec.name)
@@ -85,10 +97,36 @@ def select_steps(spec: WorkflowSpec, steps: Iterable[str] | None, scene: str | N
     return [n for n in known if n in set(names)]
 
 
-def create_run(backend: Backend, spec: WorkflowSpec, values: dict[str, Any] | None = None, *,
+# -- data paths ----------------------------------------------------------------------------------
+def resolve_data_paths(ctx: Context, spec: WorkflowSpec, values: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
+    """``values`` with every data placeholder given as a relative path made absolute against
+    ``base_dir`` (where the person typed it: the CLI's and the SDK's working folder), and
+    ``obs://`` aliased to the configured store; JSON values (``{...}``) and URLs stay as given.
+
+    Every door resolves paths here, so ``mloop run -p data=./x``, ``workflow.run(parameters=...)``
+    and (later) a REST call mean the same folder.
+    """
+    if base_dir is None:
+        return dict(values)
+    from mloop.artifacts import resolve_url
+
+    out = dict(values)
+    for req in spec.data_requirements:
+        raw = out.get(req.name)
+        if req.type in ("obs", "data_selector") and isinstance(raw, str) and raw and not raw.startswith("{"):
+            out[req.name] = resolve_url(raw, obs_root=ctx.settings.resolved_obs_root, base_dir=base_dir)
+    return out
+
+
+# -- create ---------------------------------------------------------------------------------------
+def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | None = None, *,
                storages: dict[str, str] | None = None, steps: Iterable[str] | None = None,
-               scene: str | None = None, require_defaults: bool = False) -> RunRecord:
+               scene: str | None = None, require_defaults: bool = False, base_dir: str | None = None) -> RunRecord:
     """Release the spec and create a pending run with checked values. Nothing runs yet.
+
+    Args:
+        base_dir: the folder relative data paths in ``values`` are relative to (see
+            :func:`resolve_data_paths`); None leaves them as given.
 
     Raises:
         PlaceholderValueError: a bad, unknown or missing value (nothing is recorded).
@@ -97,28 +135,160 @@ def create_run(backend: Backend, spec: WorkflowSpec, values: dict[str, Any] | No
     """
     selected = select_steps(spec, steps, scene)
     chosen = set(selected) if selected is not None else None
-    params = resolve_values(spec, dict(values or {}), steps=chosen, require_defaults=require_defaults)
+    given = resolve_data_paths(backend, spec, dict(values or {}), base_dir)
+    params = resolve_values(spec, given, steps=chosen, require_defaults=require_defaults)
     roots = storage_roots(spec, dict(storages or {}), backend.settings)
     release = release_spec(backend, spec)
     step_rows = [(s.name, s.type) for s in spec.steps if chosen is None or s.name in chosen]
     return backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected)
 
 
-def execute_run(backend: Backend, run_id: str, listener: Listener | None = None, *,
-                detach_when_waiting: bool = False, resume: bool = False) -> RunRecord:
-    """Run a pending run in this process until it ends.
+# -- execute: the launcher seam ---------------------------------------------------------------------
+class Launcher(Protocol):
+    """Where a run executes. In this process today; the server's queue and other hosts later."""
+
+    def launch(self, ctx: Context, run_id: str, *, listener: Listener | None, detach_when_waiting: bool,
+               resume: bool) -> RunRecord:
+        """Execute ``run_id`` (pending, or waiting with ``resume``); the run as it is after."""
+
+
+class InProcessLauncher:
+    """Runs the engine in this process until the run ends (or only waits, when detaching)."""
+
+    def launch(self, ctx: Context, run_id: str, *, listener: Listener | None, detach_when_waiting: bool,
+               resume: bool) -> RunRecord:
+        from mloop.engine.engine import Engine
+
+        engine = Engine(ctx.store, ctx.settings, ctx.artifacts, listener=listener,
+                        detach_when_waiting=detach_when_waiting)
+        return engine.execute(run_id, resume=resume)
+
+
+def launcher_for(settings: Settings) -> Launcher:
+    """The launcher the settings ask for."""
+    if settings.server_url:
+        raise NotSupportedYetError(f"client mode (server_url={settings.server_url!r}) comes with the team server",
+                                   hint="unset MLOOP_SERVER_URL (and server_url in mloop.toml) to run here")
+    return InProcessLauncher()
+
+
+def execute_run(backend: Context, run_id: str, listener: Listener | None = None, *,
+                detach_when_waiting: bool = False, resume: bool = False,
+                launcher: Launcher | None = None) -> RunRecord:
+    """Run a pending run until it ends.
 
     Args:
         detach_when_waiting: return once only steps waiting for input remain (the run stays
             ``waiting_input``; :func:`resume_run` continues it) instead of waiting here.
         resume: continue a run left ``waiting_input`` with no engine (see :func:`resume_run`).
+        launcher: where it executes (default: what the settings ask for, in this process).
     """
-    engine = Engine(backend.store, backend.settings, backend.artifacts, listener=listener,
-                    detach_when_waiting=detach_when_waiting)
-    return engine.execute(run_id, resume=resume)
+    launcher = launcher or launcher_for(backend.settings)
+    return launcher.launch(backend, run_id, listener=listener, detach_when_waiting=detach_when_waiting,
+                           resume=resume)
 
 
-def provide_input(backend: Backend, run_id: str, values: dict[str, Any]) -> RunRecord:
+@dataclass
+class RunResult:
+    """How a run ended (or that it waits), with what a door shows about it."""
+
+    run: RunRecord
+    failed: StepRecord | None = None  # the first failed step
+    log_tail: list[str] = field(default_factory=list)  # its last log lines
+    waiting: list[StepRecord] = field(default_factory=list)  # steps waiting for input, if the run waits
+
+    @property
+    def ok(self) -> bool:
+        """Succeeded, or (detached) waits for input: what a door treats as not failed."""
+        return self.run.status in ("succeeded", "waiting_input")
+
+
+def result_of(backend: Context, run: RunRecord) -> RunResult:
+    """The :class:`RunResult` of a run as the store has it now."""
+    from mloop.steps.job import log_tail
+
+    steps = backend.store.list_steps(run.id)
+    failed = next((s for s in steps if s.status == "failed"), None)
+    tail = log_tail(failed.log_path, backend.settings.log_tail_lines) if failed else []
+    waiting = [s for s in steps if s.status == "waiting_input"] if run.status == "waiting_input" else []
+    return RunResult(run, failed, tail, waiting)
+
+
+def run_to_end(backend: Context, run_id: str, listener: Listener | None = None, *,
+               detach_when_waiting: bool = False, resume: bool = False,
+               launcher: Launcher | None = None) -> RunResult:
+    """Execute a run and summarise how it ended (what every door shows)."""
+    run = execute_run(backend, run_id, listener, detach_when_waiting=detach_when_waiting, resume=resume,
+                      launcher=launcher)
+    return result_of(backend, run)
+
+
+def raise_for_result(result: RunResult) -> None:
+    """Raise StepFailed (with the failing step's log tail) unless the run succeeded or waits."""
+    if result.ok:
+        return
+    run = result.run
+    if result.failed is None:
+        raise StepFailed("(run)", f"run {run.id} {run.status}: {run.message or ''}".strip())
+    raise StepFailed(result.failed.name, result.failed.message or "failed",
+                     exit_code_of_job=result.failed.exit_code, log_tail=result.log_tail)
+
+
+def first_failure(backend: Context, run: RunRecord) -> StepRecord | None:
+    return next((s for s in backend.store.list_steps(run.id) if s.status == "failed"), None)
+
+
+def raise_for_run(backend: Context, run: RunRecord) -> None:
+    """Raise StepFailed (with the step's log tail) unless the run succeeded."""
+    if run.status == "succeeded":
+        return
+    result = result_of(backend, run)
+    result.run = run
+    if run.status == "waiting_input":
+        raise StepFailed("(run)", f"run {run.id} waits for input")
+    raise_for_result(result)
+
+
+#: How a door watches a run: called with the run and a function that executes it with a listener.
+Watch = Callable[[RunRecord, Callable[[Optional[Listener]], RunResult]], RunResult]
+
+
+def _unwatched(run: RunRecord, execute: Callable[[Optional[Listener]], RunResult]) -> RunResult:
+    return execute(None)
+
+
+def start_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | None = None, *,
+              storages: dict[str, str] | None = None, steps: Iterable[str] | None = None, scene: str | None = None,
+              require_defaults: bool = False, base_dir: str | None = None, watch: Watch | None = None,
+              detach_when_waiting: bool = False, launcher: Launcher | None = None) -> RunResult:
+    """Create a run (:func:`create_run`) and execute it to the end (:func:`run_to_end`): what
+    ``mloop run``, ``workflow.run()`` and ``workflow.release_and_run()`` do. ``watch`` is the
+    door's display (it gets the run and the function that executes it)."""
+    run = create_run(backend, spec, values, storages=storages, steps=steps, scene=scene,
+                     require_defaults=require_defaults, base_dir=base_dir)
+    return (watch or _unwatched)(run, lambda listener: run_to_end(
+        backend, run.id, listener, detach_when_waiting=detach_when_waiting, launcher=launcher))
+
+
+def retry_and_run(backend: Context, run_id: str, *, watch: Watch | None = None,
+                  launcher: Launcher | None = None) -> RunResult:
+    """:func:`retry_run`, then execute it to the end (``mloop retry``)."""
+    run = retry_run(backend, run_id)
+    return (watch or _unwatched)(run, lambda listener: run_to_end(backend, run.id, listener, launcher=launcher))
+
+
+def resume_and_run(backend: Context, run_id: str, *, watch: Watch | None = None, detach_when_waiting: bool = False,
+                   launcher: Launcher | None = None) -> RunResult:
+    """Continue a run left waiting for input with no engine (:func:`resume_run`) to the end
+    (``mloop resume``, ``mloop input``, ``mloop label complete``)."""
+    run = backend.store.get_run(run_id)
+    reconcile_run(backend, run)
+    return (watch or _unwatched)(run, lambda listener: run_to_end(
+        backend, run.id, listener, detach_when_waiting=detach_when_waiting, resume=True, launcher=launcher))
+
+
+# -- input and resume ------------------------------------------------------------------------------
+def provide_input(backend: Context, run_id: str, values: dict[str, Any]) -> RunRecord:
     """Give values to a run's delayed placeholders (or change ones not yet used).
 
     The engine running the run picks them up within a fraction of a second; a run left
@@ -137,19 +307,19 @@ def provide_input(backend: Backend, run_id: str, values: dict[str, Any]) -> RunR
     return store.update_run(run.id, params={**run.params, **coerced})
 
 
-def resumable(backend: Backend, run: RunRecord) -> bool:
+def resumable(backend: Context, run: RunRecord) -> bool:
     """Whether ``run`` waits for input with no engine looking after it (so it needs resuming)."""
-    reconcile_run(backend.store, run, backend.settings.stop_grace_seconds)
+    reconcile_run(backend, run)
     run = backend.store.get_run(run.id)
     return run.status == "waiting_input" and not engine_alive(run)
 
 
-def waiting_runs(backend: Backend) -> list[RunRecord]:
+def waiting_runs(backend: Context) -> list[RunRecord]:
     """Runs waiting for input, newest first."""
     return backend.store.list_runs(status=["waiting_input"], limit=10_000)
 
 
-def resume_run(backend: Backend, run_id: str, listener: Listener | None = None, *,
+def resume_run(backend: Context, run_id: str, listener: Listener | None = None, *,
                detach_when_waiting: bool = False) -> RunRecord:
     """Continue, in this process, a run that waits for input and whose engine has gone
     (``mloop run --no-wait``, or the process was restarted). Waiting steps are looked at
@@ -159,29 +329,14 @@ def resume_run(backend: Backend, run_id: str, listener: Listener | None = None, 
         RunStateError: the run is not waiting, or a live engine still runs it.
     """
     run = backend.store.get_run(run_id)
-    reconcile_run(backend.store, run, backend.settings.stop_grace_seconds)
+    reconcile_run(backend, run)
     return execute_run(backend, run.id, listener, detach_when_waiting=detach_when_waiting, resume=True)
 
 
-def first_failure(backend: Backend, run: RunRecord) -> StepRecord | None:
-    return next((s for s in backend.store.list_steps(run.id) if s.status == "failed"), None)
-
-
-def raise_for_run(backend: Backend, run: RunRecord) -> None:
-    """Raise StepFailed (with the step's log tail) unless the run succeeded."""
-    if run.status == "succeeded":
-        return
-    from mloop.steps.job import log_tail
-
-    step = first_failure(backend, run)
-    if step is None:
-        raise StepFailed("(run)", f"run {run.id} {run.status}: {run.message or ''}".strip())
-    raise StepFailed(step.name, step.message or "failed", exit_code_of_job=step.exit_code,
-                     log_tail=log_tail(step.log_path, backend.settings.log_tail_lines))
-
-
-def stop_run(backend: Backend, run_id: str, wait_seconds: float | None = None) -> RunRecord:
-    """Stop a run: its running jobs (whole process trees) end and it is marked stopped.
+# -- stop and retry -------------------------------------------------------------------------------
+def stop_run(backend: Context, run_id: str, wait_seconds: float | None = None) -> RunRecord:
+    """Stop a run: its running steps are cancelled through their executors (a job's whole
+    process tree ends) and it is marked stopped.
 
     Raises:
         RunStateError: the run has already ended.
@@ -194,24 +349,27 @@ def stop_run(backend: Backend, run_id: str, wait_seconds: float | None = None) -
     run = store.get_run(run.id)
     grace = backend.settings.stop_grace_seconds
     if run.status == "pending" and not engine_alive(run):
-        store.transition_run(run.id, "stopped", message="stopped before it started", expected_from=["pending"])
+        transitions.run(store, run.id, "stopped", message="stopped before it started", expected_from=["pending"])
         return store.get_run(run.id)
+    # The engine that runs it sees the flag within a fraction of a second and cancels every
+    # running step through its handler (jobs, deploys, imports); jobs are also cancelled from
+    # here, so a stop works even when that engine is stuck.
     for step in store.list_steps(run.id):
-        if step.status == "running" and step.pid:
-            kill_tree(step.pid, grace, started_by=step.started_at.timestamp() if step.started_at else None)
+        if step.status == "running":
+            cancel_step_job(backend, step, grace)
     deadline = time.monotonic() + (wait_seconds if wait_seconds is not None else grace + 10)
     while time.monotonic() < deadline:
         run = store.get_run(run.id)
         if run.status in TERMINAL_RUN:
             return run
         if not engine_alive(run):
-            reconcile_run(store, run, grace)
+            reconcile_run(backend, run)
             return store.get_run(run.id)
         time.sleep(0.1)
     return store.get_run(run.id)
 
 
-def retry_run(backend: Backend, run_id: str) -> RunRecord:
+def retry_run(backend: Context, run_id: str) -> RunRecord:
     """Make a failed or stopped run pending again: its failed/stopped steps re-run, the
     steps that succeeded keep their outputs.
 
@@ -220,26 +378,15 @@ def retry_run(backend: Backend, run_id: str) -> RunRecord:
     """
     store = backend.store
     run = store.get_run(run_id)
-    reconcile_run(store, run, backend.settings.stop_grace_seconds)
+    reconcile_run(backend, run)
     run = store.get_run(run.id)
     if run.status not in ("failed", "stopped"):
         raise RunStateError(f"run {run.id} is {run.status}; only a failed or stopped run can be retried",
                             hint="start a new run with `mloop run`")
     for step in store.list_steps(run.id):
         if step.status in ("failed", "stopped"):
-            store.transition_step(run.id, step.name, "pending", message=f"retry (attempt {run.attempt + 1})",
-                                  expected_from=[step.status])
-    store.transition_run(run.id, "pending", message=f"retry (attempt {run.attempt + 1})",
-                         expected_from=["failed", "stopped"], stop_requested=False, attempt=run.attempt + 1)
+            transitions.step(store, run.id, step.name, "pending", message=f"retry (attempt {run.attempt + 1})",
+                             expected_from=[step.status])
+    transitions.run(store, run.id, "pending", message=f"retry (attempt {run.attempt + 1})",
+                    expected_from=["failed", "stopped"], stop_requested=False, attempt=run.attempt + 1)
     return store.get_run(run.id)
-
-
-def step_log_path(backend: Backend, run_id: str, step: str | None) -> list[StepRecord]:
-    """The steps whose logs to show: one named step, or every step that has a log."""
-    steps = backend.store.list_steps(backend.store.get_run(run_id).id)
-    if step is None:
-        return [s for s in steps if s.log_path]
-    for s in steps:
-        if s.name == step:
-            return [s]
-    raise NotFoundError(f"run {run_id} has no step {step!r}", hint=f"steps: {', '.join(s.name for s in steps)}")

@@ -17,7 +17,7 @@ from mloop.errors import MissingExtraError, MloopError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from mloop.services.backend import Backend
+    from mloop.context import Context
 
 __all__ = ["HTTP_STATUS", "create_app", "http_status"]
 
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from mloop.services.backend import open_backend
+        from mloop.runs import open_backend
 
         app.state.backend = open_backend(settings)
         try:
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def backend_of(app: Any) -> Backend:
+def backend_of(app: Any) -> Context:
     """The backend the running app opened."""
-    backend: Backend = app.state.backend
+    backend: Context = app.state.backend
     return backend

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from mloop.errors import Problem, SpecValidationError
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.spec.validate import VERSION_RE, check_name
 from mloop.store.base import AlgorithmRecord
 
 
 
-def register_algorithm(backend: Backend, name: str, code_dir: Path | str, *, boot_file: str | None = None,
+def register_algorithm(backend: Context, name: str, code_dir: Path | str, *, boot_file: str | None = None,
                        command: str | None = None, version: str = "1.0.0", algorithm_id: str | None = None,
                        subscription_id: str | None = None, params: list[str] = (), fixed: list[str] = (),
                        inputs: str | None = None, outputs: str | None = None,

@@ -33,7 +33,7 @@ from mloop.datasets.reading import SourceReads
 from mloop.datasets.source import SourceFile, walk_stats
 from mloop.datasets.split import EVAL, TRAIN, check_ratio, split_samples
 from mloop.errors import DatasetError, NotFoundError
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.store.datasets import DatasetRecord, DatasetRepository, DatasetVersionRecord
 
 __all__ = [
@@ -77,20 +77,20 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 
 # -- reading --------------------------------------------------------------------------------
-def _repo(backend: Backend) -> DatasetRepository:
+def _repo(backend: Context) -> DatasetRepository:
     repo: DatasetRepository = backend.store.datasets  # type: ignore[attr-defined]
     return repo
 
 
-def _objects(backend: Backend) -> ObjectStore:
+def _objects(backend: Context) -> ObjectStore:
     return ObjectStore(backend.artifacts)
 
 
-def _cache(backend: Backend) -> HashCache:
+def _cache(backend: Context) -> HashCache:
     return HashCache(backend.settings.home_path / "cache" / "dataset-hashes.sqlite")
 
 
-def get_version(backend: Backend, name: str, version: str | None = None) -> DatasetVersionRecord:
+def get_version(backend: Context, name: str, version: str | None = None) -> DatasetVersionRecord:
     """A version of ``name``: ``"v3"``, ``"3"`` or a release's name; None for the latest.
 
     Raises:
@@ -99,17 +99,17 @@ def get_version(backend: Backend, name: str, version: str | None = None) -> Data
     return _repo(backend).get_version(name, version)
 
 
-def list_versions(backend: Backend, name: str) -> list[DatasetVersionRecord]:
+def list_versions(backend: Context, name: str) -> list[DatasetVersionRecord]:
     """Every version of ``name``, oldest first (NotFoundError for an unknown dataset)."""
     return _repo(backend).list_versions(name)
 
 
-def list_datasets(backend: Backend) -> list[DatasetRecord]:
+def list_datasets(backend: Context) -> list[DatasetRecord]:
     """Every dataset, by name, with its latest version."""
     return _repo(backend).list_datasets()
 
 
-def load_manifest(backend: Backend, record: DatasetVersionRecord) -> Manifest:
+def load_manifest(backend: Context, record: DatasetVersionRecord) -> Manifest:
     """The manifest of a version, read from the artifact store and checked against its hash.
 
     Raises:
@@ -129,7 +129,7 @@ def load_manifest(backend: Backend, record: DatasetVersionRecord) -> Manifest:
 
 
 # -- making versions from a folder ----------------------------------------------------------
-def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
+def create_dataset(backend: Context, name: str, source: str | os.PathLike[str], *, format: str = "folder",
                    classes: Sequence[str] | None = None, clean: bool = False, description: str = "",
                    progress: Progress | None = None, params: Mapping[str, Any] | None = None) -> DatasetVersionRecord:
     """Make version ``v1`` of a new dataset from a source folder.
@@ -173,7 +173,7 @@ def create_dataset(backend: Backend, name: str, source: str | os.PathLike[str], 
                        dataset_description=description)
 
 
-def import_data(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str = "folder",
+def import_data(backend: Context, name: str, source: str | os.PathLike[str], *, format: str = "folder",
                 classes: Sequence[str] | None = None, clean: bool = False, create: bool = False,
                 progress: Progress | None = None, replace: bool = False,
                 description: str = "", params: Mapping[str, Any] | None = None) -> DatasetVersionRecord:
@@ -235,7 +235,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _build(backend: Backend, name: str, source: str | os.PathLike[str], *, format: str,
+def _build(backend: Context, name: str, source: str | os.PathLike[str], *, format: str,
            classes: Sequence[str] | None, clean: bool, base: Manifest | None, base_version: str | None,
            replace: bool, progress: Progress | None,
            params: Mapping[str, Any] | None = None) -> tuple[Manifest | None, dict[str, Any]]:
@@ -416,7 +416,7 @@ def _unsplit(sample: SampleEntry) -> SampleEntry:
                                                            sample.files, None)
 
 
-def _commit(backend: Backend, name: str, manifest: Manifest, stats: dict[str, Any], *, description: str = "",
+def _commit(backend: Context, name: str, manifest: Manifest, stats: dict[str, Any], *, description: str = "",
             version: str | None = None, expect_latest: bool = False, create: bool = False,
             dataset_description: str = "") -> DatasetVersionRecord:
     """Store the manifest object, then commit the version row (the version becomes visible)."""
@@ -430,7 +430,7 @@ def _commit(backend: Backend, name: str, manifest: Manifest, stats: dict[str, An
 
 
 # -- versions made from versions ------------------------------------------------------------
-def release_version(backend: Backend, name: str, version: str | None = None, *, ratio: float | str = 0.8,
+def release_version(backend: Context, name: str, version: str | None = None, *, ratio: float | str = 0.8,
                     seed: int = 0, version_name: str | None = None, description: str = "") -> DatasetVersionRecord:
     """A new version with the samples of ``version`` (default: the latest) split into train/eval.
 
@@ -463,7 +463,7 @@ def release_version(backend: Backend, name: str, version: str | None = None, *, 
                    version=version_name)
 
 
-def relabel(backend: Backend, name: str, base_version: str | None, labels: Mapping[str, Sequence[str]], *,
+def relabel(backend: Context, name: str, base_version: str | None, labels: Mapping[str, Sequence[str]], *,
             description: str = "") -> DatasetVersionRecord:
     """A new version with the files of ``base_version`` and these samples' labels replaced.
 
@@ -529,7 +529,7 @@ class DatasetDiff:
         return asdict(self)
 
 
-def diff_versions(backend: Backend, name: str, a: str, b: str) -> DatasetDiff:
+def diff_versions(backend: Context, name: str, a: str, b: str) -> DatasetDiff:
     """Samples added, removed, changed (data or annotation) and relabeled from ``a`` to ``b``.
 
     Raises:
@@ -566,7 +566,7 @@ def _empty_dest(dest: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _place(backend: Backend, placements: Sequence[tuple[str, str]], dest: Path, *, link: bool,
+def _place(backend: Context, placements: Sequence[tuple[str, str]], dest: Path, *, link: bool,
            progress: Progress | None) -> int:
     """Write object ``digest`` at ``dest/rel`` for each ``(rel, digest)``; how many were linked."""
     objects = _objects(backend)
@@ -586,7 +586,7 @@ def _place(backend: Backend, placements: Sequence[tuple[str, str]], dest: Path, 
                                  progress=on_done)
 
 
-def export_version(backend: Backend, name: str, version: str | None, dest: str | os.PathLike[str], *,
+def export_version(backend: Context, name: str, version: str | None, dest: str | os.PathLike[str], *,
                    progress: Progress | None = None) -> Path:
     """Write the files of a version into ``dest``, byte for byte as they went in, at their paths.
 
@@ -603,7 +603,7 @@ def export_version(backend: Backend, name: str, version: str | None, dest: str |
     return path
 
 
-def materialize(backend: Backend, name: str, version: str | None, dest: str | os.PathLike[str], *,
+def materialize(backend: Context, name: str, version: str | None, dest: str | os.PathLike[str], *,
                 progress: Progress | None = None) -> Path:
     """Write a version in the job layout (what a job's ``--data_url`` receives).
 

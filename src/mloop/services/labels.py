@@ -32,7 +32,7 @@ from mloop.datasets.labeling import (
 )
 from mloop.datasets.manifest import Manifest
 from mloop.errors import LabelingError, LabelTaskCompletedError
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.services.datasets import get_version, load_manifest, relabel
 from mloop.store.base import RunRecord
 from mloop.store.labels import LabelRepository, LabelTaskRecord, ReceivedLabel
@@ -47,7 +47,7 @@ __all__ = [
 _SHOWN = 5
 
 
-def _repo(backend: Backend) -> LabelRepository:
+def _repo(backend: Context) -> LabelRepository:
     repo: LabelRepository = backend.store.labels  # type: ignore[attr-defined]
     return repo
 
@@ -57,7 +57,7 @@ _manifests: dict[str, Manifest] = {}
 _manifests_lock = threading.Lock()
 
 
-def _manifest(backend: Backend, dataset: str, version: str) -> Manifest:
+def _manifest(backend: Context, dataset: str, version: str) -> Manifest:
     record = get_version(backend, dataset, version)
     with _manifests_lock:
         cached = _manifests.get(record.manifest_hash)
@@ -71,7 +71,7 @@ def _manifest(backend: Backend, dataset: str, version: str) -> Manifest:
     return manifest
 
 
-def _task(backend: Backend, task: LabelTaskRecord | str, dataset: str | None = None) -> LabelTaskRecord:
+def _task(backend: Context, task: LabelTaskRecord | str, dataset: str | None = None) -> LabelTaskRecord:
     """The current state of ``task`` (a record is read again: it may have changed)."""
     if isinstance(task, LabelTaskRecord):
         return _repo(backend).get_by_id(task.id)
@@ -85,7 +85,7 @@ def default_task_name(run_id: str, step_name: str) -> str:
 
 
 # -- tasks --------------------------------------------------------------------------------------
-def create_task(backend: Backend, dataset: str, version: str | None = None, name: str | None = None,
+def create_task(backend: Context, dataset: str, version: str | None = None, name: str | None = None,
                 task_type: Any = "IMAGE_CLASSIFICATION", labels: Sequence[Any] | None = None, *,
                 description: str = "", properties: Mapping[str, Any] | None = None, run_id: str | None = None,
                 step_name: str | None = None, reuse: bool = False) -> LabelTaskRecord:
@@ -130,7 +130,7 @@ def create_task(backend: Backend, dataset: str, version: str | None = None, name
     return task
 
 
-def get_task(backend: Backend, name: str, dataset: str | None = None) -> LabelTaskRecord:
+def get_task(backend: Context, name: str, dataset: str | None = None) -> LabelTaskRecord:
     """A task by name (``dataset`` tells apart tasks of the same name in two datasets).
 
     Raises:
@@ -139,12 +139,12 @@ def get_task(backend: Backend, name: str, dataset: str | None = None) -> LabelTa
     return _repo(backend).get(name, dataset)
 
 
-def get_task_by_id(backend: Backend, task_id: str) -> LabelTaskRecord:
+def get_task_by_id(backend: Context, task_id: str) -> LabelTaskRecord:
     """A task by its id (NotFoundError if there is none)."""
     return _repo(backend).get_by_id(task_id)
 
 
-def list_tasks(backend: Backend, dataset: str | None = None, status: str | None = None) -> list[LabelTaskRecord]:
+def list_tasks(backend: Context, dataset: str | None = None, status: str | None = None) -> list[LabelTaskRecord]:
     """Tasks by dataset and name, with their progress counts."""
     return _repo(backend).list(dataset, status)
 
@@ -183,7 +183,7 @@ def _effective(manifest: Manifest, received: Mapping[str, ReceivedLabel]) -> dic
     return {s.id: tuple(received[s.id].labels) if s.id in received else s.labels for s in manifest.samples}
 
 
-def task_status(backend: Backend, task: LabelTaskRecord | str, dataset: str | None = None) -> TaskStatus:
+def task_status(backend: Context, task: LabelTaskRecord | str, dataset: str | None = None) -> TaskStatus:
     """Progress of a task: total, labeled, remaining, samples per label, who labeled how many."""
     record = _task(backend, task, dataset)
     manifest = _manifest(backend, record.dataset_name, record.base_version)
@@ -197,7 +197,7 @@ def task_status(backend: Backend, task: LabelTaskRecord | str, dataset: str | No
                       annotators=dict(Counter(r.annotator or "(unknown)" for r in received.values())))
 
 
-def sample_rows(backend: Backend, task: LabelTaskRecord | str, *, labeled: bool | None = None,
+def sample_rows(backend: Context, task: LabelTaskRecord | str, *, labeled: bool | None = None,
                 dataset: str | None = None, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
     """The task's samples, by id: ``{"id", "file", "labels", "labeled_by", "labeled_at", "text"?}``.
 
@@ -230,7 +230,7 @@ def sample_rows(backend: Backend, task: LabelTaskRecord | str, *, labeled: bool 
 
 
 # -- labels -------------------------------------------------------------------------------------
-def submit_labels(backend: Backend, task: LabelTaskRecord | str, labels: Mapping[str, Any], *,
+def submit_labels(backend: Context, task: LabelTaskRecord | str, labels: Mapping[str, Any], *,
                   annotator: str | None = None, dataset: str | None = None) -> int:
     """Record labels for samples of a task: all of them, or (on any problem) none.
 
@@ -309,7 +309,7 @@ class ImportResult:
     completed: bool = False
 
 
-def import_labels(backend: Backend, task: LabelTaskRecord | str, file: str | os.PathLike[str], *,
+def import_labels(backend: Context, task: LabelTaskRecord | str, file: str | os.PathLike[str], *,
                   format: str | None = None, annotator: str | None = None, dataset: str | None = None,
                   complete: bool = False, allow_partial: bool = False) -> ImportResult:
     """Submit the labels of a CSV, JSON or JSON-lines file (formats:
@@ -341,7 +341,7 @@ def _whoami() -> str | None:
         return None
 
 
-def export_template(backend: Backend, task: LabelTaskRecord | str, file: str | os.PathLike[str], *,
+def export_template(backend: Context, task: LabelTaskRecord | str, file: str | os.PathLike[str], *,
                     format: str | None = None, dataset: str | None = None, include_labeled: bool = False) -> int:
     """Write the samples still to label (all, with ``include_labeled``) as a file to fill in
     for :func:`import_labels`; how many samples it lists.
@@ -354,7 +354,7 @@ def export_template(backend: Backend, task: LabelTaskRecord | str, file: str | o
     return len(rows)
 
 
-def complete_task(backend: Backend, task: LabelTaskRecord | str, *, allow_partial: bool = False,
+def complete_task(backend: Context, task: LabelTaskRecord | str, *, allow_partial: bool = False,
                   dataset: str | None = None) -> LabelTaskRecord:
     """Make the labeled dataset version and mark the task completed (a completed task is
     returned as it is).
@@ -400,7 +400,7 @@ def task_output(task: LabelTaskRecord) -> dict[str, Any]:
             "base_version": task.base_version, "version_name": task.output_version}
 
 
-def resolve_task_value(backend: Backend, value: Any) -> LabelTaskRecord:
+def resolve_task_value(backend: Context, value: Any) -> LabelTaskRecord:
     """The task a label-task data value names: ``{"dataset_name"?, "task_name"}``, a LabelingStep
     output, ``"dataset:task"`` or ``"task"``.
 
@@ -420,7 +420,7 @@ def resolve_task_value(backend: Backend, value: Any) -> LabelTaskRecord:
     return _repo(backend).get(name, dataset or None)
 
 
-def runs_waiting_on(backend: Backend, task: LabelTaskRecord) -> list[RunRecord]:
+def runs_waiting_on(backend: Context, task: LabelTaskRecord) -> list[RunRecord]:
     """Runs with a LabelingStep waiting on ``task``, newest first."""
     found = []
     for run in backend.store.list_runs(status=["waiting_input"], limit=10_000):

@@ -28,14 +28,14 @@ from mloop.store.registry import (
 )
 
 if TYPE_CHECKING:
-    from mloop.services.backend import Backend
+    from mloop.context import Context
 
 __all__ = ["delete_alias", "export_model", "get_model_version", "get_model_version_by_id", "list_model_versions",
            "list_models", "model_files", "model_local_path", "parse_model_ref", "register_model", "set_alias",
            "versions_registered_by_run"]
 
 
-def _repo(backend: Backend) -> ModelRepository:
+def _repo(backend: Context) -> ModelRepository:
     repo = getattr(backend.store, "registry", None)
     if not isinstance(repo, ModelRepository):
         raise TypeError(f"{backend.store!r} has no model registry (store.registry)")
@@ -61,7 +61,7 @@ def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
     return name, version, alias
 
 
-def get_model_version(backend: Backend, ref: str) -> ModelVersionRecord:
+def get_model_version(backend: Context, ref: str) -> ModelVersionRecord:
     """The version a reference names: ``NAME`` (latest), ``NAME:VERSION`` or ``NAME@alias``.
 
     Raises:
@@ -77,7 +77,7 @@ def get_model_version(backend: Backend, ref: str) -> ModelVersionRecord:
     return repo.get_latest(name)
 
 
-def get_model_version_by_id(backend: Backend, model_id: str) -> ModelVersionRecord:
+def get_model_version_by_id(backend: Context, model_id: str) -> ModelVersionRecord:
     """A version by its ``model_id`` (what ``ServiceInputPlaceholder`` values and ModelStep outputs carry).
 
     Raises:
@@ -86,12 +86,12 @@ def get_model_version_by_id(backend: Backend, model_id: str) -> ModelVersionReco
     return _repo(backend).get_by_id(model_id)
 
 
-def versions_registered_by_run(backend: Backend, run_id: str, step_name: str | None = None) -> list[ModelVersionRecord]:
+def versions_registered_by_run(backend: Context, run_id: str, step_name: str | None = None) -> list[ModelVersionRecord]:
     """The versions a run's ModelSteps registered (oldest first), e.g. to deploy what this run made."""
     return _repo(backend).find_versions(run_id=run_id, step_name=step_name)
 
 
-def register_model(backend: Backend, name: str, source_dir: str | os.PathLike[str], *,
+def register_model(backend: Context, name: str, source_dir: str | os.PathLike[str], *,
                    model_type: str | None = None, version: str | None = None, run_id: str | None = None,
                    step_name: str | None = None, dataset: dict[str, Any] | None = None,
                    metrics: dict[str, float] | None = None, description: str = "", runtime: str | None = None,
@@ -157,12 +157,12 @@ def register_model(backend: Backend, name: str, source_dir: str | os.PathLike[st
     )
 
 
-def list_models(backend: Backend) -> list[ModelRecord]:
+def list_models(backend: Context) -> list[ModelRecord]:
     """Every registered model, by name."""
     return _repo(backend).list_models()
 
 
-def list_model_versions(backend: Backend, name: str) -> list[ModelVersionRecord]:
+def list_model_versions(backend: Context, name: str) -> list[ModelVersionRecord]:
     """A model's versions, oldest first.
 
     Raises:
@@ -171,7 +171,7 @@ def list_model_versions(backend: Backend, name: str) -> list[ModelVersionRecord]
     return _repo(backend).list_versions(name)
 
 
-def set_alias(backend: Backend, name: str, alias: str, version: str) -> ModelVersionRecord:
+def set_alias(backend: Context, name: str, alias: str, version: str) -> ModelVersionRecord:
     """Point ``alias`` (e.g. ``production``) of model ``name`` at ``version``, in one transaction.
 
     Raises:
@@ -182,7 +182,7 @@ def set_alias(backend: Backend, name: str, alias: str, version: str) -> ModelVer
     return _repo(backend).set_alias(name, alias, version)
 
 
-def move_alias(backend: Backend, name: str, alias: str, version: str) -> tuple[ModelVersionRecord, list[Any]]:
+def move_alias(backend: Context, name: str, alias: str, version: str) -> tuple[ModelVersionRecord, list[Any]]:
     """:func:`set_alias`, then switch every service that follows ``name@alias`` to the version
     (``mloop.services.serving.follow_alias``): how a stage such as ``production`` goes live.
 
@@ -195,7 +195,7 @@ def move_alias(backend: Backend, name: str, alias: str, version: str) -> tuple[M
     return record, follow_alias(backend, name, alias)
 
 
-def delete_alias(backend: Backend, name: str, alias: str) -> None:
+def delete_alias(backend: Context, name: str, alias: str) -> None:
     """Remove an alias.
 
     Raises:
@@ -204,7 +204,7 @@ def delete_alias(backend: Backend, name: str, alias: str) -> None:
     _repo(backend).delete_alias(name, alias)
 
 
-def model_local_path(backend: Backend, record: ModelVersionRecord) -> Path:
+def model_local_path(backend: Context, record: ModelVersionRecord) -> Path:
     """A local folder holding the version's files, verified against its content hash.
 
     Files come from the artifact store into a cache under the mloop home, once; the folder is
@@ -216,7 +216,7 @@ def model_local_path(backend: Backend, record: ModelVersionRecord) -> Path:
     return files.materialize(backend.artifacts, backend.settings.home_path, record.content_hash, record.uri)
 
 
-def model_files(backend: Backend, record: ModelVersionRecord) -> list[ManifestEntry]:
+def model_files(backend: Context, record: ModelVersionRecord) -> list[ManifestEntry]:
     """The version's files (path, size, sha256), sorted by path.
 
     Raises:
@@ -225,7 +225,7 @@ def model_files(backend: Backend, record: ModelVersionRecord) -> list[ManifestEn
     return list(files.read_manifest(backend.artifacts, record.content_hash))
 
 
-def export_model(backend: Backend, ref: str, dest: str | os.PathLike[str]) -> Path:
+def export_model(backend: Context, ref: str, dest: str | os.PathLike[str]) -> Path:
     """Copy a version's files, byte for byte, into the folder ``dest``.
 
     Args:

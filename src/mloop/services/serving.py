@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from mloop.errors import DeployFailedError, ManagedServiceError, MloopError
 from mloop.store.services import DeploymentRecord, ServiceRecord, ServiceRepository, check_service_name
 
 if TYPE_CHECKING:
-    from mloop.services.backend import Backend
+    from mloop.context import Context
 
 __all__ = ["DEFAULT_DEPLOY_TIMEOUT", "deploy", "get_service", "list_deployments", "list_services", "predict",
            "service_logs", "start_service", "stop_service"]
@@ -27,14 +27,14 @@ __all__ = ["DEFAULT_DEPLOY_TIMEOUT", "deploy", "get_service", "list_deployments"
 DEFAULT_DEPLOY_TIMEOUT = 180.0
 
 
-def _repo(backend: Backend) -> ServiceRepository:
+def _repo(backend: Context) -> ServiceRepository:
     repo = getattr(backend.store, "services", None)
     if not isinstance(repo, ServiceRepository):
         raise TypeError(f"{backend.store!r} has no service repository (store.services)")
     return repo
 
 
-def _refresh(backend: Backend, record: ServiceRecord) -> ServiceRecord:
+def _refresh(backend: Context, record: ServiceRecord) -> ServiceRecord:
     """A service whose supervisor died while it ran is marked failed (it says how to restart it)."""
     from mloop.serving.manager import supervisor_alive
 
@@ -46,7 +46,7 @@ def _refresh(backend: Backend, record: ServiceRecord) -> ServiceRecord:
     return record
 
 
-def get_service(backend: Backend, name: str) -> ServiceRecord:
+def get_service(backend: Context, name: str) -> ServiceRecord:
     """A service by name (or id), its status checked against its processes.
 
     Raises:
@@ -55,21 +55,22 @@ def get_service(backend: Backend, name: str) -> ServiceRecord:
     return _refresh(backend, _repo(backend).get(name))
 
 
-def list_services(backend: Backend) -> list[ServiceRecord]:
+def list_services(backend: Context) -> list[ServiceRecord]:
     """Every service, by name, statuses checked against their processes."""
     return [_refresh(backend, s) for s in _repo(backend).list_all()]
 
 
-def list_deployments(backend: Backend, name: str, limit: int = 20) -> list[DeploymentRecord]:
+def list_deployments(backend: Context, name: str, limit: int = 20) -> list[DeploymentRecord]:
     """A service's latest deployments, newest first."""
     return _repo(backend).list_deployments(_repo(backend).get(name).id, limit)
 
 
-def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | None = None, host: str = "127.0.0.1",
+def deploy(backend: Context, service_name: str, model_ref: str, *, port: int | None = None, host: str = "127.0.0.1",
            max_batch_size: int | None = None, max_wait_ms: float | None = None, batching: bool = True,
            max_body_bytes: int | None = None, threads: int | None = None, envs: dict[str, str] | None = None,
            schedule_hours: float | None = None, wait: bool = True, timeout: float = DEFAULT_DEPLOY_TIMEOUT,
-           run_id: str | None = None, step_name: str | None = None) -> ServiceRecord:
+           run_id: str | None = None, step_name: str | None = None,
+           on_deployment: Callable[[str], None] | None = None) -> ServiceRecord:
     """Deploy a registered model version as service ``service_name``: a new service, or a
     switch of an existing one to this version with no dropped requests.
 
@@ -87,6 +88,8 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
         wait: return once the version is live (or failed); False returns at once (``deploying``).
         timeout: seconds the new worker gets to load and become ready.
         run_id, step_name: who deployed it (kept with the deployment).
+        on_deployment: called with the deployment's id once it is recorded, before the new
+            worker starts (what :func:`cancel_deploy` needs to stop this deploy).
 
     Returns:
         The service as it is now (``running`` on success with ``wait``).
@@ -123,6 +126,8 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
         datetime.now(timezone.utc) + timedelta(hours=schedule_hours)
     deployment = repo.add_deployment(record.id, model_name=version.name, model_version=version.version,
                                      model_id=version.model_id, run_id=run_id, step_name=step_name)
+    if on_deployment is not None:
+        on_deployment(deployment.id)
     follows = model_ref.partition("@")[2] or None
     record = repo.update(record.id, desired_model_name=version.name, desired_model_version=version.version,
                          follows=follows, run_id=run_id, step_name=step_name, stop_at=stop_at,
@@ -161,7 +166,24 @@ def deploy(backend: Backend, service_name: str, model_ref: str, *, port: int | N
                             service=service_name, model=version.ref)
 
 
-def start_service(backend: Backend, name: str, *, timeout: float = DEFAULT_DEPLOY_TIMEOUT) -> ServiceRecord:
+def cancel_deploy(backend: Context, service_name: str, deployment_id: str | None = None) -> bool:
+    """Stop a deploy in flight to ``service_name`` (only deployment ``deployment_id``, when
+    given): its new worker is killed and the version served before, if any, keeps serving.
+    True if a deploy was cancelled; False if none was in flight (it had ended, or no
+    supervisor runs)."""
+    from mloop.serving import manager
+
+    record = _repo(backend).find(service_name)
+    if record is None or not manager.supervisor_alive(record):
+        return False
+    try:
+        status, answer = manager.control(record, "POST", "/deploy/cancel", {"deployment_id": deployment_id})
+    except ManagedServiceError:
+        return False
+    return status == 200 and bool(answer.get("cancelled"))
+
+
+def start_service(backend: Context, name: str, *, timeout: float = DEFAULT_DEPLOY_TIMEOUT) -> ServiceRecord:
     """Start a stopped (or failed) service again on its port, with the version it last served
     (or was last asked to serve). A running service is left as it is.
 
@@ -187,7 +209,7 @@ def start_service(backend: Backend, name: str, *, timeout: float = DEFAULT_DEPLO
                   threads=opts.get("threads"), timeout=timeout)
 
 
-def stop_service(backend: Backend, name: str, *, timeout: float = 60.0) -> ServiceRecord:
+def stop_service(backend: Context, name: str, *, timeout: float = 60.0) -> ServiceRecord:
     """Stop a service: in-flight requests finish, then its workers and supervisor end; the
     port is released. Stopping a stopped service does nothing.
 
@@ -200,7 +222,7 @@ def stop_service(backend: Backend, name: str, *, timeout: float = 60.0) -> Servi
     return manager.stop_supervisor(_repo(backend), record, home=backend.settings.home_path, timeout=timeout)
 
 
-def service_logs(backend: Backend, name: str, *, tail: int | None = 200, follow: bool = False,
+def service_logs(backend: Context, name: str, *, tail: int | None = 200, follow: bool = False,
                  poll_seconds: float = 0.25) -> Iterator[str]:
     """Lines of the service log (supervisor and workers), the last ``tail`` (None: all); with
     ``follow``, then every new line as it is written, until the caller stops iterating.
@@ -235,7 +257,7 @@ def service_logs(backend: Backend, name: str, *, tail: int | None = 200, follow:
                 yield line.decode("utf-8", "replace")
 
 
-def predict(backend: Backend, name: str, payload: Any = None, *, file: str | os.PathLike[str] | None = None,
+def predict(backend: Context, name: str, payload: Any = None, *, file: str | os.PathLike[str] | None = None,
             timeout: float = 30.0) -> Any:
     """Call a service: ``payload`` as JSON (e.g. ``{"inputs": [[...]]}``), or ``file`` uploaded
     as multipart form field ``file`` (an image). Returns the parsed JSON answer.
@@ -293,7 +315,7 @@ class FollowResult:
     error: str | None = None  # None: the service now serves ``model_ref``
 
 
-def follow_alias(backend: Backend, model_name: str, alias: str) -> list[FollowResult]:
+def follow_alias(backend: Context, model_name: str, alias: str) -> list[FollowResult]:
     """Redeploy every service that follows ``model_name@alias`` to the version the alias names
     now (each switch drops no requests; one that fails leaves that service on its version).
     Stopped services are left alone: they pick the alias up when started."""

@@ -8,7 +8,7 @@ that deployed it. It inherits two listening sockets from the deployer:
   connections that arrive while workers come and go wait in the kernel's accept queue and are
   taken by whichever worker is accepting: none is refused.
 * ``--control-fd``: a loopback HTTP endpoint for the deployer (token in ``X-Mloop-Token``,
-  from ``MLOOP_SERVICE_TOKEN``): ``GET /status``, ``POST /deploy``, ``POST /stop``.
+  from ``MLOOP_SERVICE_TOKEN``): ``GET /status``, ``POST /deploy``, ``POST /deploy/cancel``, ``POST /stop``.
 
 A deploy starts a worker for the new version on the service socket, waits for its ready file,
 then makes it current and SIGTERMs the old worker, which stops accepting and finishes its
@@ -126,6 +126,10 @@ class Supervisor:
         self.state_lock = threading.RLock()
         self.stopping = threading.Event()
         self.stopped = threading.Event()
+        #: Set by ``POST /deploy/cancel``: the deploy in flight (if its id matches) gives up,
+        #: kills its new worker and leaves the previous version serving.
+        self.cancel_deploy = threading.Event()
+        self.deploying_id: str | None = None
         self.fast_crashes = 0
         self.restarts = 0
         self.seq = 0
@@ -222,6 +226,9 @@ class Supervisor:
                 if data.get("pid") == worker.pid:
                     worker.ready_at = time.monotonic()
                     return
+            if self.cancel_deploy.is_set():
+                self.kill(worker)
+                raise DeployFailed("stopped on request")
             if time.monotonic() > deadline or self.stopping.is_set():
                 self.kill(worker)
                 why = "the service is stopping" if self.stopping.is_set() else \
@@ -251,39 +258,48 @@ class Supervisor:
         with self.deploy_lock:
             if self.stopping.is_set():
                 raise DeployFailed("the service is stopping")
-            previous = self.current
-            self.record(status="deploying", desired_model_name=dep.model_name, desired_model_version=dep.model_version,
-                        message=f"deploying {dep.label}" + (f" (serving {previous.deployment.label} meanwhile)"
-                                                            if previous else ""))
-            worker = self.spawn(dep)
+            self.cancel_deploy.clear()
+            self.deploying_id = deployment_id
             try:
-                self.wait_ready(worker, timeout)
-            except DeployFailed as exc:
-                message = f"{dep.label} failed to load: {exc}"
-                log(message)
-                self.finish_deployment(deployment_id, "failed", str(exc))
-                if previous is not None and previous.proc.poll() is None:
-                    self.record(status="running", message=f"last deploy failed ({dep.label}); still serving "
-                                                          f"{previous.deployment.label}")
-                else:
-                    self.record(status="failed", message=message, worker_pid=None)
-                    if previous is None:
-                        self.final = ("failed", message)
-                        self.stopping.set()  # nothing to serve: the supervisor ends
-                raise
-            with self.state_lock:
-                self.current = worker
-                self.fast_crashes = 0
-                self.health_failures = 0
-            self.record(status="running", message=None, worker_pid=worker.pid, model_name=dep.model_name,
-                        model_version=dep.model_version, model_id=dep.model_id,
-                        config=self.config_of(dep))
-            self.finish_deployment(deployment_id, "succeeded", None)
-            if previous is not None:
-                self.retire(previous)
-            log(f"{dep.label} is live (worker pid {worker.pid})")
-            return {"ok": True, "worker_pid": worker.pid, "model_name": dep.model_name,
-                    "model_version": dep.model_version}
+                return self._deploy_locked(dep, timeout=timeout, deployment_id=deployment_id)
+            finally:
+                self.deploying_id = None
+
+    def _deploy_locked(self, dep: Deployment, *, timeout: float, deployment_id: str | None) -> dict[str, Any]:
+        """The body of :meth:`deploy`, under its lock."""
+        previous = self.current
+        self.record(status="deploying", desired_model_name=dep.model_name, desired_model_version=dep.model_version,
+                    message=f"deploying {dep.label}" + (f" (serving {previous.deployment.label} meanwhile)"
+                                                        if previous else ""))
+        worker = self.spawn(dep)
+        try:
+            self.wait_ready(worker, timeout)
+        except DeployFailed as exc:
+            message = f"{dep.label} failed to load: {exc}"
+            log(message)
+            self.finish_deployment(deployment_id, "failed", str(exc))
+            if previous is not None and previous.proc.poll() is None:
+                self.record(status="running", message=f"last deploy failed ({dep.label}); still serving "
+                                                      f"{previous.deployment.label}")
+            else:
+                self.record(status="failed", message=message, worker_pid=None)
+                if previous is None:
+                    self.final = ("failed", message)
+                    self.stopping.set()  # nothing to serve: the supervisor ends
+            raise
+        with self.state_lock:
+            self.current = worker
+            self.fast_crashes = 0
+            self.health_failures = 0
+        self.record(status="running", message=None, worker_pid=worker.pid, model_name=dep.model_name,
+                    model_version=dep.model_version, model_id=dep.model_id,
+                    config=self.config_of(dep))
+        self.finish_deployment(deployment_id, "succeeded", None)
+        if previous is not None:
+            self.retire(previous)
+        log(f"{dep.label} is live (worker pid {worker.pid})")
+        return {"ok": True, "worker_pid": worker.pid, "model_name": dep.model_name,
+                "model_version": dep.model_version}
 
     def config_of(self, dep: Deployment) -> dict[str, Any]:
         return {"model_dir": dep.model_dir, "options": dep.options, "envs": dep.envs}
@@ -482,6 +498,14 @@ class ControlHandler(BaseHTTPRequestHandler):
             except DeployFailed as exc:
                 self._reply(422, {"ok": False, "error": str(exc), "serving": sup.current.deployment.label
                                   if sup.current else None})
+        elif self.path == "/deploy/cancel":
+            wanted = body.get("deployment_id")
+            in_flight = sup.deploying_id
+            cancelled = in_flight is not None and (wanted is None or wanted == in_flight)
+            if cancelled:
+                sup.cancel_deploy.set()
+                log(f"cancelling deployment {in_flight} on request")
+            self._reply(200, {"ok": True, "cancelled": cancelled, "deployment_id": in_flight})
         elif self.path == "/stop":
             self._reply(200, {"ok": True, "stopping": True})
             message = str(body.get("message") or "stopped on request")

@@ -1,12 +1,22 @@
-"""Step handlers give each step kind its meaning. A new kind is a new handler, not an engine change."""
+"""Step handlers give each step kind its meaning. A new kind is a new handler, not an engine change.
+
+Layer: handlers. The engine calls, for every step, whatever its kind: :meth:`StepHandler.preflight`
+before the run starts anything, :meth:`~StepHandler.start` (done at once, launched, or waiting),
+:meth:`~StepHandler.poll` for a waiting step, :meth:`~StepHandler.finish` when a launched step
+ends and :meth:`~StepHandler.cancel` on a stop. Work that takes a while inside the engine's
+process (a deploy, a dataset import) runs through :func:`run_in_thread`, so it is launched like
+a job and stoppable like one.
+"""
 
 from __future__ import annotations
 
 import abc
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from mloop.engine.context import RunContext
+from mloop.errors import MloopError
 from mloop.executors.base import Executor, JobExit, JobHandle
 from mloop.spec.models import StepSpec
 from mloop.store.base import MetricRecord, NewArtifact
@@ -31,7 +41,7 @@ class Outcome:
 class Launched:
     """A step whose work runs elsewhere; the engine hears when it ends."""
 
-    handle: JobHandle
+    handle: Any  # JobHandle of an executor, ThreadHandle of run_in_thread, or the handler's own
     state: dict[str, Any] = field(default_factory=dict)  # handler's own bookkeeping for finish()
     fields: dict[str, Any] = field(default_factory=dict)  # step fields to record (workdir, code_hash, ...)
 
@@ -47,11 +57,66 @@ class Waiting:
     poll_seconds: float = 1.0
 
 
+class StepCancelled(MloopError):
+    """Raised inside :func:`run_in_thread` work once its step is asked to stop."""
+
+    code = "step_cancelled"
+
+
+@dataclass
+class ThreadHandle:
+    """The handle of work :func:`run_in_thread` started: ``cancelled`` is set on a stop."""
+
+    step_name: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    exit: JobExit | None = None
+
+    def check(self) -> None:
+        """Raise :class:`StepCancelled` if the step was asked to stop (call it between units of work)."""
+        if self.cancelled.is_set():
+            raise StepCancelled(f"step {self.step_name!r} was stopped")
+
+
+def run_in_thread(step: StepSpec, work: Callable[[ThreadHandle], Outcome], on_exit: Any, *,
+                  fields: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> Launched:
+    """Start ``work(handle)`` in a thread and return it as launched; the engine hears its end
+    through ``on_exit`` like a job's, and :meth:`StepHandler.cancel` sets ``handle.cancelled``.
+
+    ``work`` returns the step's Outcome; an MloopError it raises fails the step with its
+    message and hint, :class:`StepCancelled` stops it, anything else fails it with the type.
+    """
+    handle = ThreadHandle(step.name)
+    launched = Launched(handle, state=dict(state or {}), fields=dict(fields or {}))
+
+    def target() -> None:
+        try:
+            outcome = work(handle)
+        except StepCancelled:
+            outcome = Outcome("stopped", "stopped on request")
+        except MloopError as exc:
+            outcome = Outcome("failed", f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
+        except Exception as exc:  # noqa: BLE001 - reported as the step's failure, never lost
+            outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
+        launched.state["outcome"] = outcome
+        exit = JobExit(0 if outcome.status == "succeeded" else 1)
+        handle.exit = exit
+        on_exit(handle, exit)
+
+    threading.Thread(target=target, daemon=True, name=f"step-{step.name}").start()
+    return launched
+
+
 class StepHandler(abc.ABC):
     """Runs one kind of step."""
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
+
+    def preflight(self, step: StepSpec, ctx: RunContext) -> None:
+        """Check what can be checked before the run starts anything (raise an MloopError to
+        fail the step, and so the run, at once). Values that depend on earlier steps' outputs
+        are checked when the step starts. By default: nothing."""
+        return None
 
     @abc.abstractmethod
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched | Waiting:
@@ -74,8 +139,17 @@ class StepHandler(abc.ABC):
         return None
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
-        """Turn a launched job's exit into an Outcome (parse metrics, upload outputs, ...)."""
-        raise NotImplementedError
+        """Turn a launched step's end into an Outcome (parse metrics, upload outputs, ...).
+
+        By default, the outcome :func:`run_in_thread` work returned."""
+        outcome = launched.state.get("outcome")
+        if isinstance(outcome, Outcome):
+            return outcome
+        raise NotImplementedError(f"{type(self).__name__} launched work but has no finish()")
 
     def cancel(self, launched: Launched, grace_seconds: float) -> None:
-        self.executor.cancel(launched.handle, grace_seconds)
+        """Stop launched work: thread work is told to stop, an executor's job is cancelled."""
+        if isinstance(launched.handle, ThreadHandle):
+            launched.handle.cancelled.set()
+        else:
+            self.executor.cancel(launched.handle, grace_seconds)

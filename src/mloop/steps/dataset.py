@@ -14,8 +14,10 @@ which a later step consumes with ``step.outputs[name].as_input()``, just like a 
 version in its step inputs, where the model registry finds which data made a model.
 
 The steps run in the engine's process: they read files and write the stores, no user code runs,
-so there is nothing to isolate in a job process (the same choice as ModelStep). They are
-idempotent per run: a retried step finds the version its first attempt committed.
+so there is nothing to isolate in a job process (the same choice as ModelStep). Imports, which
+read every file, run in a thread (:func:`~mloop.steps.base.run_in_thread`): the engine goes on
+with other steps meanwhile, and a stop ends them at the next file, with no version committed.
+They are idempotent per run: a retried step finds the version its first attempt committed.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import Any
 from mloop.artifacts import is_local, local_path
 from mloop.engine.context import RunContext
 from mloop.errors import DatasetError, DatasetFormatError, NotFoundError, NotSupportedYetError
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.spec.models import InputSpec, StepSpec
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.steps.base import Launched, Outcome, StepHandler, ThreadHandle, run_in_thread
 from mloop.store.datasets import DatasetVersionRecord
 
 __all__ = ["CreateDatasetHandler", "DatasetImportHandler", "ReleaseDatasetHandler", "dataset_value", "stage_dataset"]
@@ -44,8 +46,8 @@ def dataset_value(record: DatasetVersionRecord) -> dict[str, Any]:
             "samples": record.sample_count}
 
 
-def _backend(ctx: RunContext) -> Backend:
-    return Backend(ctx.settings, ctx.store, ctx.artifacts)  # borrowed: the run owns and closes it
+def _backend(ctx: RunContext) -> Context:
+    return ctx  # a run context is a context: the run service owns and closes it
 
 
 def _text(value: Any) -> str | None:
@@ -65,7 +67,7 @@ def _dataset_ref(value: Any, step: str, inp: str) -> tuple[str, str | None]:
                        hint="give a wf.data.Dataset, a DatasetPlaceholder or a dataset step's output", step=step)
 
 
-def _completed_task_version(backend: Backend, value: dict[str, Any], step: str) -> dict[str, Any]:
+def _completed_task_version(backend: Context, value: dict[str, Any], step: str) -> dict[str, Any]:
     """A label task given directly (``wf.data.LabelTask``, a ``LabelTaskPlaceholder`` value) as
     the dataset version its completion made; releasing the latest version instead would
     silently skip the labels."""
@@ -118,14 +120,19 @@ def _import_kwargs(fmt: str | None, params: dict[str, Any], fn: Any) -> dict[str
     return kwargs
 
 
-def _import(backend: Backend, name: str, folder: str, fmt: str | None, params: dict[str, Any],
-            **more: Any) -> DatasetVersionRecord:
+def _import(backend: Context, name: str, folder: str, fmt: str | None, params: dict[str, Any],
+            handle: ThreadHandle, **more: Any) -> DatasetVersionRecord:
     """``import_data`` with a hint that fits a workflow: a step has no data-cleaning switch (the SDK
-    has no such property), so the files must be fixed at the source."""
+    has no such property), so the files must be fixed at the source. A stop of the step ends
+    the import at the next file (an interrupted import commits no version)."""
     from mloop.services.datasets import import_data
 
+    def progress(phase: str, done: int, total: int) -> None:
+        handle.check()
+
     try:
-        return import_data(backend, name, folder, **_import_kwargs(fmt, params, import_data), **more)
+        return import_data(backend, name, folder, **_import_kwargs(fmt, params, import_data), progress=progress,
+                           **more)
     except DatasetFormatError as exc:
         if getattr(exc, "problems", None):  # bad files, not an unsupported format
             exc.hint = f"fix or remove these files in {folder}, then run again"
@@ -176,12 +183,17 @@ class CreateDatasetHandler(StepHandler):
         if len(sources) != 1:
             raise DatasetError(f"step {step.name!r} needs exactly one input folder, got {len(sources)}",
                                hint="give one CreateDatasetInput", step=step.name)
-        folder = _source_folder(ctx, step, sources[0])
-        record = _import(_backend(ctx), name, folder, fmt, params, create=True,
-                         description=_text(props.get("description")) or "")
-        _record_inputs(ctx, step, values={sources[0].name: folder}, format=record.format,
-                       dataset={"dataset_name": record.dataset_name, "version_name": record.version})
-        return Outcome("succeeded", _made(record, "created"), outputs={_output_name(step): dataset_value(record)})
+        output = _output_name(step)
+
+        def work(handle: ThreadHandle) -> Outcome:
+            folder = _source_folder(ctx, step, sources[0])
+            record = _import(_backend(ctx), str(name), folder, fmt, params, handle, create=True,
+                             description=_text(props.get("description")) or "")
+            _record_inputs(ctx, step, values={sources[0].name: folder}, format=record.format,
+                           dataset={"dataset_name": record.dataset_name, "version_name": record.version})
+            return Outcome("succeeded", _made(record, "created"), outputs={output: dataset_value(record)})
+
+        return run_in_thread(step, work, on_exit)
 
 
 class DatasetImportHandler(StepHandler):
@@ -204,12 +216,16 @@ class DatasetImportHandler(StepHandler):
         fmt, params = _format(ctx.resolve(step.properties), None)
         if fmt is None:
             fmt = get_version(backend, name).format  # imports continue in the dataset's own format
-        folder = _source_folder(ctx, step, folders[0][0])
-        record = _import(backend, name, folder, fmt, params)
-        _record_inputs(ctx, step, values={folders[0][0].name: folder}, format=record.format,
-                       dataset={"dataset_name": record.dataset_name, "version_name": record.version})
-        return Outcome("succeeded", _made(record, "imported into"),
-                       outputs={_output_name(step): dataset_value(record)})
+        output = _output_name(step)
+
+        def work(handle: ThreadHandle) -> Outcome:
+            folder = _source_folder(ctx, step, folders[0][0])
+            record = _import(backend, name, folder, fmt, params, handle)
+            _record_inputs(ctx, step, values={folders[0][0].name: folder}, format=record.format,
+                           dataset={"dataset_name": record.dataset_name, "version_name": record.version})
+            return Outcome("succeeded", _made(record, "imported into"), outputs={output: dataset_value(record)})
+
+        return run_in_thread(step, work, on_exit)
 
 
 def _ratio(value: Any, step: str) -> float:
@@ -264,7 +280,7 @@ class ReleaseDatasetHandler(StepHandler):
         message = f"reused release {what}" if reused else f"released {what}"
         return Outcome("succeeded", message, outputs={_output_name(step): dataset_value(record)})
 
-    def _existing(self, backend: Backend, base: DatasetVersionRecord, ratio: float,
+    def _existing(self, backend: Context, base: DatasetVersionRecord, ratio: float,
                   version_name: str | None) -> DatasetVersionRecord | None:
         from mloop.services.datasets import get_version
 

@@ -137,6 +137,9 @@ def log_tail(path: str | None, lines: int) -> list[str]:
 
 
 class JobHandler(StepHandler):
+    def preflight(self, step: StepSpec, ctx: RunContext) -> None:
+        preflight(step, ctx)
+
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
         props = ctx.resolve(step.properties)
         algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())

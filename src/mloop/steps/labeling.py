@@ -21,7 +21,7 @@ from typing import Any
 
 from mloop.engine.context import RunContext
 from mloop.errors import LabelingError, NotFoundError
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.spec.models import InputSpec, StepSpec
 from mloop.steps.base import Launched, Outcome, StepHandler, Waiting
 from mloop.store.labels import LabelTaskRecord
@@ -35,7 +35,7 @@ class LabelingHandler(StepHandler):
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched | Waiting:
         from mloop.services.labels import task_output
 
-        backend = Backend(ctx.settings, ctx.store, ctx.artifacts)  # borrowed: the run owns and closes it
+        backend: Context = ctx  # a run context is a context: the run service owns and closes it
         task = self._known_task(backend, step, ctx) or self._find_or_create(backend, step, ctx)
         output = step.outputs[0].name if step.outputs else "label_task"
         if task.status == "completed":
@@ -49,7 +49,7 @@ class LabelingHandler(StepHandler):
 
     # -- finding the task ---------------------------------------------------------------------
     @staticmethod
-    def _known_task(backend: Backend, step: StepSpec, ctx: RunContext) -> LabelTaskRecord | None:
+    def _known_task(backend: Context, step: StepSpec, ctx: RunContext) -> LabelTaskRecord | None:
         """The task an earlier call for this run's step recorded (polls, a resumed run)."""
         from mloop.services.labels import get_task_by_id
 
@@ -61,7 +61,7 @@ class LabelingHandler(StepHandler):
         except NotFoundError:
             return None  # deleted meanwhile: find or create it again
 
-    def _find_or_create(self, backend: Backend, step: StepSpec, ctx: RunContext) -> LabelTaskRecord:
+    def _find_or_create(self, backend: Context, step: StepSpec, ctx: RunContext) -> LabelTaskRecord:
         from mloop.services.labels import create_task, default_task_name, resolve_task_value
 
         data_input = _input(step)

@@ -23,9 +23,10 @@ from mloop.engine.context import RunContext
 from mloop.errors import ModelError, NotFoundError
 from mloop.metrics import float_values
 from mloop.spec import refs
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.spec.models import InputSpec, StepSpec
 from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.store.base import NewArtifact
 from mloop.store.registry import ModelRepository, ModelVersionRecord, check_model_name
 
 __all__ = ["ModelHandler", "default_model_name", "model_output_value"]
@@ -73,7 +74,7 @@ class ModelHandler(StepHandler):
         metrics.update(_declared_metrics(config.get("model_metrics"), step.name))
         dataset = _dataset_of(ctx, producer)
         repo: ModelRepository = getattr(ctx.store, "registry")
-        backend = Backend(ctx.settings, ctx.store, ctx.artifacts)  # borrowed: the run owns and closes it
+        backend: Context = ctx  # a run context is a context: the run service owns and closes it
 
         previous = self._already_registered(repo, ctx, step, name, source)
         record = previous or register_model(
@@ -86,12 +87,12 @@ class ModelHandler(StepHandler):
         )
         ctx.store.update_step(ctx.run_id, step.name, inputs={
             "values": {files_input.name: source}, "source_step": producer, "dataset": dataset})
-        ctx.store.add_artifact(ctx.run_id, step.name, output.name, "model", record.uri, digest=record.content_hash,
-                               size=record.size)
         again = " (already registered by an earlier attempt)" if previous else ""
         return Outcome("succeeded", f"registered {record.name}:{record.version} ({record.model_type}, "
                                     f"hash {record.content_hash[:12]}){again}",
-                       outputs={output.name: model_output_value(record)})
+                       outputs={output.name: model_output_value(record)},
+                       artifacts=[NewArtifact(output.name, "model", record.uri, digest=record.content_hash,
+                                              size=record.size)])
 
     @staticmethod
     def _already_registered(repo: ModelRepository, ctx: RunContext, step: StepSpec, name: str,

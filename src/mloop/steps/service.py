@@ -14,7 +14,9 @@ placeholder's ``model_name``, else the placeholder's ``model_version``. Only whe
 does the step wait for a person (``mloop input``).
 
 Deploying takes seconds (a worker process loads the model), so :meth:`start` runs it in a
-thread and returns :class:`Launched`; the engine hears the end through ``on_exit``. The
+thread (:func:`~mloop.steps.base.run_in_thread`) and the engine hears the end like a job's.
+A stop cancels the deploy: the supervisor kills the new worker and the version it served
+before keeps serving. The
 output is the service (``service_id``, ``service_name``, model, port) with the variables
 ``access_address`` and ``cluster_inner_access_address`` (the service URL; it takes ``POST /``,
 ModelArts' path, and ``POST /predict``). ``ServiceConfig.schedule`` (hours, -1 = keep running)
@@ -24,16 +26,15 @@ stops the service when it runs out.
 from __future__ import annotations
 
 import os
-import threading
+import time
 import uuid
 from typing import Any
 
 from mloop.engine.context import RunContext
 from mloop.errors import ManagedServiceError, MloopError, NotFoundError
-from mloop.executors.base import JobExit, JobHandle, JobRequest
 from mloop.spec.models import DataRequirementSpec, InputSpec, StepSpec
 from mloop.spec import refs
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.steps.base import Launched, Outcome, StepCancelled, StepHandler, ThreadHandle, run_in_thread
 
 __all__ = ["ServiceHandler", "auto_service_name", "service_output_value"]
 
@@ -70,7 +71,7 @@ class ServiceHandler(StepHandler):
 
     # -- run -------------------------------------------------------------------------------------
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
-        from mloop.services.backend import Backend
+        from mloop.context import Context
         from mloop.services.serving import DEFAULT_DEPLOY_TIMEOUT, deploy
 
         deployment_input = next((i for i in step.inputs if i.type == "model_list"), None)
@@ -93,53 +94,50 @@ class ServiceHandler(StepHandler):
         log_path = os.path.join(ctx.run_dir, "steps", step.name, "deploy.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         _log(log_path, f"mloop: attempt {attempt}: deploying {ref} to service {name!r}")
-        request = JobRequest(ctx.run_id, step.name, ["mloop-service-deploy", name, ref], ctx.run_dir, {}, log_path)
-        handle = JobHandle(request, pid=None)
-        state: dict[str, Any] = {"service": name, "model": ref, "log_path": log_path}
-        backend = Backend(ctx.settings, ctx.store, ctx.artifacts)  # borrowed: the run owns and closes it
+        backend: Context = ctx  # a run context is a context: the run service owns and closes it
+        state: dict[str, Any] = {"service": name, "model": ref, "log_path": log_path, "ctx": backend}
 
-        def work() -> None:
-            code = 1
+        def work(handle: ThreadHandle) -> Outcome:
+            before = backend.store.services.find(name)
+            previous = before.model_ref if before is not None and before.status == "running" else None
             try:
-                before = backend.store.services.find(name)  # type: ignore[attr-defined]
-                state["previous"] = before.model_ref if before is not None and before.status == "running" else None
                 record = deploy(backend, name, ref, envs=envs or None, schedule_hours=schedule,
-                                timeout=DEFAULT_DEPLOY_TIMEOUT, run_id=ctx.run_id, step_name=step.name)
-                state["record"] = record
-                _log(log_path, f"mloop: {ref} is live at {record.url}")
-                code = 0
+                                timeout=DEFAULT_DEPLOY_TIMEOUT, run_id=ctx.run_id, step_name=step.name,
+                                on_deployment=lambda deployment_id: _deploying(backend, state, deployment_id, handle))
             except MloopError as exc:
-                state["error"] = f"{exc}" + (f" ({exc.hint})" if exc.hint else "")
-            except Exception as exc:  # noqa: BLE001 - reported as the step's failure, never lost
-                state["error"] = f"{type(exc).__name__}: {exc}"
-            if "error" in state:
-                _log(log_path, f"mloop: deploy failed: {state['error']}")
-            exit = JobExit(code)
-            handle.exit = exit
-            on_exit(handle, exit)
+                if handle.cancelled.is_set():
+                    _log(log_path, f"mloop: deploy stopped on request; {previous or 'nothing'} keeps serving")
+                    raise StepCancelled(f"deploying {ref} was stopped") from exc
+                _log(log_path, f"mloop: deploy failed: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
+                raise
+            except Exception as exc:
+                _log(log_path, f"mloop: deploy failed: {type(exc).__name__}: {exc}")
+                raise
+            _log(log_path, f"mloop: {ref} is live at {record.url}")
+            output = step.outputs[0].name if step.outputs else "service_output"
+            how = f"switched from {previous}" if previous and previous != record.model_ref else "deployed"
+            return Outcome("succeeded", f"{record.model_ref} {how}: service {record.name!r} at {record.url}",
+                           outputs={output: service_output_value(record)})
 
-        threading.Thread(target=work, daemon=True, name=f"deploy-{step.name}").start()
-        return Launched(handle, state=state, fields={"log_path": log_path,
-                                                     "inputs": {"values": {deployment_input.name: [model]},
-                                                                "service": name}})
-
-    def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
-        state = launched.state
-        if exit.exit_code != 0 or "record" not in state:
-            return Outcome("failed", state.get("error") or f"deploying {state.get('model')} failed",
-                           exit_code=exit.exit_code)
-        record = state["record"]
-        output = step.outputs[0].name if step.outputs else "service_output"
-        previous = state.get("previous")
-        how = f"switched from {previous}" if previous and previous != record.model_ref else "deployed"
-        return Outcome("succeeded", f"{record.model_ref} {how}: service {record.name!r} at {record.url}",
-                       outputs={output: service_output_value(record)})
+        return run_in_thread(step, work, on_exit, state=state, fields={
+            "log_path": log_path, "inputs": {"values": {deployment_input.name: [model]}, "service": name}})
 
     def cancel(self, launched: Launched, grace_seconds: float) -> None:
-        # A deploy in flight finishes on its own (seconds); the service it leaves is the user's.
-        return None
+        """Stop the deploy: the new worker is killed and the version served before keeps serving.
 
-    @staticmethod
+        The supervisor can cancel a deploy only once it has it, so this asks until the deploy
+        thread has ended (stopped, or done before the request arrived)."""
+        from mloop.services.serving import cancel_deploy
+
+        super().cancel(launched, grace_seconds)  # a deploy not yet sent is not sent
+        state, handle = launched.state, launched.handle
+        deadline = time.monotonic() + grace_seconds + DEPLOY_CANCEL_WAIT_S
+        while handle.exit is None and time.monotonic() < deadline:
+            deployment_id = state.get("deployment_id")
+            if deployment_id is not None and cancel_deploy(state["ctx"], state["service"], deployment_id):
+                return
+            time.sleep(0.1)
+
     def _service_name(step: StepSpec, ctx: RunContext, config: dict[str, Any]) -> str:
         """The service to update (second input), else ``service_name``, else an automatic one."""
         target = next((i for i in step.inputs if i.type == "service"), None)
@@ -161,6 +159,19 @@ class ServiceHandler(StepHandler):
         if isinstance(given, str) and given.strip():
             return given.strip()
         return auto_service_name(ctx.run_id, step.name)
+
+
+#: How long a stop keeps asking a supervisor to cancel a deploy it has not received yet.
+DEPLOY_CANCEL_WAIT_S = 10.0
+
+
+def _deploying(ctx: Context, state: dict[str, Any], deployment_id: str, handle: ThreadHandle) -> None:
+    """``deploy``'s hook once the deployment is recorded: remember its id, and when the step
+    was stopped meanwhile, end the deployment there (no worker starts)."""
+    state["deployment_id"] = deployment_id
+    if handle.cancelled.is_set():
+        ctx.store.services.finish_deployment(deployment_id, "failed", "stopped on request")
+        handle.check()
 
 
 def _log(path: str, line: str) -> None:

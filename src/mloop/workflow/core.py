@@ -191,11 +191,11 @@ class Workflow:
     # -- verbs (the only I/O) ---------------------------------------------------------------
     def release(self) -> str:
         """Store this workflow as the next release of its name; returns the release id."""
-        from mloop import services
+        from mloop import runs
 
         if _skip_verb("release"):
             return ""
-        return services.release_spec_with_settings(services.default_settings(), self.compile()).id
+        return runs.release_spec_with_settings(runs.default_settings(), self.compile()).id
 
     def run(self, steps: Any = None, experiment_id: str | None = None, take_snapshot: bool = True,
             snapshot_path: str | None = None, *, parameters: dict[str, Any] | None = None,
@@ -204,26 +204,20 @@ class Workflow:
 
         Returns the run id. Raises StepFailed when the run fails (so a CI job fails too).
         """
-        from mloop import services
-
         if _skip_verb("run"):
             return ""
         names = [getattr(s, "name", s) for s in as_list(steps)] or None
         values = {**self._values, **(parameters or {})}
-        return services.run_workflow(services.default_settings(), self.compile(), values, storages=storages,
-                                     steps=names, quiet=quiet, experiment_id=experiment_id)
+        return _run_verb(self.compile(), values, storages=storages, steps=names, quiet=quiet)
 
     def release_and_run(self) -> str:
         """Release, then run every step with default values; returns the run id.
 
         Every placeholder needs a default (or a value from ``set_placeholder``).
         """
-        from mloop import services
-
         if _skip_verb("release_and_run"):
             return ""
-        return services.run_workflow(services.default_settings(), self.compile(), dict(self._values),
-                                     require_defaults=True)
+        return _run_verb(self.compile(), dict(self._values), require_defaults=True)
 
     def debug(self, *args: Any, **kwargs: Any) -> None:
         raise NotSupportedYetError("step-by-step debug runs are not available yet",
@@ -238,6 +232,21 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"Workflow(name={self.name!r}, steps={[getattr(s, 'name', s) for s in self.steps]})"
+
+
+def _run_verb(spec: Any, values: dict[str, Any], *, quiet: bool = False, **options: Any) -> str:
+    """The SDK's door to the run service: start the run here, show it live, raise StepFailed
+    when it fails (so a CI job fails too); the run id."""
+    import os
+
+    from mloop import runs
+    from mloop.console import Watcher
+
+    with runs.open_backend(runs.default_settings()) as ctx:
+        # A path given to run() is relative to where the script runs, as on the command line.
+        result = runs.start_run(ctx, spec, values, base_dir=os.getcwd(), watch=Watcher(quiet=quiet), **options)
+    runs.raise_for_result(result)
+    return str(result.run.id)
 
 
 def add_whitelist_users(content_id: str, version_num: str, user_groups: Any, session: Any = None) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from mloop.services.backend import Backend
+from mloop.context import Context
 from mloop.services.labels import (
     complete_task,
     create_task,
@@ -37,8 +37,8 @@ from mloop.services.labels import (
 router = APIRouter(tags=["labeling"])
 
 
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
+def _backend(request: Request) -> Context:
+    backend: Context = request.app.state.backend
     return backend
 
 
@@ -104,14 +104,14 @@ def submit_label_task_labels(request: Request, name: str, body: SubmitLabels,
 @router.post("/label-tasks/{name}/complete")
 def complete_label_task(request: Request, name: str, body: Optional[Complete] = None,
                         dataset: Optional[str] = None) -> dict[str, Any]:
-    from mloop.engine.reconcile import engine_alive
+    from mloop.runs import has_live_engine
 
     backend = _backend(request)
     task = get_task(backend, name, dataset)
     done = complete_task(backend, task, allow_partial=body.allow_partial if body else False)
     runs = []
     for run in runs_waiting_on(backend, done):
-        live = engine_alive(run)
+        live = has_live_engine(run)
         runs.append({"run_id": run.id, "workflow": run.workflow_name, "engine_alive": live,
                      "continue_with": None if live else f"mloop resume {run.id[:12]}"})
     note = ("completing a task resumes no run by itself: a run whose engine is alive goes on within a second; "

@@ -1,0 +1,62 @@
+"""The context every operation works in: settings, the metadata store and the artifact store.
+
+Layer: foundation (imports config, store and artifacts only). Domain operations
+(:mod:`mloop.services`) take a :class:`Context`; the engine's
+:class:`~mloop.engine.context.RunContext` *is* one, with the facts of one run added, so a
+step handler hands its run context straight to the operation it calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mloop.artifacts import ArtifactStore
+    from mloop.config import Settings
+    from mloop.store.base import Store
+
+__all__ = ["Context", "open_context"]
+
+
+class Context:
+    """Settings, the metadata store and the artifact store, used together and closed together.
+
+    ``artifacts`` is created on first use when not given: a command that only reads the
+    metadata store (``mloop dataset list``) doesn't import fsspec.
+    """
+
+    def __init__(self, settings: Settings, store: Store, artifacts: ArtifactStore | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._artifacts = artifacts
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        if self._artifacts is None:
+            from mloop.artifacts import ArtifactStore
+
+            self._artifacts = ArtifactStore(self.settings.resolved_artifact_root)
+        return self._artifacts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(store={self.store!r}, artifact_root={self.settings.resolved_artifact_root!r})"
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_context(settings: Settings) -> Context:
+    """Open the metadata store of ``settings`` (creating it on first use) in a new context.
+
+    Doors that look at runs open it through :func:`mloop.runs.open_backend`, which also
+    reconciles runs whose engine died.
+    """
+    from mloop.store import open_store
+
+    return Context(settings, open_store(settings.resolved_database_url))
