@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import cached_property
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any, cast, get_args
 
 from sqlalchemy import CursorResult, Engine, Table, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from mloop.errors import MissingExtraError, NotFoundError, StoreError
@@ -43,6 +42,7 @@ from mloop.store.base import (
     StepTransition,
     Store,
 )
+from mloop.store.database import Database
 from mloop.store.datasets import DatasetRepository
 from mloop.store.labels import LabelRepository
 from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
@@ -232,10 +232,13 @@ class SQLStore(Store):
         self.url = url
         self.engine = create_store_engine(url)
         self._display_url = display_url(url)
-        # Rows become records inside their transaction; no ORM object leaves a session.
-        self._reads = sessionmaker(self.engine)
-        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._writes = sessionmaker(self._write_engine)
+        #: The store's transactions; the area repositories get this and nothing else of the store.
+        self.db = Database(self.engine, self.engine.execution_options(**{WRITE_OPTION: True}),
+                           self._display_url, translate_error)
+        self._datasets = DatasetRepository(self.db)
+        self._labels = LabelRepository(self.db)
+        self._registry = ModelRepository(self.db)
+        self._services = ServiceRepository(self.db)
 
     def __enter__(self) -> SQLStore:
         return self
@@ -247,43 +250,26 @@ class SQLStore(Store):
         return f"SQLStore({self._display_url!r})"
 
     # -- areas beyond runs: one repository each, sharing this store's transactions -------------
-    @cached_property
+    @property
     def datasets(self) -> DatasetRepository:
-        return DatasetRepository(self)
+        return self._datasets
 
-    @cached_property
+    @property
     def labels(self) -> LabelRepository:
-        return LabelRepository(self)
+        return self._labels
 
-    @cached_property
+    @property
     def registry(self) -> ModelRepository:
-        return ModelRepository(self)
+        return self._registry
 
-    @cached_property
+    @property
     def services(self) -> ServiceRepository:
-        return ServiceRepository(self)
+        return self._services
 
     # -- transactions -----------------------------------------------------------------------
-    @contextmanager
-    def _session(self, *, write: bool) -> Iterator[Session]:
+    def _session(self, *, write: bool) -> AbstractContextManager[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        maker = self._writes if write else self._reads
-        try:
-            with maker.begin() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, self._display_url) from exc
-
-    @staticmethod
-    def _lock_numbering(session: Session, workflow_name: str) -> None:
-        """Serialise numbering (release versions, run numbers) of one workflow until commit.
-
-        On SQLite the IMMEDIATE transaction already holds the database's write lock. On
-        PostgreSQL, two transactions could otherwise read the same max and collide on the
-        unique constraint, so they queue on an advisory lock named after the workflow.
-        """
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"mloop:{workflow_name}"))))
+        return self.db.session(write=write)
 
     # -- releases ---------------------------------------------------------------------------
     def create_release(self, workflow_name: str, spec: dict[str, Any],
@@ -303,7 +289,7 @@ class SQLStore(Store):
 
         digest = spec_hash(spec)
         with self._session(write=True) as session:
-            self._lock_numbering(session, workflow_name)
+            self.db.lock_numbering(session, workflow_name)
             latest = session.scalar(select(func.max(Release.version)).where(Release.workflow_name == workflow_name))
             if reuse_if_unchanged and latest is not None:
                 current = session.scalar(select(Release).where(Release.workflow_name == workflow_name,
@@ -385,7 +371,7 @@ class SQLStore(Store):
                 raise NotFoundError(f"no release with id '{release_id}'", release_id=release_id)
             if session.get(Run, new_id) is not None:
                 raise StoreError(f"a run with id '{new_id}' already exists", run_id=new_id)
-            self._lock_numbering(session, release.workflow_name)
+            self.db.lock_numbering(session, release.workflow_name)
             earlier = session.scalar(
                 select(func.count()).select_from(Run).where(Run.workflow_name == release.workflow_name)
             )
@@ -584,11 +570,8 @@ class SQLStore(Store):
         for change in changes:
             _check_statuses(change.to_status, change.expected_from, _STEP_STATUSES)
             checked.append((change, _check_fields(dict(change.fields), _STEP_FIELDS, "transition_step")))
-        try:
-            with self._write_engine.begin() as conn:
-                return [self._apply_step_change(conn, run_id, change, values) for change, values in checked]
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, self._display_url) from exc
+        with self.db.write_connection() as conn:
+            return [self._apply_step_change(conn, run_id, change, values) for change, values in checked]
 
     @staticmethod
     def _apply_step_change(conn: Connection, run_id: str, change: StepTransition, values: dict[str, Any]) -> bool:
