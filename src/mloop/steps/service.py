@@ -101,7 +101,7 @@ class ServiceHandler(StepHandler):
         def work() -> None:
             code = 1
             try:
-                before = backend.store.services.find(name)  # type: ignore[attr-defined]
+                before = backend.store.services.find(name)
                 state["previous"] = before.model_ref if before is not None and before.status == "running" else None
                 record = deploy(backend, name, ref, envs=envs or None, schedule_hours=schedule,
                                 timeout=DEFAULT_DEPLOY_TIMEOUT, run_id=ctx.run_id, step_name=step.name)
@@ -150,7 +150,7 @@ class ServiceHandler(StepHandler):
             if not isinstance(value, str) or not value:
                 raise ManagedServiceError(f"input {target.name!r} of step {step.name!r} names no service ({value!r})",
                                           hint="give the service's name or id", step=step.name)
-            services = getattr(ctx.store, "services")
+            services = ctx.store.services
             found = services.find(value)
             if found is None:
                 raise NotFoundError(f"input {target.name!r} of step {step.name!r}: no service {value!r} to update",
@@ -178,10 +178,7 @@ def _constraints(requirement: DataRequirementSpec, ctx: RunContext) -> dict[str,
 
 def _registered_in_run(ctx: RunContext, model_name: str) -> str | None:
     """The latest version of ``model_name`` a ModelStep of this run registered."""
-    registry = getattr(ctx.store, "registry", None)
-    if registry is None:
-        return None
-    versions = [v for v in registry.find_versions(run_id=ctx.run_id) if v.name == model_name]
+    versions = [v for v in ctx.store.registry.find_versions(run_id=ctx.run_id) if v.name == model_name]
     return str(versions[-1].version) if versions else None
 
 
