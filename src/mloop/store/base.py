@@ -280,7 +280,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def transition_steps(self, run_id: str, changes: Sequence[StepTransition]) -> list[bool]:
-        """Several step transitions in order, in one transaction; whether each was applied."""
+        """Several step transitions in order, in one transaction; whether each was applied.
+
+        Each change's ``metrics`` and ``artifacts`` are written in that transaction only if the
+        change applied, replacing the step's metrics from the same sources and its artifacts of
+        the same output names. Any error writes nothing of the batch.
+        """
 
     @abc.abstractmethod
     def list_events(self, run_id: str) -> list[EventRecord]:
@@ -296,7 +301,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
-                     digest: str | None = None, size: int | None = None) -> ArtifactRecord: ...
+                     digest: str | None = None, size: int | None = None) -> ArtifactRecord:
+        """Record an artifact, replacing the step's artifact of the same output ``name``."""
 
     @abc.abstractmethod
     def list_artifacts(self, run_id: str, step_name: str | None = None) -> list[ArtifactRecord]: ...

@@ -85,6 +85,19 @@ _UPDATE_STEP_IF = update(_STEPS).where(
     _STEPS.c.status == bindparam("k_status"),
 )
 _INSERT_EVENT = insert(cast(Table, Event.__table__))
+# ... and what a terminal transition carries (metrics, artifacts): replaced, then inserted.
+_METRICS = cast(Table, Metric.__table__)
+_DELETE_METRICS_FROM = delete(_METRICS).where(
+    _METRICS.c.run_id == bindparam("k_run"), _METRICS.c.step_name == bindparam("k_name"),
+    _METRICS.c.source.in_(bindparam("k_sources", expanding=True)),
+)
+_INSERT_METRIC = insert(_METRICS)
+_ARTIFACTS = cast(Table, Artifact.__table__)
+_DELETE_ARTIFACTS_NAMED = delete(_ARTIFACTS).where(
+    _ARTIFACTS.c.run_id == bindparam("k_run"), _ARTIFACTS.c.step_name == bindparam("k_name"),
+    _ARTIFACTS.c.name.in_(bindparam("k_names", expanding=True)),
+)
+_INSERT_ARTIFACT = insert(_ARTIFACTS)
 
 
 def _new_id() -> str:
@@ -560,6 +573,11 @@ class SQLStore(Store):
     def transition_steps(self, run_id: str, changes: Sequence[StepTransition]) -> list[bool]:
         """Several step transitions, in order, in one transaction (one commit).
 
+        A change's ``metrics`` and ``artifacts`` are written with it, and only if it applied:
+        metrics replace the step's metrics from the same source files (as :meth:`add_metrics`),
+        artifacts replace the step's artifacts of the same output name (as :meth:`add_artifact`),
+        so a retried step that succeeds again keeps one row per output.
+
         Returns:
             For each change, whether it was applied (see :meth:`transition_step`).
 
@@ -592,6 +610,21 @@ class SQLStore(Store):
             return False
         conn.execute(_INSERT_EVENT, {"run_id": run_id, "step_name": change.name, "from_status": current.status,
                                      "to_status": change.to_status, "at": now, "message": change.message})
+        if change.metrics:
+            conn.execute(_DELETE_METRICS_FROM, {**key, "k_sources": sorted({m.source for m in change.metrics})})
+            conn.execute(_INSERT_METRIC, [
+                {"run_id": run_id, "step_name": change.name, "key": m.key, "title": m.title, "type": m.type,
+                 "value": m.value, "data": m.data, "source": m.source}
+                for m in change.metrics
+            ])
+        if change.artifacts:
+            latest = {a.name: a for a in change.artifacts}  # one row per output: the last one given wins
+            conn.execute(_DELETE_ARTIFACTS_NAMED, {**key, "k_names": sorted(latest)})
+            conn.execute(_INSERT_ARTIFACT, [
+                {"run_id": run_id, "step_name": change.name, "name": a.name, "kind": a.kind, "uri": a.uri,
+                 "digest": a.digest, "size": a.size, "created_at": now}
+                for a in latest.values()
+            ])
         return True
 
     def list_events(self, run_id: str) -> list[EventRecord]:
@@ -639,7 +672,8 @@ class SQLStore(Store):
 
     def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
                      digest: str | None = None, size: int | None = None) -> ArtifactRecord:
-        """Record an artifact a step produced.
+        """Record an artifact a step produced, replacing the step's artifact of the same output
+        name (a retried step keeps one row per output).
 
         Args:
             run_id: the run.
@@ -655,6 +689,9 @@ class SQLStore(Store):
         """
         with self._session(write=True) as session:
             self._require_step(session, run_id, step_name)
+            session.execute(delete(Artifact).where(
+                Artifact.run_id == run_id, Artifact.step_name == step_name, Artifact.name == name
+            ))
             row = Artifact(run_id=run_id, step_name=step_name, name=name, kind=kind, uri=uri,
                            digest=digest, size=size, created_at=_now())
             session.add(row)
