@@ -19,7 +19,11 @@ from sqlalchemy import text
 
 from mloop.errors import NotFoundError, StoreError
 from mloop.store import SQLStore, open_store
-from mloop.store.base import AlgorithmRecord, MetricRecord, RunRecord, StepTransition, Store
+from mloop.store.base import AlgorithmRecord, MetricRecord, NewArtifact, RunRecord, StepTransition, Store
+from mloop.store.datasets import DatasetRepository
+from mloop.store.labels import LabelRepository
+from mloop.store.registry import ModelRepository
+from mloop.store.services import ServiceRepository
 
 
 def make_run(store: Store, workflow: str = "wf",
@@ -393,6 +397,102 @@ class StoreContract:
             store.list_metrics("missing")
         with pytest.raises(NotFoundError, match="no run with id 'missing'"):
             store.list_artifacts("missing")
+
+    def test_adding_an_artifact_twice_for_one_output_keeps_one_row(self, store: Store) -> None:
+        run = make_run(store)
+        store.add_artifact(run.id, "train", "model", "model", "file:///attempt-1/model")
+        log = store.add_artifact(run.id, "train", "log", "log", "file:///attempt-1/log")
+        other = store.add_artifact(run.id, "prepare", "model", "model", "file:///prepare/model")
+
+        again = store.add_artifact(run.id, "train", "model", "model", "file:///attempt-2/model", digest="sha256:2")
+
+        assert store.list_artifacts(run.id, "train") == [log, again]
+        assert store.list_artifacts(run.id, "prepare") == [other]
+
+    # -- a step's outcome lands with its terminal transition ---------------------------------
+    def test_metrics_and_artifacts_commit_with_the_transition(self, store: Store) -> None:
+        run = make_run(store)
+        store.transition_step(run.id, "train", "running")
+        store.add_metrics(run.id, "train", [metric("acc", "a.json", 0.1), metric("f1", "b.json", 0.2)])
+        done = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+        applied = store.transition_steps(run.id, [StepTransition(
+            "train", "succeeded", expected_from=["running"], at=done,
+            metrics=[metric("acc", "a.json", 0.9), metric("loss", "a.json", 0.3)],
+            artifacts=[NewArtifact("model", "model", "file:///m", digest="sha256:m", size=3),
+                       NewArtifact("metrics", "metrics", "file:///a.json")],
+        )])
+
+        assert applied == [True]
+        assert store.get_step(run.id, "train").status == "succeeded"
+        train = store.list_metrics(run.id, "train")
+        assert [(m.key, m.value, m.source) for m in train] == [
+            ("f1", 0.2, "b.json"), ("acc", 0.9, "a.json"), ("loss", 0.3, "a.json")]
+        assert all((m.run_id, m.step_name) == (run.id, "train") for m in train)
+        artifacts = store.list_artifacts(run.id)
+        assert [(a.step_name, a.name, a.kind, a.uri, a.digest, a.size) for a in artifacts] == [
+            ("train", "model", "model", "file:///m", "sha256:m", 3),
+            ("train", "metrics", "metrics", "file:///a.json", None, None)]
+        assert all(a.created_at == done for a in artifacts)
+
+    def test_a_refused_transition_writes_no_metrics_or_artifacts(self, store: Store) -> None:
+        run = make_run(store)
+        store.transition_step(run.id, "train", "running")
+        store.transition_step(run.id, "train", "stopped")  # a stop won the race
+
+        applied = store.transition_steps(run.id, [StepTransition(
+            "train", "succeeded", expected_from=["running"],
+            metrics=[metric("acc", "a.json")], artifacts=[NewArtifact("model", "model", "file:///m")],
+        )])
+
+        assert applied == [False]
+        assert store.get_step(run.id, "train").status == "stopped"
+        assert store.list_metrics(run.id) == [] and store.list_artifacts(run.id) == []
+
+    def test_a_failing_batch_writes_neither_status_nor_attachments(self, store: Store) -> None:
+        run = make_run(store)
+        store.transition_step(run.id, "train", "running")
+
+        with pytest.raises(NotFoundError, match="no step 'nope'"):
+            store.transition_steps(run.id, [
+                StepTransition("train", "succeeded", metrics=[metric("acc", "a.json")],
+                               artifacts=[NewArtifact("model", "model", "file:///m")]),
+                StepTransition("nope", "running"),
+            ])
+
+        assert store.get_step(run.id, "train").status == "running"
+        assert store.list_metrics(run.id) == [] and store.list_artifacts(run.id) == []
+        assert [e.to_status for e in store.list_events(run.id)] == ["running"]
+
+    def test_a_retried_step_keeps_one_artifact_per_output(self, store: Store) -> None:
+        run = make_run(store)
+        first = store.transition_steps(run.id, [
+            StepTransition("train", "running"),
+            StepTransition("train", "failed", metrics=[metric("acc", "a.json", 0.1)],
+                           artifacts=[NewArtifact("model", "model", "file:///try-1/model"),
+                                      NewArtifact("log", "log", "file:///try-1/log")]),
+        ])
+        retry = store.transition_steps(run.id, [
+            StepTransition("train", "pending", expected_from=["failed"]),
+            StepTransition("train", "running", expected_from=["pending"]),
+            StepTransition("train", "succeeded", expected_from=["running"],
+                           metrics=[metric("acc", "a.json", 0.9)],
+                           artifacts=[NewArtifact("model", "model", "file:///try-2/model")]),
+        ])
+
+        assert first == [True, True] and retry == [True, True, True]
+        assert sorted((a.name, a.uri) for a in store.list_artifacts(run.id, "train")) == [
+            ("log", "file:///try-1/log"), ("model", "file:///try-2/model")]
+        assert [(m.key, m.value) for m in store.list_metrics(run.id, "train")] == [("acc", 0.9)]
+
+    # -- areas beyond runs --------------------------------------------------------------------
+    def test_area_repositories_are_store_properties(self, store: Store) -> None:
+        assert isinstance(store.datasets, DatasetRepository) and store.datasets is store.datasets
+        assert isinstance(store.labels, LabelRepository)
+        assert isinstance(store.registry, ModelRepository)
+        assert isinstance(store.services, ServiceRepository)
+        assert store.datasets.list_datasets() == [] and store.labels.list() == []
+        assert store.registry.list_models() == [] and store.services.list_all() == []
 
     # -- algorithms -------------------------------------------------------------------------
     def test_algorithm_is_found_by_id_name_or_subscription(self, store: Store) -> None:

@@ -78,7 +78,7 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 # -- reading --------------------------------------------------------------------------------
 def _repo(backend: Context) -> DatasetRepository:
-    repo: DatasetRepository = backend.store.datasets  # type: ignore[attr-defined]
+    repo: DatasetRepository = backend.store.datasets
     return repo
 
 

@@ -48,7 +48,7 @@ _SHOWN = 5
 
 
 def _repo(backend: Context) -> LabelRepository:
-    repo: LabelRepository = backend.store.labels  # type: ignore[attr-defined]
+    repo: LabelRepository = backend.store.labels
     return repo
 
 

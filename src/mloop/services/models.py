@@ -36,10 +36,7 @@ __all__ = ["delete_alias", "export_model", "get_model_version", "get_model_versi
 
 
 def _repo(backend: Context) -> ModelRepository:
-    repo = getattr(backend.store, "registry", None)
-    if not isinstance(repo, ModelRepository):
-        raise TypeError(f"{backend.store!r} has no model registry (store.registry)")
-    return repo
+    return backend.store.registry
 
 
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:

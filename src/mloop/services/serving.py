@@ -28,10 +28,7 @@ DEFAULT_DEPLOY_TIMEOUT = 180.0
 
 
 def _repo(backend: Context) -> ServiceRepository:
-    repo = getattr(backend.store, "services", None)
-    if not isinstance(repo, ServiceRepository):
-        raise TypeError(f"{backend.store!r} has no service repository (store.services)")
-    return repo
+    return backend.store.services
 
 
 def _refresh(backend: Context, record: ServiceRecord) -> ServiceRecord:

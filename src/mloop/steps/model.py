@@ -73,7 +73,7 @@ class ModelHandler(StepHandler):
         metrics = _job_metrics(ctx, producer)
         metrics.update(_declared_metrics(config.get("model_metrics"), step.name))
         dataset = _dataset_of(ctx, producer)
-        repo: ModelRepository = getattr(ctx.store, "registry")
+        repo: ModelRepository = ctx.store.registry
         backend: Context = ctx  # a run context is a context: the run service owns and closes it
 
         previous = self._already_registered(repo, ctx, step, name, source)

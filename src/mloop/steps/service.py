@@ -148,7 +148,7 @@ class ServiceHandler(StepHandler):
             if not isinstance(value, str) or not value:
                 raise ManagedServiceError(f"input {target.name!r} of step {step.name!r} names no service ({value!r})",
                                           hint="give the service's name or id", step=step.name)
-            services = getattr(ctx.store, "services")
+            services = ctx.store.services
             found = services.find(value)
             if found is None:
                 raise NotFoundError(f"input {target.name!r} of step {step.name!r}: no service {value!r} to update",
@@ -189,10 +189,7 @@ def _constraints(requirement: DataRequirementSpec, ctx: RunContext) -> dict[str,
 
 def _registered_in_run(ctx: RunContext, model_name: str) -> str | None:
     """The latest version of ``model_name`` a ModelStep of this run registered."""
-    registry = getattr(ctx.store, "registry", None)
-    if registry is None:
-        return None
-    versions = [v for v in registry.find_versions(run_id=ctx.run_id) if v.name == model_name]
+    versions = [v for v in ctx.store.registry.find_versions(run_id=ctx.run_id) if v.name == model_name]
     return str(versions[-1].version) if versions else None
 
 

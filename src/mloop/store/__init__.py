@@ -1,6 +1,16 @@
 """The metadata store: runs, steps, events, metrics, artifacts, releases and algorithms.
 
-Open it with :func:`open_store`; program against :class:`~mloop.store.base.Store`.
+Open it with :func:`open_store`; program against :class:`~mloop.store.base.Store`. Areas beyond
+runs are repositories the store declares as typed properties: ``store.datasets``,
+``store.labels``, ``store.registry`` and ``store.services``.
+
+Layout: :mod:`~mloop.store.base` is the interface and its records; :mod:`~mloop.store.sql` the
+SQLAlchemy implementation; :mod:`~mloop.store.database` the one seam (:class:`Database`:
+transactions, the numbering lock, error translation) the store hands each repository, which
+never touches the store's privates. Each table registers on the shared ``Base`` in the module
+that defines it (runs, steps and the rest in :mod:`~mloop.store.models`; ``datasets``,
+``labels``, ``registry`` and ``services`` next to their repository); :mod:`~mloop.store.models`
+imports those modules, so ``Base.metadata`` (what Alembic compares) always holds every table.
 """
 
 from __future__ import annotations

@@ -10,9 +10,15 @@ import abc
 from datetime import datetime, timezone
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:  # the repositories' modules import this one (for _Record)
+    from mloop.store.datasets import DatasetRepository
+    from mloop.store.labels import LabelRepository
+    from mloop.store.registry import ModelRepository
+    from mloop.store.services import ServiceRepository
 
 RunStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "stopped"]
 StepStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "skipped", "stopped"]
@@ -169,7 +175,32 @@ class StepTransition:
 
 
 class Store(abc.ABC):
-    """The metadata store. One implementation (SQLAlchemy) serves SQLite and PostgreSQL."""
+    """The metadata store. One implementation (SQLAlchemy) serves SQLite and PostgreSQL.
+
+    Runs, steps, events, metrics, artifacts, releases and algorithms are methods here; each
+    other area is one repository, reached as a typed property (``store.registry.get(...)``).
+    """
+
+    # -- areas beyond runs: one repository each, on this store's database ----------------------
+    @property
+    @abc.abstractmethod
+    def datasets(self) -> DatasetRepository:
+        """Datasets and their immutable versions."""
+
+    @property
+    @abc.abstractmethod
+    def labels(self) -> LabelRepository:
+        """Labeling tasks and the labels they receive."""
+
+    @property
+    @abc.abstractmethod
+    def registry(self) -> ModelRepository:
+        """The model registry: models, versions, aliases."""
+
+    @property
+    @abc.abstractmethod
+    def services(self) -> ServiceRepository:
+        """Managed inference services and their deployments."""
 
     # -- releases -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -249,7 +280,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def transition_steps(self, run_id: str, changes: Sequence[StepTransition]) -> list[bool]:
-        """Several step transitions in order, in one transaction; whether each was applied."""
+        """Several step transitions in order, in one transaction; whether each was applied.
+
+        Each change's ``metrics`` and ``artifacts`` are written in that transaction only if the
+        change applied, replacing the step's metrics from the same sources and its artifacts of
+        the same output names. Any error writes nothing of the batch.
+        """
 
     @abc.abstractmethod
     def list_events(self, run_id: str) -> list[EventRecord]:
@@ -265,7 +301,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
-                     digest: str | None = None, size: int | None = None) -> ArtifactRecord: ...
+                     digest: str | None = None, size: int | None = None) -> ArtifactRecord:
+        """Record an artifact, replacing the step's artifact of the same output ``name``."""
 
     @abc.abstractmethod
     def list_artifacts(self, run_id: str, step_name: str | None = None) -> list[ArtifactRecord]: ...

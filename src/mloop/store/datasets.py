@@ -1,7 +1,8 @@
 """Datasets and their immutable versions.
 
 Tables live here (on the store's shared ``Base``) next to the repository that reads and
-writes them; :class:`~mloop.store.sql.SQLStore` exposes the repository as ``store.datasets``.
+writes them; :class:`~mloop.store.base.Store` declares the repository as ``store.datasets``, and it
+reaches the database only through the :class:`~mloop.store.database.Database` the store hands it.
 
 A version row is the *index* of a version: its number and name, the hash of its manifest (the
 manifest itself, with every file and sample, is a content-addressed object in the artifact
@@ -25,7 +26,7 @@ from mloop.store.base import _Record
 from mloop.store.models import Base
 
 if TYPE_CHECKING:
-    from mloop.store.sql import SQLStore
+    from mloop.store.database import Database
 
 __all__ = ["DatasetRecord", "DatasetRepository", "DatasetVersionRecord", "parse_version"]
 
@@ -125,8 +126,8 @@ def _version_record(row: DatasetVersion, name: str) -> DatasetVersionRecord:
 class DatasetRepository:
     """Datasets and version rows on the store's database (SQLite or PostgreSQL)."""
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # -- datasets ---------------------------------------------------------------------------
     def get(self, name: str) -> DatasetRecord:
@@ -135,7 +136,7 @@ class DatasetRepository:
         Raises:
             NotFoundError: no dataset has this name.
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             row = session.scalar(select(Dataset).where(Dataset.name == name))
             if row is None:
                 raise NotFoundError(f"no dataset named {name!r}", dataset=name,
@@ -145,7 +146,7 @@ class DatasetRepository:
 
     def list_datasets(self) -> list[DatasetRecord]:
         """Every dataset, by name."""
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             latest = (select(DatasetVersion.dataset_id, func.max(DatasetVersion.number).label("n"),
                              func.count().label("c")).group_by(DatasetVersion.dataset_id).subquery())
             rows = session.execute(
@@ -182,8 +183,8 @@ class DatasetRepository:
             DatasetConflictError: ``expect_latest`` and another version was committed first.
             DatasetError: ``version`` is already taken or is not a valid version name.
         """
-        with self.store._session(write=True) as session:
-            self.store._lock_numbering(session, f"dataset:{name}")
+        with self.db.session(write=True) as session:
+            self.db.lock_numbering(session, f"dataset:{name}")
             dataset = session.scalar(select(Dataset).where(Dataset.name == name))
             if dataset is None:
                 if not create:
@@ -218,7 +219,7 @@ class DatasetRepository:
         Raises:
             NotFoundError: no such dataset, or no such version (the message lists the versions).
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             dataset = self._require(session, name)
             query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
             if version is None:
@@ -243,7 +244,7 @@ class DatasetRepository:
         Raises:
             NotFoundError: no such dataset.
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             dataset = self._require(session, name)
             rows = session.scalars(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
                                    .order_by(DatasetVersion.number)).all()

@@ -1,7 +1,8 @@
 """Labeling tasks and the labels they receive.
 
 Tables live here (on the store's shared ``Base``) next to the repository that reads and
-writes them; :class:`~mloop.store.sql.SQLStore` exposes the repository as ``store.labels``.
+writes them; :class:`~mloop.store.base.Store` declares the repository as ``store.labels``, and it
+reaches the database only through the :class:`~mloop.store.database.Database` the store hands it.
 
 A task labels one dataset version (its *base*). Its name is unique within its dataset. Labels
 arrive per sample (latest wins, with who gave them and when) while the task is
@@ -39,7 +40,7 @@ from mloop.store import datasets as _datasets  # the module: it may still be loa
 from mloop.store.models import Base
 
 if TYPE_CHECKING:
-    from mloop.store.sql import SQLStore
+    from mloop.store.database import Database
 
 __all__ = ["LabelRepository", "LabelTaskRecord", "ReceivedLabel", "TaskStatus"]
 
@@ -147,8 +148,8 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 class LabelRepository:
     """Label tasks and received labels on the store's database (SQLite or PostgreSQL)."""
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # -- tasks ------------------------------------------------------------------------------
     def get_or_create(self, dataset_name: str, name: str, *, base_version: str, task_type: str,
@@ -167,8 +168,8 @@ class LabelRepository:
             NotFoundError: no such dataset.
         """
         ds = _datasets.Dataset
-        with self.store._session(write=True) as session:
-            self.store._lock_numbering(session, f"label_task:{dataset_name}:{name}")
+        with self.db.session(write=True) as session:
+            self.db.lock_numbering(session, f"label_task:{dataset_name}:{name}")
             dataset = session.scalar(select(ds).where(ds.name == dataset_name))
             if dataset is None:
                 raise NotFoundError(f"no dataset named {dataset_name!r}", dataset=dataset_name,
@@ -193,7 +194,7 @@ class LabelRepository:
             LabelingError: several datasets have a task of that name and ``dataset`` is None.
         """
         ds = _datasets.Dataset
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             query = select(LabelTask, ds.name).join(ds, ds.id == LabelTask.dataset_id).where(
                 LabelTask.name == name)
             if dataset is not None:
@@ -213,7 +214,7 @@ class LabelRepository:
     def get_by_id(self, task_id: str) -> LabelTaskRecord:
         """Raises NotFoundError for an unknown id."""
         ds = _datasets.Dataset
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             found = session.execute(select(LabelTask, ds.name).join(ds, ds.id == LabelTask.dataset_id)
                                     .where(LabelTask.id == task_id)).first()
             if found is None:
@@ -223,7 +224,7 @@ class LabelRepository:
     def list(self, dataset: str | None = None, status: str | None = None) -> list[LabelTaskRecord]:
         """Tasks by dataset, then name, with their progress counts (one query)."""
         ds = _datasets.Dataset
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             counts = (select(LabelTaskLabel.task_id, func.count().label("n"))
                       .where(LabelTaskLabel.prelabeled.is_(False)).group_by(LabelTaskLabel.task_id).subquery())
             query = (select(LabelTask, ds.name, counts.c.n).join(ds, ds.id == LabelTask.dataset_id)
@@ -242,7 +243,7 @@ class LabelRepository:
             ``(task, changed)``: ``changed`` is False when the task was completed already (by
             another process, say); the task then keeps its first output version.
         """
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             result = session.execute(
                 update(LabelTask).where(LabelTask.id == task_id, LabelTask.status == "in_progress")
                 .values(status="completed", output_version=output_version, completed_at=_now())
@@ -264,10 +265,10 @@ class LabelRepository:
             LabelingError: the task is completed (nothing is recorded).
             NotFoundError: no such task.
         """
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             # One writer per task at a time: delete-then-insert of the same sample by two
             # submissions must not collide on the primary key (PostgreSQL).
-            self.store._lock_numbering(session, f"label_task_id:{task_id}")
+            self.db.lock_numbering(session, f"label_task_id:{task_id}")
             found = session.execute(select(LabelTask.status, LabelTask.name).where(LabelTask.id == task_id)).first()
             if found is None:
                 raise NotFoundError(f"no labeling task with id {task_id!r}")
@@ -291,7 +292,7 @@ class LabelRepository:
 
     def received(self, task_id: str) -> dict[str, ReceivedLabel]:
         """Every sample's received labels, by sample id."""
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             rows = session.scalars(select(LabelTaskLabel).where(LabelTaskLabel.task_id == task_id)
                                    .order_by(LabelTaskLabel.sample_id)).all()
             return {r.sample_id: ReceivedLabel.model_validate(r) for r in rows}

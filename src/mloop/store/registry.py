@@ -1,7 +1,8 @@
 """The model registry: models, versions, aliases.
 
 Tables live here (on the store's shared ``Base``) next to the repository that reads and
-writes them; :class:`~mloop.store.sql.SQLStore` exposes the repository as ``store.registry``.
+writes them; :class:`~mloop.store.base.Store` declares the repository as ``store.registry``, and it
+reaches the database only through the :class:`~mloop.store.database.Database` the store hands it.
 
 A version row points at immutable, content-addressed files in the artifact store (``uri``,
 ``content_hash``); the rows themselves are never changed after insert, except that aliases
@@ -27,7 +28,7 @@ from mloop.store.base import _Record
 from mloop.store.models import Base
 
 if TYPE_CHECKING:
-    from mloop.store.sql import SQLStore
+    from mloop.store.database import Database
 
 __all__ = ["ModelAlias", "ModelRecord", "ModelRepository", "ModelVersion", "ModelVersionRecord", "RegisteredModel",
            "check_alias", "check_model_name", "check_version"]
@@ -192,8 +193,8 @@ class ModelRepository:
     Every method is one transaction. Records come back with their aliases filled in.
     """
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def create_version(self, name: str, *, model_type: str, uri: str, content_hash: str, size: int,
                        file_count: int, version: str | None = None, layout: dict[str, Any] | None = None,
@@ -225,8 +226,8 @@ class ModelRepository:
         if version is not None:
             check_version(version)
         now = _now()
-        with self.store._session(write=True) as session:
-            self.store._lock_numbering(session, f"model:{name}")
+        with self.db.session(write=True) as session:
+            self.db.lock_numbering(session, f"model:{name}")
             model = session.get(RegisteredModel, name)
             if model is None:
                 model = RegisteredModel(name=name, description="", created_at=now, updated_at=now)
@@ -261,7 +262,7 @@ class ModelRepository:
         Raises:
             NotFoundError: no such model, or it has no such version (the message lists the latest ones).
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             row = session.scalars(select(ModelVersion).where(
                 ModelVersion.model_name == name, ModelVersion.version == version)).first()
             if row is None:
@@ -279,7 +280,7 @@ class ModelRepository:
         Raises:
             NotFoundError: no such model, or it has no versions.
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             row = session.scalars(select(ModelVersion).where(ModelVersion.model_name == name)
                                   .order_by(ModelVersion.seq.desc()).limit(1)).first()
             if row is None:
@@ -293,7 +294,7 @@ class ModelRepository:
         Raises:
             NotFoundError: no such model or alias (the message lists the model's aliases).
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             row = session.scalars(select(ModelVersion).join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
                                   .where(ModelAlias.model_name == name, ModelAlias.alias == alias)).first()
             if row is None:
@@ -311,7 +312,7 @@ class ModelRepository:
         Raises:
             NotFoundError: no version has this id.
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             row = session.get(ModelVersion, model_id)
             if row is None:
                 raise NotFoundError(f"no model version with id {model_id!r}", model_id=model_id)
@@ -323,12 +324,12 @@ class ModelRepository:
                                                                                    ModelVersion.seq)
         if step_name is not None:
             query = query.where(ModelVersion.step_name == step_name)
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             return self._with_aliases(session, list(session.scalars(query)))
 
     def list_models(self) -> list[ModelRecord]:
         """Every model, by name, with its latest version, version count and aliases."""
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             models = list(session.scalars(select(RegisteredModel).order_by(RegisteredModel.name)))
             counts: dict[str, int] = {name: count for name, count in session.execute(
                 select(ModelVersion.model_name, func.count()).group_by(ModelVersion.model_name))}
@@ -357,7 +358,7 @@ class ModelRepository:
         Raises:
             NotFoundError: no such model.
         """
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             self._require_model(session, name)
             rows = list(session.scalars(select(ModelVersion).where(ModelVersion.model_name == name)
                                         .order_by(ModelVersion.seq)))
@@ -373,8 +374,8 @@ class ModelRepository:
             NotFoundError: no such model or version.
         """
         check_alias(alias)
-        with self.store._session(write=True) as session:
-            self.store._lock_numbering(session, f"model:{name}")
+        with self.db.session(write=True) as session:
+            self.db.lock_numbering(session, f"model:{name}")
             row = session.scalars(select(ModelVersion).where(
                 ModelVersion.model_name == name, ModelVersion.version == version)).first()
             if row is None:
@@ -397,7 +398,7 @@ class ModelRepository:
         Raises:
             NotFoundError: no such model or alias.
         """
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             result = session.execute(delete(ModelAlias).where(ModelAlias.model_name == name,
                                                               ModelAlias.alias == alias))
             if not getattr(result, "rowcount", 0):

@@ -1,7 +1,8 @@
 """Managed inference services and their deployments.
 
 Tables live here (on the store's shared ``Base``) next to the repository that reads and
-writes them; :class:`~mloop.store.sql.SQLStore` exposes the repository as ``store.services``.
+writes them; :class:`~mloop.store.base.Store` declares the repository as ``store.services``, and it
+reaches the database only through the :class:`~mloop.store.database.Database` the store hands it.
 
 A ``services`` row is the state of one managed service: what it should serve (``desired_*``,
 written by the deployer), what it serves (``model_*``, ``worker_pid``, ``status``, written by
@@ -31,7 +32,7 @@ from mloop.store.base import _Record
 from mloop.store.models import Base
 
 if TYPE_CHECKING:
-    from mloop.store.sql import SQLStore
+    from mloop.store.database import Database
 
 __all__ = ["DeploymentRecord", "Service", "ServiceDeployment", "ServiceRecord", "ServiceRepository",
            "check_service_name", "SERVICE_STATUSES"]
@@ -187,8 +188,8 @@ class ServiceRepository:
     Every method is one transaction and returns records, never rows.
     """
 
-    def __init__(self, store: SQLStore) -> None:
-        self.store = store
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def create(self, name: str, *, host: str, log_path: str, config: dict[str, Any] | None = None,
                port: int | None = None) -> ServiceRecord:
@@ -205,7 +206,7 @@ class ServiceRepository:
                       desired_model_name=None, desired_model_version=None, config=dict(config or {}), restarts=0,
                       log_path=log_path, stop_at=None, run_id=None, step_name=None, created_at=now, updated_at=now)
         try:
-            with self.store._session(write=True) as session:
+            with self.db.session(write=True) as session:
                 session.add(row)
                 session.flush()
                 return row.to_record()
@@ -230,7 +231,7 @@ class ServiceRepository:
 
     def find(self, name_or_id: str) -> ServiceRecord | None:
         """A service by name (or by id), or None."""
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             row = session.scalars(select(Service).where(Service.name == name_or_id)).first()
             if row is None:
                 row = session.get(Service, name_or_id)
@@ -241,7 +242,7 @@ class ServiceRepository:
         query = select(Service).order_by(Service.name)
         if status:
             query = query.where(Service.status.in_(status))
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             return [row.to_record() for row in session.scalars(query)]
 
     def update(self, service_id: str, **fields: Any) -> ServiceRecord:
@@ -256,7 +257,7 @@ class ServiceRepository:
             raise ValueError(f"ServiceRepository.update: cannot set {', '.join(bad)}")
         if "status" in fields and fields["status"] not in SERVICE_STATUSES:
             raise ValueError(f"unknown service status {fields['status']!r}")
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             session.execute(update(Service).where(Service.id == service_id)
                             .values(**fields, updated_at=_now()).execution_options(synchronize_session=False))
             row = session.get(Service, service_id)
@@ -267,7 +268,7 @@ class ServiceRepository:
 
     def delete(self, service_id: str) -> None:
         """Remove a service and its deployment history."""
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             row = session.get(Service, service_id)
             if row is not None:
                 session.delete(row)
@@ -279,7 +280,7 @@ class ServiceRepository:
         row = ServiceDeployment(id=uuid.uuid4().hex, service_id=service_id, model_name=model_name,
                                 model_version=model_version, model_id=model_id, status="deploying", message=None,
                                 run_id=run_id, step_name=step_name, created_at=_now(), finished_at=None)
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             session.add(row)
             session.flush()
             return row.to_record()
@@ -290,7 +291,7 @@ class ServiceRepository:
         Raises:
             NotFoundError: no such deployment.
         """
-        with self.store._session(write=True) as session:
+        with self.db.session(write=True) as session:
             row = session.get(ServiceDeployment, deployment_id)
             if row is None:
                 raise NotFoundError(f"no deployment with id {deployment_id!r}")
@@ -300,7 +301,7 @@ class ServiceRepository:
 
     def list_deployments(self, service_id: str, limit: int = 20) -> list[DeploymentRecord]:
         """A service's latest deployments, newest first."""
-        with self.store._session(write=False) as session:
+        with self.db.session(write=False) as session:
             rows = session.scalars(select(ServiceDeployment).where(ServiceDeployment.service_id == service_id)
                                    .order_by(ServiceDeployment.created_at.desc()).limit(limit))
             return [row.to_record() for row in rows]

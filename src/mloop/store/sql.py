@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import cached_property
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any, cast, get_args
 
 from sqlalchemy import CursorResult, Engine, Table, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from mloop.errors import MissingExtraError, NotFoundError, StoreError
@@ -43,6 +42,7 @@ from mloop.store.base import (
     StepTransition,
     Store,
 )
+from mloop.store.database import Database
 from mloop.store.datasets import DatasetRepository
 from mloop.store.labels import LabelRepository
 from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
@@ -85,6 +85,19 @@ _UPDATE_STEP_IF = update(_STEPS).where(
     _STEPS.c.status == bindparam("k_status"),
 )
 _INSERT_EVENT = insert(cast(Table, Event.__table__))
+# ... and what a terminal transition carries (metrics, artifacts): replaced, then inserted.
+_METRICS = cast(Table, Metric.__table__)
+_DELETE_METRICS_FROM = delete(_METRICS).where(
+    _METRICS.c.run_id == bindparam("k_run"), _METRICS.c.step_name == bindparam("k_name"),
+    _METRICS.c.source.in_(bindparam("k_sources", expanding=True)),
+)
+_INSERT_METRIC = insert(_METRICS)
+_ARTIFACTS = cast(Table, Artifact.__table__)
+_DELETE_ARTIFACTS_NAMED = delete(_ARTIFACTS).where(
+    _ARTIFACTS.c.run_id == bindparam("k_run"), _ARTIFACTS.c.step_name == bindparam("k_name"),
+    _ARTIFACTS.c.name.in_(bindparam("k_names", expanding=True)),
+)
+_INSERT_ARTIFACT = insert(_ARTIFACTS)
 
 
 def _new_id() -> str:
@@ -232,10 +245,13 @@ class SQLStore(Store):
         self.url = url
         self.engine = create_store_engine(url)
         self._display_url = display_url(url)
-        # Rows become records inside their transaction; no ORM object leaves a session.
-        self._reads = sessionmaker(self.engine)
-        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._writes = sessionmaker(self._write_engine)
+        #: The store's transactions; the area repositories get this and nothing else of the store.
+        self.db = Database(self.engine, self.engine.execution_options(**{WRITE_OPTION: True}),
+                           self._display_url, translate_error)
+        self._datasets = DatasetRepository(self.db)
+        self._labels = LabelRepository(self.db)
+        self._registry = ModelRepository(self.db)
+        self._services = ServiceRepository(self.db)
 
     def __enter__(self) -> SQLStore:
         return self
@@ -247,43 +263,26 @@ class SQLStore(Store):
         return f"SQLStore({self._display_url!r})"
 
     # -- areas beyond runs: one repository each, sharing this store's transactions -------------
-    @cached_property
+    @property
     def datasets(self) -> DatasetRepository:
-        return DatasetRepository(self)
+        return self._datasets
 
-    @cached_property
+    @property
     def labels(self) -> LabelRepository:
-        return LabelRepository(self)
+        return self._labels
 
-    @cached_property
+    @property
     def registry(self) -> ModelRepository:
-        return ModelRepository(self)
+        return self._registry
 
-    @cached_property
+    @property
     def services(self) -> ServiceRepository:
-        return ServiceRepository(self)
+        return self._services
 
     # -- transactions -----------------------------------------------------------------------
-    @contextmanager
-    def _session(self, *, write: bool) -> Iterator[Session]:
+    def _session(self, *, write: bool) -> AbstractContextManager[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        maker = self._writes if write else self._reads
-        try:
-            with maker.begin() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, self._display_url) from exc
-
-    @staticmethod
-    def _lock_numbering(session: Session, workflow_name: str) -> None:
-        """Serialise numbering (release versions, run numbers) of one workflow until commit.
-
-        On SQLite the IMMEDIATE transaction already holds the database's write lock. On
-        PostgreSQL, two transactions could otherwise read the same max and collide on the
-        unique constraint, so they queue on an advisory lock named after the workflow.
-        """
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"mloop:{workflow_name}"))))
+        return self.db.session(write=write)
 
     # -- releases ---------------------------------------------------------------------------
     def create_release(self, workflow_name: str, spec: dict[str, Any],
@@ -303,7 +302,7 @@ class SQLStore(Store):
 
         digest = spec_hash(spec)
         with self._session(write=True) as session:
-            self._lock_numbering(session, workflow_name)
+            self.db.lock_numbering(session, workflow_name)
             latest = session.scalar(select(func.max(Release.version)).where(Release.workflow_name == workflow_name))
             if reuse_if_unchanged and latest is not None:
                 current = session.scalar(select(Release).where(Release.workflow_name == workflow_name,
@@ -385,7 +384,7 @@ class SQLStore(Store):
                 raise NotFoundError(f"no release with id '{release_id}'", release_id=release_id)
             if session.get(Run, new_id) is not None:
                 raise StoreError(f"a run with id '{new_id}' already exists", run_id=new_id)
-            self._lock_numbering(session, release.workflow_name)
+            self.db.lock_numbering(session, release.workflow_name)
             earlier = session.scalar(
                 select(func.count()).select_from(Run).where(Run.workflow_name == release.workflow_name)
             )
@@ -574,6 +573,11 @@ class SQLStore(Store):
     def transition_steps(self, run_id: str, changes: Sequence[StepTransition]) -> list[bool]:
         """Several step transitions, in order, in one transaction (one commit).
 
+        A change's ``metrics`` and ``artifacts`` are written with it, and only if it applied:
+        metrics replace the step's metrics from the same source files (as :meth:`add_metrics`),
+        artifacts replace the step's artifacts of the same output name (as :meth:`add_artifact`),
+        so a retried step that succeeds again keeps one row per output.
+
         Returns:
             For each change, whether it was applied (see :meth:`transition_step`).
 
@@ -584,11 +588,8 @@ class SQLStore(Store):
         for change in changes:
             _check_statuses(change.to_status, change.expected_from, _STEP_STATUSES)
             checked.append((change, _check_fields(dict(change.fields), _STEP_FIELDS, "transition_step")))
-        try:
-            with self._write_engine.begin() as conn:
-                return [self._apply_step_change(conn, run_id, change, values) for change, values in checked]
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, self._display_url) from exc
+        with self.db.write_connection() as conn:
+            return [self._apply_step_change(conn, run_id, change, values) for change, values in checked]
 
     @staticmethod
     def _apply_step_change(conn: Connection, run_id: str, change: StepTransition, values: dict[str, Any]) -> bool:
@@ -609,6 +610,21 @@ class SQLStore(Store):
             return False
         conn.execute(_INSERT_EVENT, {"run_id": run_id, "step_name": change.name, "from_status": current.status,
                                      "to_status": change.to_status, "at": now, "message": change.message})
+        if change.metrics:
+            conn.execute(_DELETE_METRICS_FROM, {**key, "k_sources": sorted({m.source for m in change.metrics})})
+            conn.execute(_INSERT_METRIC, [
+                {"run_id": run_id, "step_name": change.name, "key": m.key, "title": m.title, "type": m.type,
+                 "value": m.value, "data": m.data, "source": m.source}
+                for m in change.metrics
+            ])
+        if change.artifacts:
+            latest = {a.name: a for a in change.artifacts}  # one row per output: the last one given wins
+            conn.execute(_DELETE_ARTIFACTS_NAMED, {**key, "k_names": sorted(latest)})
+            conn.execute(_INSERT_ARTIFACT, [
+                {"run_id": run_id, "step_name": change.name, "name": a.name, "kind": a.kind, "uri": a.uri,
+                 "digest": a.digest, "size": a.size, "created_at": now}
+                for a in latest.values()
+            ])
         return True
 
     def list_events(self, run_id: str) -> list[EventRecord]:
@@ -656,7 +672,8 @@ class SQLStore(Store):
 
     def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
                      digest: str | None = None, size: int | None = None) -> ArtifactRecord:
-        """Record an artifact a step produced.
+        """Record an artifact a step produced, replacing the step's artifact of the same output
+        name (a retried step keeps one row per output).
 
         Args:
             run_id: the run.
@@ -672,6 +689,9 @@ class SQLStore(Store):
         """
         with self._session(write=True) as session:
             self._require_step(session, run_id, step_name)
+            session.execute(delete(Artifact).where(
+                Artifact.run_id == run_id, Artifact.step_name == step_name, Artifact.name == name
+            ))
             row = Artifact(run_id=run_id, step_name=step_name, name=name, kind=kind, uri=uri,
                            digest=digest, size=size, created_at=_now())
             session.add(row)
