@@ -17,7 +17,7 @@ import pytest
 from helpers import Cli, Embedded, process_gone, wait_until, write_job, write_workflow
 from mloop.engine.context import RunContext
 from mloop.spec.models import StepSpec
-from mloop.steps import Outcome, StepHandler, Waiting
+from mloop.steps import Outcome, StepHandler, Waiting  # (importing mloop.steps registers the built-in kinds)
 
 pytestmark = pytest.mark.timeout(120)
 

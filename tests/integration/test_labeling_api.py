@@ -60,6 +60,7 @@ def test_label_a_task_over_http(server: tuple[httpx.Client, Embedded], tmp_path:
     assert (created.json()["labeled"], created.json()["total"]) == (6, 10)
 
     # A run waits on the task, and its engine has left (mloop run --no-wait).
+    import mloop.steps  # noqa: F401 - registers the built-in step kinds
     from mloop.engine.engine import Engine
 
     run = store.create(write_workflow(tmp_path, FLOW))

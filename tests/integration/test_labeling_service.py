@@ -143,6 +143,7 @@ REPORT = """
 @BOTH_DATABASES
 def test_a_labeling_step_waits_is_left_and_resumes_when_its_task_completes(backend: Embedded,
                                                                            tmp_path: Path) -> None:
+    import mloop.steps  # noqa: F401 - registers the built-in step kinds
     from mloop.engine.engine import Engine
     from mloop.runs.service import resumable, resume_run
 

@@ -9,6 +9,8 @@
 
 fsspec and OS errors come out as :class:`~mloop.errors.ArtifactError`; a backend whose
 package is missing raises :class:`~mloop.errors.MissingExtraError` with the pip line.
+
+Layer: foundation (below everything that moves bytes; imports only errors).
 """
 
 from mloop.artifacts.atomic import WriteStrategy

@@ -33,7 +33,7 @@ from mloop.errors import MloopError, RunStateError
 from mloop.executors.base import Executor, JobExit, get_executor
 from mloop.spec.io import load_spec
 from mloop.spec.models import DataRequirementSpec, ParameterSpec, StepSpec, WorkflowSpec
-from mloop.steps import Launched, Outcome, StepHandler, Waiting, handler_for
+from mloop.engine.handlers import HandlerRegistry, Launched, Outcome, StepHandler, Waiting, registry
 from mloop.store.base import RunRecord, StepTransition, Store
 
 Listener = Callable[["StepView"], None]
@@ -65,8 +65,10 @@ class Engine:
 
     def __init__(self, store: Store, settings: Settings, artifacts: ArtifactStore,
                  executor: Executor | None = None, listener: Listener | None = None,
-                 detach_when_waiting: bool = False) -> None:
+                 detach_when_waiting: bool = False, handlers: HandlerRegistry | None = None) -> None:
         self.store, self.settings, self.artifacts = store, settings, artifacts
+        #: Where each step kind's handler comes from (default: the registry mloop.steps fills).
+        self.handlers = handlers or registry
         #: Leave (the run stays ``waiting_input``, resumable) once only waiting steps remain.
         self.detach_when_waiting = detach_when_waiting
         self.executor = executor or get_executor(settings.executor)
@@ -131,7 +133,7 @@ class Engine:
     # -- internals --------------------------------------------------------------------------
     def handler(self, step_type: str) -> StepHandler:
         if step_type not in self._handlers:
-            self._handlers[step_type] = handler_for(step_type, self.executor)
+            self._handlers[step_type] = self.handlers.handler_for(step_type, self.executor)
         return self._handlers[step_type]
 
     def on_exit(self, handle: Any, exit: JobExit) -> None:

@@ -31,6 +31,8 @@ Writing, from a training script (same API as the ModelArts toolkit's ``MetricLog
         logger.log_metric("train_loss", loss, step=step)  # a line chart, rewritten at once
     logger.log_float("accuracy", 0.97)
     logger.log_confusion_matrix("confusion_matrix", matrix, labels=["0", "1"])
+
+Layer: foundation (file formats; imports only errors).
 """
 
 from mloop.metrics.logger import (

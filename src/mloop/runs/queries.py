@@ -15,7 +15,7 @@ from mloop.context import Context
 from mloop.errors import NotFoundError
 from mloop.store.base import TERMINAL_STEP, EventRecord, MetricRecord, ReleaseRecord, RunRecord, StepRecord
 
-__all__ = ["RunDetail", "has_live_engine", "list_runs", "log_lines", "run_detail", "run_metrics", "step_log_path"]
+__all__ = ["RunDetail", "has_live_engine", "log_tail", "list_runs", "log_lines", "run_detail", "run_metrics", "step_log_path"]
 
 
 @dataclass
@@ -99,3 +99,15 @@ def log_lines(ctx: Context, run_id: str, step: str | None = None, *, follow: boo
         if all(s in TERMINAL_STEP for s in states) and ctx.store.get_run(run.id).status != "running":
             return
         time.sleep(poll_seconds)
+
+
+def log_tail(path: str | None, lines: int) -> list[str]:
+    """The last ``lines`` lines of a step's log (what a door shows when the step failed)."""
+    if not path or lines <= 0 or not os.path.exists(path):
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 64 * 1024))
+        text = fh.read().decode("utf-8", "replace")
+    return text.splitlines()[-lines:]

@@ -157,6 +157,7 @@ class InProcessLauncher:
 
     def launch(self, ctx: Context, run_id: str, *, listener: Listener | None, detach_when_waiting: bool,
                resume: bool) -> RunRecord:
+        import mloop.steps  # noqa: F401 - registers the built-in step kinds with the engine
         from mloop.engine.engine import Engine
 
         engine = Engine(ctx.store, ctx.settings, ctx.artifacts, listener=listener,
@@ -205,7 +206,7 @@ class RunResult:
 
 def result_of(backend: Context, run: RunRecord) -> RunResult:
     """The :class:`RunResult` of a run as the store has it now."""
-    from mloop.steps.job import log_tail
+    from mloop.runs.queries import log_tail
 
     steps = backend.store.list_steps(run.id)
     failed = next((s for s in steps if s.status == "failed"), None)

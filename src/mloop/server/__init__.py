@@ -1,6 +1,9 @@
 """The mloop server (the start of the team server): a FastAPI app over the same service
 functions the CLI calls. FastAPI and uvicorn come with the ``serve`` extra; they are imported
-only inside this package and the ``mloop server`` command."""
+only inside this package and the ``mloop server`` command.
+
+Layer: door (the REST API; it calls the run service and the domain operations).
+"""
 
 from __future__ import annotations
 

@@ -12,4 +12,7 @@ Modules (each imports its heavy dependencies itself; importing this package impo
 * :mod:`.handlers`: built-in and custom request handlers.
 * :mod:`.app`: :func:`~mloop.serving.app.create_app`, the FastAPI app.
 * :mod:`.worker`: ``python -m mloop.serving.worker``, one server process for the manager.
+
+Layer: runtime of served models (below the domain operations: :mod:`mloop.services.serving`
+deploys through :mod:`.manager`; it imports only errors and the store).
 """

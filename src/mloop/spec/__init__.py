@@ -1,4 +1,7 @@
-"""The versioned workflow spec (pydantic models), its references, rules, and load/dump."""
+"""The versioned workflow spec (pydantic models), its references, rules, and load/dump.
+
+Layer: foundation (the contract between the SDK and everything else).
+"""
 
 from mloop.spec.io import dump_spec, load_spec, spec_hash
 from mloop.spec.models import SCHEMA_VERSION, WorkflowSpec

@@ -1,23 +1,20 @@
-"""Step handlers, registered by kind: the engine asks this table and knows no kind by name.
+"""The built-in step handlers, one per step kind, registered with the engine on import.
 
-Layer: handlers (below the engine, above the domain operations in :mod:`mloop.services`).
-A new step kind is a new handler class plus one :func:`register_handler` call; the engine
-does not change. Built-in kinds are registered by import path, so a run imports only the
-handlers its steps use.
+Layer: handlers (below the engine's interface in :mod:`mloop.engine.handlers`, above the
+domain operations in :mod:`mloop.services`). The engine knows no kind by name: this package
+registers each kind's handler (by import path, so a run imports only the handlers its steps
+use), and the run service imports it before it starts an engine. A new step kind is a new
+handler class plus one ``register_handler`` call.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable, Union
+from mloop.engine.handlers import (
+    HandlerFactory, Launched, Outcome, StepHandler, Waiting, registry, run_in_thread,
+)
 
-from mloop.executors.base import Executor
-from mloop.steps.base import Launched, Outcome, StepHandler, Waiting
-
-HandlerFactory = Callable[[Executor], StepHandler]
-
-#: kind -> handler factory, or "module:Class" for a built-in loaded on first use.
-_HANDLERS: dict[str, Union[HandlerFactory, str]] = {
+#: kind -> the built-in handler that runs it.
+BUILTIN: dict[str, str] = {
     "job": "mloop.steps.job:JobHandler",
     "condition": "mloop.steps.condition:ConditionHandler",
     "model": "mloop.steps.model:ModelHandler",
@@ -26,35 +23,17 @@ _HANDLERS: dict[str, Union[HandlerFactory, str]] = {
     "create_dataset": "mloop.steps.dataset:CreateDatasetHandler",
     "dataset_import": "mloop.steps.dataset:DatasetImportHandler",
     "release_dataset": "mloop.steps.dataset:ReleaseDatasetHandler",
+    "mrs_job": "mloop.steps.unsupported:UnsupportedHandler",
 }
-#: What a kind nobody registered gets: a handler that fails the step with a clear message.
-_FALLBACK = "mloop.steps.unsupported:UnsupportedHandler"
 
 
-def register_handler(kind: str, factory: HandlerFactory) -> None:
+def register_handler(kind: str, factory: HandlerFactory | str) -> None:
     """Make steps of ``kind`` run with the handler ``factory(executor)`` builds (replaces any)."""
-    _HANDLERS[kind] = factory
+    registry.register(kind, factory)
 
 
-def registered_kinds() -> list[str]:
-    return sorted(_HANDLERS)
+for _kind, _path in BUILTIN.items():
+    register_handler(_kind, _path)
 
-
-def _load(path: str) -> HandlerFactory:
-    module, _, name = path.partition(":")
-    factory: HandlerFactory = getattr(importlib.import_module(module), name)
-    return factory
-
-
-def handler_for(step_type: str, executor: Executor) -> StepHandler:
-    """A new handler for steps of ``step_type`` (kinds not built yet fail clearly when reached)."""
-    entry = _HANDLERS.get(step_type, _FALLBACK)
-    if isinstance(entry, str):
-        entry = _load(entry)
-        if step_type in _HANDLERS:
-            _HANDLERS[step_type] = entry
-    return entry(executor)
-
-
-__all__ = ["HandlerFactory", "Launched", "Outcome", "StepHandler", "Waiting", "handler_for", "register_handler",
-           "registered_kinds"]
+__all__ = ["BUILTIN", "HandlerFactory", "Launched", "Outcome", "StepHandler", "Waiting", "register_handler",
+           "run_in_thread"]

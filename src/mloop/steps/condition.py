@@ -7,7 +7,7 @@ from typing import Any
 from mloop.engine.conditions import describe, evaluate
 from mloop.engine.context import RunContext
 from mloop.spec.models import StepSpec
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.engine.handlers import Launched, Outcome, StepHandler
 
 
 class ConditionHandler(StepHandler):

@@ -15,7 +15,7 @@ version in its step inputs, where the model registry finds which data made a mod
 
 The steps run in the engine's process: they read files and write the stores, no user code runs,
 so there is nothing to isolate in a job process (the same choice as ModelStep). Imports, which
-read every file, run in a thread (:func:`~mloop.steps.base.run_in_thread`): the engine goes on
+read every file, run in a thread (:func:`~mloop.engine.handlers.run_in_thread`): the engine goes on
 with other steps meanwhile, and a stop ends them at the next file, with no version committed.
 They are idempotent per run: a retried step finds the version its first attempt committed.
 """
@@ -30,7 +30,7 @@ from mloop.engine.context import RunContext
 from mloop.errors import DatasetError, DatasetFormatError, NotFoundError, NotSupportedYetError
 from mloop.context import Context
 from mloop.spec.models import InputSpec, StepSpec
-from mloop.steps.base import Launched, Outcome, StepHandler, ThreadHandle, run_in_thread
+from mloop.engine.handlers import Launched, Outcome, StepHandler, ThreadHandle, run_in_thread
 from mloop.store.datasets import DatasetVersionRecord
 
 __all__ = ["CreateDatasetHandler", "DatasetImportHandler", "ReleaseDatasetHandler", "dataset_value", "stage_dataset"]

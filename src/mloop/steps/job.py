@@ -28,7 +28,7 @@ from mloop.metrics import load_metrics_file
 from mloop.spec.models import StepSpec
 from mloop.spec.validate import VERSION_RE
 from mloop.store.base import MetricRecord, Store
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.engine.handlers import Launched, Outcome, StepHandler
 
 
 
@@ -123,17 +123,6 @@ def _as_arg(value: Any) -> str:
 
 def _env_key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-
-
-def log_tail(path: str | None, lines: int) -> list[str]:
-    if not path or lines <= 0 or not os.path.exists(path):
-        return []
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 64 * 1024))
-        text = fh.read().decode("utf-8", "replace")
-    return text.splitlines()[-lines:]
 
 
 class JobHandler(StepHandler):

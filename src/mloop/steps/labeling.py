@@ -23,7 +23,7 @@ from mloop.engine.context import RunContext
 from mloop.errors import LabelingError, NotFoundError
 from mloop.context import Context
 from mloop.spec.models import InputSpec, StepSpec
-from mloop.steps.base import Launched, Outcome, StepHandler, Waiting
+from mloop.engine.handlers import Launched, Outcome, StepHandler, Waiting
 from mloop.store.labels import LabelTaskRecord
 
 __all__ = ["LabelingHandler"]

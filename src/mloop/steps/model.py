@@ -25,7 +25,7 @@ from mloop.metrics import float_values
 from mloop.spec import refs
 from mloop.context import Context
 from mloop.spec.models import InputSpec, StepSpec
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.engine.handlers import Launched, Outcome, StepHandler
 from mloop.store.base import NewArtifact
 from mloop.store.registry import ModelRepository, ModelVersionRecord, check_model_name
 

@@ -14,7 +14,7 @@ placeholder's ``model_name``, else the placeholder's ``model_version``. Only whe
 does the step wait for a person (``mloop input``).
 
 Deploying takes seconds (a worker process loads the model), so :meth:`start` runs it in a
-thread (:func:`~mloop.steps.base.run_in_thread`) and the engine hears the end like a job's.
+thread (:func:`~mloop.engine.handlers.run_in_thread`) and the engine hears the end like a job's.
 A stop cancels the deploy: the supervisor kills the new worker and the version it served
 before keeps serving. The
 output is the service (``service_id``, ``service_name``, model, port) with the variables
@@ -34,7 +34,7 @@ from mloop.engine.context import RunContext
 from mloop.errors import ManagedServiceError, MloopError, NotFoundError
 from mloop.spec.models import DataRequirementSpec, InputSpec, StepSpec
 from mloop.spec import refs
-from mloop.steps.base import Launched, Outcome, StepCancelled, StepHandler, ThreadHandle, run_in_thread
+from mloop.engine.handlers import Launched, Outcome, StepCancelled, StepHandler, ThreadHandle, run_in_thread
 
 __all__ = ["ServiceHandler", "auto_service_name", "service_output_value"]
 
@@ -138,6 +138,7 @@ class ServiceHandler(StepHandler):
                 return
             time.sleep(0.1)
 
+    @staticmethod
     def _service_name(step: StepSpec, ctx: RunContext, config: dict[str, Any]) -> str:
         """The service to update (second input), else ``service_name``, else an automatic one."""
         target = next((i for i in step.inputs if i.type == "service"), None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from mloop.engine.context import RunContext
 from mloop.spec.models import StepSpec
-from mloop.steps.base import Launched, Outcome, StepHandler
+from mloop.engine.handlers import Launched, Outcome, StepHandler
 
 WHEN = {
     "mrs_job": "MapReduce jobs (MrsJobStep)",

@@ -11,6 +11,8 @@ never touches the store's privates. Each table registers on the shared ``Base`` 
 that defines it (runs, steps and the rest in :mod:`~mloop.store.models`; ``datasets``,
 ``labels``, ``registry`` and ``services`` next to their repository); :mod:`~mloop.store.models`
 imports those modules, so ``Base.metadata`` (what Alembic compares) always holds every table.
+
+Layer: foundation (the metadata store; imports only errors and the spec).
 """
 
 from __future__ import annotations

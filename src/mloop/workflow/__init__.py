@@ -5,6 +5,9 @@
 Everything a pipeline is built from: ``wf.Workflow``, ``wf.Placeholder``, the algorithms,
 ``wf.data.*`` (data objects, placeholders, storages), ``wf.steps.*`` (steps, inputs,
 outputs, conditions) and ``wf.policy.*`` (partial-run scenes).
+
+Layer: door (the SDK builds specs without I/O; its verbs ``release``, ``run`` and
+``release_and_run`` call the run service in :mod:`mloop.runs`).
 """
 
 from mloop.workflow import data, policy, resource, steps

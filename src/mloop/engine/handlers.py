@@ -1,6 +1,10 @@
-"""Step handlers give each step kind its meaning. A new kind is a new handler, not an engine change.
+"""The step-handler interface and its registry: how the engine runs a step it knows nothing about.
 
-Layer: handlers. The engine calls, for every step, whatever its kind: :meth:`StepHandler.preflight`
+Layer: engine (the interface); the handlers themselves live in :mod:`mloop.steps`, which
+registers them here, and the run service (the composition root) makes sure it has. A new
+kind is a new handler plus one :meth:`HandlerRegistry.register`, not an engine change.
+
+The engine calls, for every step, whatever its kind: :meth:`StepHandler.preflight`
 before the run starts anything, :meth:`~StepHandler.start` (done at once, launched, or waiting),
 :meth:`~StepHandler.poll` for a waiting step, :meth:`~StepHandler.finish` when a launched step
 ends and :meth:`~StepHandler.cancel` on a stop. Work that takes a while inside the engine's
@@ -11,9 +15,10 @@ a job and stoppable like one.
 from __future__ import annotations
 
 import abc
+import importlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from mloop.engine.context import RunContext
 from mloop.errors import MloopError
@@ -153,3 +158,45 @@ class StepHandler(abc.ABC):
             launched.handle.cancelled.set()
         else:
             self.executor.cancel(launched.handle, grace_seconds)
+
+
+HandlerFactory = Callable[[Executor], StepHandler]
+
+
+class _UnknownKind(StepHandler):
+    """What a kind nobody registered gets: the step fails, saying so."""
+
+    def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched | Waiting:
+        return Outcome("failed", f"no handler is registered for {step.type!r} steps in this mloop; the step "
+                                 "compiles and validates, but cannot run. Skip it with a StepPolicy skip "
+                                 "condition, or run the other steps with --steps")
+
+
+class HandlerRegistry:
+    """Step kind -> handler factory; a factory may be given as ``"module:Class"`` and is then
+    imported on first use, so a run imports only the handlers its steps use."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, HandlerFactory | str] = {}
+
+    def register(self, kind: str, factory: HandlerFactory | str) -> None:
+        """Make steps of ``kind`` run with ``factory(executor)`` (replaces any earlier one)."""
+        self._factories[kind] = factory
+
+    def kinds(self) -> list[str]:
+        return sorted(self._factories)
+
+    def handler_for(self, kind: str, executor: Executor) -> StepHandler:
+        """A new handler for steps of ``kind``."""
+        entry = self._factories.get(kind)
+        if entry is None:
+            return _UnknownKind(executor)
+        if isinstance(entry, str):
+            module, _, name = entry.partition(":")
+            entry = cast(HandlerFactory, getattr(importlib.import_module(module), name))
+            self._factories[kind] = entry
+        return entry(executor)
+
+
+#: The registry engines use unless given another; :mod:`mloop.steps` fills it on import.
+registry = HandlerRegistry()
