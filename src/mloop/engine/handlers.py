@@ -87,11 +87,12 @@ def run_in_thread(step: StepSpec, work: Callable[[ThreadHandle], Outcome], on_ex
     """Start ``work(handle)`` in a thread and return it as launched; the engine hears its end
     through ``on_exit`` like a job's, and :meth:`StepHandler.cancel` sets ``handle.cancelled``.
 
+    ``state`` is shared as it is (not copied): what ``work`` records there, ``cancel`` sees.
     ``work`` returns the step's Outcome; an MloopError it raises fails the step with its
     message and hint, :class:`StepCancelled` stops it, anything else fails it with the type.
     """
     handle = ThreadHandle(step.name)
-    launched = Launched(handle, state=dict(state or {}), fields=dict(fields or {}))
+    launched = Launched(handle, state=state if state is not None else {}, fields=dict(fields or {}))
 
     def target() -> None:
         try:
