@@ -124,7 +124,8 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self) -> None:
-        self._launched: dict[str, JobHandle] = {}  # jobs of this process, by ref
+        self._launched: dict[str, JobHandle] = {}  # jobs of this process still running, by ref
+        self._ended: dict[str, JobExit] = {}  # and the exits of those that ended
         self._lock = threading.Lock()
 
     def command(self, request: JobRequest) -> list[str]:
@@ -209,12 +210,16 @@ class LocalExecutor(Executor):
         handle.exit = result
         with self._lock:
             self._launched.pop(handle.ref, None)  # type: ignore[arg-type]
+            self._ended[handle.ref] = result  # type: ignore[index]
         if on_exit:
             on_exit(handle, result)
 
     def poll(self, ref: str) -> JobExit | None:
         with self._lock:
             mine = self._launched.get(ref)
+            ended = self._ended.get(ref)
+        if ended is not None:
+            return ended
         if mine is not None:
             return mine.exit
         if find_process(ref) is not None:

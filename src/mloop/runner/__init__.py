@@ -259,7 +259,8 @@ def _run_boot_file(argv: list[str]) -> int:
         return _exit_code(exc.code)
     except BaseException as exc:  # noqa: BLE001 - reported as the interpreter would
         tb = exc.__traceback__
-        sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else None)  # skip the runner's frame
+        exc.__traceback__ = tb.tb_next if tb is not None else None  # the runner's frame is not the user's
+        sys.excepthook(type(exc), exc, exc.__traceback__)
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         _flush()
@@ -310,10 +311,10 @@ def _stage_in(request: dict) -> None:
                 raise StagingError(f"the code snapshot {code_url} is missing")
             _copy_tree(code_local, code_folder(request))
         else:
-            _remote().download_dir(code_url, code_folder(request))
+            _fsspec().download_dir(code_url, code_folder(request))
         for inp in request.get("inputs") or ():
             if inp["kind"] == "download":
-                _remote().download_dir(inp["url"], input_path(request, inp))
+                _fsspec().download_dir(inp["url"], input_path(request, inp))
             elif inp["kind"] == "files":
                 _lay_out(inp.get("files") or [], input_path(request, inp))
         for out in request.get("outputs") or ():
@@ -331,12 +332,12 @@ def _stage_out(request: dict) -> None:
     try:
         for out in request.get("outputs") or ():
             if out["kind"] == "upload":
-                _remote().upload_dir(output_path(request, out), out["url"])
+                _fsspec().upload_dir(output_path(request, out), out["url"])
         for metric in request.get("metrics") or ():
             if metric["kind"] == "upload":
                 path = metrics_path(request, metric)
                 if os.path.isfile(path):  # a missing file is the handler's to report, as before
-                    _remote().upload_file(path, metric["url"])
+                    _fsspec().upload_file(path, metric["url"])
     except Exception as exc:  # noqa: BLE001
         raise StagingError(str(exc) or type(exc).__name__) from exc
 
@@ -344,7 +345,7 @@ def _stage_out(request: dict) -> None:
 def _upload_log(path: str, url: str) -> None:
     _flush()
     try:
-        _remote().upload_file(path, url)
+        _fsspec().upload_file(path, url)
     except Exception as exc:  # noqa: BLE001 - the job's own result stands
         _fail(f"could not upload the log to {url}: {exc}")
 
@@ -405,7 +406,7 @@ def _lay_out(files: list, dest: str) -> None:
         source = local_path(url)
         if f.get("offset") is not None:
             if url not in packs:
-                packs[url] = _read_all(source) if source is not None else _remote().read_bytes(url)
+                packs[url] = _read_all(source) if source is not None else _fsspec().read_bytes(url)
             data = packs[url][f["offset"]:f["offset"] + f["size"]]
             if len(data) != f["size"]:
                 raise StagingError(f"dataset pack {url} is shorter than its index says")
@@ -419,7 +420,7 @@ def _lay_out(files: list, dest: str) -> None:
             except OSError:
                 _copy_file(source, target)
         else:
-            _remote().download_file(url, target)
+            _fsspec().download_file(url, target)
 
 
 def _read_all(path: str) -> bytes:
@@ -430,7 +431,7 @@ def _read_all(path: str) -> bytes:
         raise StagingError(f"dataset pack {path} is missing from the artifact store") from exc
 
 
-def _remote():  # type: ignore[no-untyped-def]
+def _fsspec():  # type: ignore[no-untyped-def]
     from mloop.runner import _remote
 
     return _remote
