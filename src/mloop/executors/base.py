@@ -1,13 +1,20 @@
-"""Where a job's process runs: a three-verb seam (launch, poll, cancel).
+"""Where a job runs: a three-verb seam (launch, poll, cancel), executors registered by name.
 
-The engine hands an executor a :class:`JobRequest` (the job contract, fully resolved:
-argv, environment, working directory, log file, resources). Executors never see specs.
+The engine hands an executor a :class:`JobRequest`: a location-neutral description of the
+job (the code snapshot, inputs and outputs as URLs, the log's URL, resources, a time limit).
+Wherever the executor starts it, the job runner (:mod:`mloop.runner`) stages it in, runs the
+algorithm with the job contract, uploads outputs and writes the log. Executors never see specs.
+
+A launched job is known by an opaque reference (``JobHandle.ref``, ``"<executor>:..."``),
+kept in the store: :func:`executor_for_ref` gives the executor that can :meth:`~Executor.poll`
+or :meth:`~Executor.cancel` it from any process (stop, reconcile), not only the one that
+launched it.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 
@@ -21,17 +28,82 @@ class Resources:
 
 
 @dataclass
+class StagedFile:
+    """One file of a dataset version laid out in a job folder (no database needed to stage it)."""
+
+    path: str  # where it goes, relative to the input's folder, ``/``-separated
+    url: str | None  # the object (or the pack holding it); None when ``text`` is given
+    size: int
+    offset: int | None = None  # inside a pack: read ``size`` bytes from here
+    text: str | None = None  # written as is (mloop's manifest.json of the layout)
+
+
+@dataclass
+class JobInput:
+    """An input of the job, and how the runner stages it.
+
+    ``kind``: ``local`` (a path on the job's machine, used in place), ``download`` (a folder
+    at an fsspec URL, copied to ``<workdir>/inputs/<name>``), ``files`` (a dataset version:
+    ``files`` laid out in ``<workdir>/inputs/<name>``).
+    """
+
+    name: str
+    url: str
+    kind: str = "local"
+    files: list[StagedFile] = field(default_factory=list)
+
+
+@dataclass
+class JobOutput:
+    """An output folder: ``local`` (written in place) or ``upload`` (written under
+    ``<workdir>/outputs/<name>/``, uploaded to ``url`` when the job succeeds)."""
+
+    name: str
+    url: str
+    kind: str = "local"
+
+
+@dataclass
+class MetricsFile:
+    """A metrics file of output ``output``: ``local`` (written in place) or ``upload`` (written
+    under ``<workdir>/metrics/<output>/``, uploaded to ``url`` when the job succeeds)."""
+
+    output: str
+    url: str
+    kind: str = "local"
+
+
+@dataclass
 class JobRequest:
-    """A job ready to start: every path local, every value a string."""
+    """A job ready to start, by URL: nothing in it promises a path on the engine's disk."""
 
     run_id: str
     step_name: str
-    argv: list[str]
-    cwd: str
-    env: dict[str, str]
-    log_path: str
+    code_url: str  # the code snapshot, content-addressed in the artifact store (``.../code/<hash>``)
+    code_name: str  # the folder name the code gets in the job folder (the code_dir's name)
+    log_url: str  # the job's log: a local path (appended to) or a URL (uploaded at the end)
+    boot_file: str | None = None  # a Python file in the code, run in the runner's interpreter
+    command: str | None = None  # or a shell command, run as ``/bin/sh -c '<command> "$@"'``
+    parameters: list[tuple[str, str]] = field(default_factory=list)  # ``--name=value``, in order
+    inputs: list[JobInput] = field(default_factory=list)
+    outputs: list[JobOutput] = field(default_factory=list)
+    metrics: list[MetricsFile] = field(default_factory=list)
+    metrics_outputs: list[str] = field(default_factory=list)  # every metrics output (``MLOOP_METRICS_<N>``)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment (the algorithm's)
     resources: Resources = field(default_factory=Resources)
     timeout_seconds: float | None = None
+    workdir: str = ""  # where the job folder goes; a hint the local executor follows
+    workflow_name: str = ""
+    attempt: int = 1
+    log_header: str = ""  # the runner's first line in the log
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as the runner reads it (plain JSON types)."""
+        data = asdict(self)
+        data["parameters"] = [list(p) for p in self.parameters]
+        for inp in data["inputs"]:
+            inp["files"] = [{k: v for k, v in f.items() if v is not None} for f in inp["files"]]
+        return data
 
 
 @dataclass
@@ -44,10 +116,11 @@ class JobExit:
 
 @dataclass
 class JobHandle:
-    """What an executor returns from :meth:`Executor.launch`; ``pid`` is recorded in the store."""
+    """What :meth:`Executor.launch` returns; ``ref`` is what the store keeps."""
 
     request: JobRequest
-    pid: int | None
+    ref: str | None = None  # ``"<executor>:..."``; None when the job could not start
+    pid: int | None = None  # for display only
     native: Any = None  # the executor's own object (Popen, Ray ObjectRef, ...)
     exit: JobExit | None = None  # set once the job has ended
     cancelled: bool = False  # set by Executor.cancel: the job was killed on purpose
@@ -59,29 +132,69 @@ ExitCallback = Callable[[JobHandle, JobExit], None]
 class Executor(abc.ABC):
     """Starts jobs and reports when they end."""
 
+    #: The registry name, and the prefix of every ref this executor makes.
+    name: str = ""
+
     @abc.abstractmethod
     def launch(self, request: JobRequest, on_exit: ExitCallback | None = None) -> JobHandle:
         """Start the job. If ``on_exit`` is given it is called (from any thread) when the job ends."""
 
     @abc.abstractmethod
-    def poll(self, handle: JobHandle) -> JobExit | None:
-        """The job's exit, or None while it runs."""
+    def poll(self, ref: str) -> JobExit | None:
+        """The exit of the job ``ref`` names, None while it runs; works in any process.
+
+        A job this process launched reports its real exit; one launched elsewhere that has
+        gone reports ``JobExit(None, reason=...)`` (its exit code is not known here).
+        """
 
     @abc.abstractmethod
-    def cancel(self, handle: JobHandle, grace_seconds: float = 5.0) -> None:
-        """Stop the job and everything it started: SIGTERM, then SIGKILL after the grace period."""
+    def cancel(self, ref: str, grace_seconds: float = 5.0) -> bool:
+        """Stop the job ``ref`` names and everything it started (SIGTERM, then SIGKILL after
+        the grace period); works in any process. False if it was not running."""
+
+
+ExecutorFactory = Callable[[], Executor]
+_REGISTRY: dict[str, ExecutorFactory] = {}
+
+
+def register_executor(name: str, factory: ExecutorFactory) -> None:
+    """Make ``get_executor(name)`` call ``factory`` (a class or a function)."""
+    _REGISTRY[name] = factory
 
 
 def get_executor(name: str) -> Executor:
-    """The executor called ``name`` (``local`` | ``ray``)."""
-    if name == "local":
-        from mloop.executors.local import LocalExecutor
+    """The executor called ``name`` (``local`` | ``ray`` | one registered)."""
+    _register_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        from mloop.errors import ConfigError
 
-        return LocalExecutor()
-    if name == "ray":
-        from mloop.executors.ray import RayExecutor
+        known = ", ".join(repr(n) for n in sorted(_REGISTRY))
+        raise ConfigError(f"unknown executor {name!r}", hint=f"set MLOOP_EXECUTOR to one of {known}")
+    return factory()
 
-        return RayExecutor()
-    from mloop.errors import ConfigError
 
-    raise ConfigError(f"unknown executor {name!r}", hint="set MLOOP_EXECUTOR to 'local' or 'ray'")
+def executor_for_ref(ref: str) -> Executor:
+    """The executor that made ``ref`` (its prefix), to poll or cancel that job.
+
+    Raises:
+        ConfigError: no executor of that name is registered.
+    """
+    return get_executor(ref.split(":", 1)[0])
+
+
+def _register_builtins() -> None:
+    if "local" not in _REGISTRY:
+        def local() -> Executor:
+            from mloop.executors.local import LocalExecutor
+
+            return LocalExecutor()
+
+        _REGISTRY["local"] = local
+    if "ray" not in _REGISTRY:
+        def ray() -> Executor:
+            from mloop.executors.ray import RayExecutor
+
+            return RayExecutor()
+
+        _REGISTRY["ray"] = ray

@@ -1,17 +1,27 @@
-"""Jobs as local processes, each in its own session so a stop ends its whole process tree."""
+"""Jobs as local processes, each in its own session so a stop ends its whole process tree.
+
+Each job is the job runner (:mod:`mloop.runner`) in a fresh interpreter: it stages the job
+in and runs a Python boot file in that same process (one interpreter per job). Its ref is
+``local:<pid>:<create time>``: any process on this host can poll or cancel it, and a pid
+reused by another process since is never taken for the job.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+
+from typing import Any
 
 import psutil
 
 from mloop.errors import ArtifactError
-from mloop.executors.base import ExitCallback, Executor, JobExit, JobHandle, JobRequest
+from mloop.executors.base import ExitCallback, Executor, JobExit, JobHandle, JobRequest, register_executor
 
 
 def kill_tree(pid: int, grace_seconds: float = 5.0, started_by: float | None = None) -> bool:
@@ -68,31 +78,106 @@ def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Proc
         time.sleep(0.05)
 
 
+#: How the runner is started: ``-c`` rather than ``-m mloop.runner``, which would import runpy,
+#: importlib.util and contextlib (milliseconds of CPU per job) before the runner even starts.
+#: ``sys.path[0]`` (``''`` under ``-c``) is this mloop's folder, so the job runs the engine's
+#: own runner whatever its working directory; the runner sets it to the script's folder.
+RUNNER_BOOT = ("import sys; sys.path[0] = {src!r}; from mloop.runner import main; main()"
+               .format(src=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+#: A request longer than this goes to a file (one argument may hold at most 128 KiB on Linux).
+INLINE_REQUEST_MAX = 64 * 1024
+
+
+def make_ref(pid: int, created: float) -> str:
+    return f"local:{pid}:{created!r}"
+
+
+def parse_ref(ref: str) -> tuple[int, float]:
+    """``(pid, create time)`` of a ``local:`` ref.
+
+    Raises:
+        ValueError: not a ref of the local executor.
+    """
+    name, pid, created = ref.split(":", 2)
+    if name != "local":
+        raise ValueError(f"{ref!r} is not a local job reference")
+    return int(pid), float(created)
+
+
+def find_process(ref: str) -> psutil.Process | None:
+    """The live process ``ref`` names, None if it has ended or its pid now belongs to another process."""
+    pid, created = parse_ref(ref)
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - created) > 0.01:
+            return None  # the pid was reused
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
 class LocalExecutor(Executor):
     """Runs each job as a subprocess; a waiter thread per job reports its exit at once."""
 
+    name = "local"
+
+    def __init__(self) -> None:
+        self._launched: dict[str, JobHandle] = {}  # jobs of this process still running, by ref
+        self._ended: dict[str, JobExit] = {}  # and the exits of those that ended
+        self._lock = threading.Lock()
+
+    def command(self, request: JobRequest) -> list[str]:
+        """The argv that starts the runner for ``request`` (a file next to the job folder
+        holds a request too big for one argument)."""
+        payload = json.dumps(request.to_dict(), separators=(",", ":"))
+        if len(payload) > INLINE_REQUEST_MAX:
+            path = request.workdir.rstrip(os.sep) + ".request.json"
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(payload)
+            payload = path
+        return [sys.executable, "-c", RUNNER_BOOT, payload]
+
     def launch(self, request: JobRequest, on_exit: ExitCallback | None = None) -> JobHandle:
-        os.makedirs(os.path.dirname(request.log_path), exist_ok=True)
-        try:
-            log = open(request.log_path, "ab", buffering=0)
-        except OSError as exc:
-            raise ArtifactError(f"cannot open the log file {request.log_path}: {exc}") from exc
+        from mloop.runner import local_path
+
+        os.makedirs(os.path.dirname(request.workdir.rstrip(os.sep)), exist_ok=True)
+        log_path = local_path(request.log_url)
+        log: Any = subprocess.DEVNULL
+        if log_path is not None:
+            os.makedirs(os.path.dirname(log_path), exist_ok=True)
+            try:
+                log = open(log_path, "ab", buffering=0)
+            except OSError as exc:
+                raise ArtifactError(f"cannot open the log file {log_path}: {exc}") from exc
+        argv = self.command(request)
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"  # the runner's own interpreter is the job's: output goes out live
         try:
             proc = subprocess.Popen(
-                request.argv, cwd=request.cwd, env=request.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                argv, cwd=os.path.dirname(request.workdir.rstrip(os.sep)), env=env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
             )
         except OSError as exc:
-            log.write(f"mloop: could not start the job: {exc}\n".encode())
-            log.close()
-            handle = JobHandle(request, None, None)
+            if log is not subprocess.DEVNULL:
+                if request.log_header:
+                    log.write(f"{request.log_header}\n".encode())
+                log.write(f"mloop: could not start the job: {exc}\n".encode())
+            handle = JobHandle(request, None)
             if on_exit:
-                on_exit(handle, JobExit(None, reason=f"could not start {request.argv[0]!r}: {exc}"))
+                on_exit(handle, JobExit(None, reason=f"could not start {argv[0]!r}: {exc}"))
             return handle
         finally:
-            if not log.closed:
+            if log is not subprocess.DEVNULL:
                 log.close()  # the child holds its own descriptor
-        handle = JobHandle(request, proc.pid, proc)
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.Error:  # gone already (and not reaped: it is our child, so it is a zombie)
+            created = time.time()
+        handle = JobHandle(request, make_ref(proc.pid, created), proc.pid, proc)
+        with self._lock:
+            self._launched[handle.ref] = handle  # type: ignore[index]
         threading.Thread(target=self._wait, args=(handle, on_exit), name=f"wait-{request.step_name}",
                          daemon=True).start()
         return handle
@@ -123,14 +208,35 @@ class LocalExecutor(Executor):
         result = JobExit(code if code >= 0 and not killed else None, signal=-code if code < 0 else None,
                          timed_out=timed_out, reason=f"timed out after {timeout:g} s" if timed_out else None)
         handle.exit = result
+        with self._lock:
+            self._launched.pop(handle.ref, None)  # type: ignore[arg-type]
+            self._ended[handle.ref] = result  # type: ignore[index]
         if on_exit:
             on_exit(handle, result)
 
-    def poll(self, handle: JobHandle) -> JobExit | None:
-        return handle.exit
+    def poll(self, ref: str) -> JobExit | None:
+        with self._lock:
+            mine = self._launched.get(ref)
+            ended = self._ended.get(ref)
+        if ended is not None:
+            return ended
+        if mine is not None:
+            return mine.exit
+        if find_process(ref) is not None:
+            return None
+        return JobExit(None, reason="the job's process has ended (its exit code was not recorded)")
 
-    def cancel(self, handle: JobHandle, grace_seconds: float = 5.0) -> None:
-        if handle.pid is not None and handle.native is not None and handle.native.poll() is None:
-            handle.cancelled = True
-            kill_tree(handle.pid, grace_seconds)
+    def cancel(self, ref: str, grace_seconds: float = 5.0) -> bool:
+        with self._lock:
+            mine = self._launched.get(ref)
+        if mine is not None:
+            if mine.native.poll() is not None:
+                return False
+            mine.cancelled = True
+        proc = find_process(ref)
+        if proc is None:
+            return False
+        return kill_tree(proc.pid, grace_seconds, started_by=proc.create_time())
 
+
+register_executor("local", LocalExecutor)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from mloop.context import Context
 from mloop.errors import NotFoundError
+from mloop.runner import log_tail
 from mloop.store.base import TERMINAL_STEP, EventRecord, MetricRecord, ReleaseRecord, RunRecord, StepRecord
 
-__all__ = ["RunDetail", "has_live_engine", "log_tail", "list_runs", "log_lines", "run_detail", "run_metrics", "step_log_path"]
+__all__ = ["RunDetail", "has_live_engine", "list_runs", "log_lines", "log_tail", "run_detail", "run_metrics",
+           "step_log_path"]
 
 
 @dataclass
@@ -100,14 +102,3 @@ def log_lines(ctx: Context, run_id: str, step: str | None = None, *, follow: boo
             return
         time.sleep(poll_seconds)
 
-
-def log_tail(path: str | None, lines: int) -> list[str]:
-    """The last ``lines`` lines of a step's log (what a door shows when the step failed)."""
-    if not path or lines <= 0 or not os.path.exists(path):
-        return []
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 64 * 1024))
-        text = fh.read().decode("utf-8", "replace")
-    return text.splitlines()[-lines:]

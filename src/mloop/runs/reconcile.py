@@ -23,12 +23,19 @@ LIVE_STATUSES = ["running", "waiting_input"]
 
 
 def cancel_step_job(ctx: Context, step: StepRecord, grace_seconds: float) -> bool:
-    """Cancel the job a step launched, through the executor that launched it, from any
-    process (the step's recorded job reference, not the engine's memory). True if something
-    was signalled."""
+    """Cancel the job a step launched, through the executor that launched it (its recorded
+    reference, not the engine's memory), from any process. True if something was signalled.
+
+    A step with no reference ran no job (it ran in its engine: a deploy, an import), or was
+    recorded by an mloop from before references; the latter still has its pid.
+    """
+    if step.executor_ref:
+        from mloop.executors.base import executor_for_ref
+
+        return executor_for_ref(step.executor_ref).cancel(step.executor_ref, grace_seconds)
     if not step.pid:
         return False
-    from mloop.executors.local import kill_tree
+    from mloop.executors.local import kill_tree  # a row written before executor references
 
     return kill_tree(step.pid, grace_seconds, started_by=step.started_at.timestamp() if step.started_at else None)
 

@@ -206,7 +206,7 @@ class RunResult:
 
 def result_of(backend: Context, run: RunRecord) -> RunResult:
     """The :class:`RunResult` of a run as the store has it now."""
-    from mloop.runs.queries import log_tail
+    from mloop.runner import log_tail
 
     steps = backend.store.list_steps(run.id)
     failed = next((s for s in steps if s.status == "failed"), None)

@@ -6,30 +6,36 @@
   ``MA_JOB_DIR`` set as on ModelArts;
 * remote inputs are staged in before it starts, remote outputs uploaded after it ends;
 * stdout and stderr go to one log file, followed live by ``mloop logs -f``;
-* metrics files are parsed and stored when it succeeds; a malformed one fails the step.
+* metrics files are parsed when it succeeds (a malformed one fails the step) and handed to
+  the engine with the outcome, which commits them with the step's terminal transition.
+
+The handler only decides *what* runs: it snapshots the code into the artifact store
+(``code/<hash>``, content-addressed, written once), turns inputs and outputs into URLs
+(a dataset version into a plain file list) and hands a :class:`JobRequest` to the executor.
+The job runner (:mod:`mloop.runner`) does the staging and the running, where the job runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from mloop.artifacts import is_local, local_path, snapshot_dir
+from mloop import runner
+from mloop.artifacts import ArtifactStore, hash_dir, is_local, join_url, local_path, snapshot_dir
 from mloop.config import Settings
 from mloop.engine.context import InputUnavailable, RunContext
-from mloop.errors import ConfigError, MetricsError, MloopError, NotFoundError
-from mloop.executors.base import JobExit, JobRequest, Resources
-from mloop.metrics import load_metrics_file
+from mloop.errors import ArtifactError, ConfigError, DatasetError, MetricsError, MloopError, NotFoundError
+from mloop.executors.base import (JobExit, JobInput, JobOutput, JobRequest, MetricsFile, Resources,
+                                  StagedFile)
+from mloop.metrics import load_metrics_file, parse_metrics
 from mloop.spec.models import StepSpec
 from mloop.spec.validate import VERSION_RE
-from mloop.store.base import MetricRecord, Store
+from mloop.store.base import MetricRecord, NewArtifact, Store
 from mloop.engine.handlers import Launched, Outcome, StepHandler
-
 
 
 class JobSetupError(MloopError):
@@ -121,118 +127,183 @@ def _as_arg(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _env_key(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+def snapshot_code(artifacts: ArtifactStore, code_dir: str) -> tuple[str, str]:
+    """``(url, digest)`` of ``code_dir``'s snapshot in the artifact store, ``<root>/code/<digest>``.
+
+    Content-addressed and written once: a folder already stored costs one hash and one
+    existence check. A new one is copied (hashed while copied) under a temporary name and
+    renamed into place, so a snapshot is complete or absent.
+
+    Raises:
+        ArtifactError: the code could not be read or stored.
+    """
+    digest = hash_dir(code_dir)
+    url = artifacts.url("code", digest)
+    if artifacts.exists(url):
+        return url, digest
+    root = local_path(artifacts.root)
+    if root is not None:
+        tmp = os.path.join(root, "code", f".{digest[:12]}.{uuid.uuid4().hex[:12]}.tmp")
+        digest = snapshot_dir(code_dir, tmp)  # what was copied counts, even if the code just changed
+        url = artifacts.url("code", digest)
+        target = local_path(url) or url
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(target):
+                raise
+        return url, digest
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mloop-code-") as scratch:
+        copy = os.path.join(scratch, "code")
+        digest = snapshot_dir(code_dir, copy)
+        url = artifacts.url("code", digest)
+        if artifacts.exists(url):
+            return url, digest
+        tmp = artifacts.url("code", f".{digest[:12]}.{uuid.uuid4().hex[:12]}.tmp")
+        artifacts.put_dir(copy, tmp)
+        fs = artifacts.fs
+        try:
+            fs.mv(fs._strip_protocol(tmp), fs._strip_protocol(url), recursive=True)
+        except Exception as exc:  # noqa: BLE001 - another engine may have stored it first
+            artifacts.rm(tmp, recursive=True, missing_ok=True)
+            if not artifacts.exists(url):
+                raise ArtifactError(f"cannot store the code snapshot at {url}: {exc}", url=url) from exc
+    return url, digest
+
+
+def dataset_files(ctx: RunContext, step: str, inp: str, value: Any) -> tuple[list[StagedFile], dict[str, Any]]:
+    """A dataset input as the plain file list the runner lays out (no database needed there),
+    and the exact version it is: ``{"dataset_name", "version_name", "version_id", "manifest_hash"}``.
+
+    The layout is :func:`mloop.services.datasets.materialize`'s (a test compares the two):
+    class-folder formats as ``<split>/<label>/<file>`` and ``unlabeled/<file>``, others at their
+    paths, plus mloop's ``manifest.json``.
+    """
+    import posixpath
+
+    from mloop.services import datasets as ds
+    from mloop.steps.dataset import _backend, _dataset_ref
+
+    name, version = _dataset_ref(value, step, inp)
+    backend = _backend(ctx)
+    record = ds.get_version(backend, name, version)
+    manifest = ds.load_manifest(backend, record)
+    files = manifest.file_map()
+    placements: list[tuple[str, Any]] = []
+    listed: list[dict[str, Any]] = []
+    if manifest.format in ds.CLASS_FOLDER_FORMATS:
+        for s in manifest.samples:
+            if s.labels:
+                label = s.labels[0]
+                parts = s.file.split("/")
+                if manifest.format == "ModelArts imageNet 1.0" and len(parts) > 1 and parts[-2] == label:
+                    parts = parts[:-2] + parts[-1:]
+                where = posixpath.join(s.split or ds.TRAIN, label, *parts)
+            else:
+                where = posixpath.join("unlabeled", s.file)
+            placements.append((where, files[s.file]))
+            listed.append(ds._sample_json(s, where))
+    else:
+        if "manifest.json" in files:
+            raise DatasetError(f"{name}:{record.version} has its own file named manifest.json, which the job "
+                               "layout uses for mloop's manifest", hint="rename that file in the source and import again")
+        placements = [(f.path, f) for f in manifest.files]
+        listed = [ds._sample_json(s, s.file) for s in manifest.samples]
+    objects = ds._objects(backend)
+    index = objects.pack_index()
+    out: list[StagedFile] = []
+    for where, entry in placements:
+        loc = index.get(entry.hash)
+        if loc is None:
+            out.append(StagedFile(where, objects.object_url(entry.hash), entry.size))
+        else:
+            out.append(StagedFile(where, objects.pack_url(loc[0]), loc[2], offset=loc[1]))
+    doc = {"dataset": name, "version": record.version, "format": manifest.format, "classes": manifest.classes,
+           "release": manifest.release, "splits": [ds.TRAIN, ds.EVAL] if manifest.release else [ds.TRAIN],
+           "samples": listed}
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    out.append(StagedFile("manifest.json", None, len(text.encode()), text=text))
+    return out, {"dataset_name": name, "version_name": record.version, "version_id": record.id,
+                 "manifest_hash": record.manifest_hash}
 
 
 class JobHandler(StepHandler):
-    def preflight(self, step: StepSpec, ctx: RunContext) -> None:
-        preflight(step, ctx)
-
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
         props = ctx.resolve(step.properties)
         algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())
         resources = resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
         workdir = os.path.join(ctx.run_dir, "steps", step.name, f"attempt-{attempt}")
-        if os.path.exists(workdir):
-            shutil.rmtree(workdir)
-        code_copy = os.path.join(workdir, os.path.basename(algo.code_dir.rstrip(os.sep)) or "code")
-        code_hash = snapshot_dir(algo.code_dir, code_copy)
+        code_name = os.path.basename(algo.code_dir.rstrip(os.sep)) or "code"
+        if algo.boot_file:
+            boot = os.path.normpath(os.path.join(algo.code_dir, algo.boot_file))
+            if not boot.startswith(algo.code_dir.rstrip(os.sep) + os.sep) or not os.path.isfile(boot):
+                raise JobSetupError(f"boot_file {algo.boot_file!r} is not a file inside code_dir {algo.code_dir}")
+        code_url, code_hash = snapshot_code(ctx.artifacts, algo.code_dir)
         log_path = os.path.join(ctx.run_dir, "steps", step.name, "job.log")
 
-        args: list[str] = []
-        env = dict(os.environ)
-        env.update({"MLOOP_RUN_ID": ctx.run_id, "MLOOP_STEP_NAME": step.name, "MLOOP_WORKFLOW_NAME": ctx.spec.name,
-                    "MLOOP_ATTEMPT": str(attempt), "MA_JOB_DIR": workdir, "PYTHONUNBUFFERED": "1",
-                    "MLOOP_FLAVOR": resources.flavor_id})
-        if resources.gpu == 0:
-            env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU flavor gets no GPU, as on a cloud CPU node
-        # The flavor's CPU count bounds the job's math threads, so steps running side by side
-        # don't oversubscribe the cores (unless the user set them).
-        threads = str(max(1, min(int(resources.cpu), os.cpu_count() or 1)))
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env.setdefault(var, threads)
-        env["MLOOP_CPUS"] = threads
+        inputs: list[JobInput] = []
         staged_in: dict[str, str] = {}
         datasets: dict[str, dict[str, Any]] = {}
         for inp in step.inputs:
             url = ctx.resolve(inp.data)
-            if isinstance(url, dict):  # a dataset version: materialised in the job layout
-                from mloop.steps.dataset import stage_dataset
-
-                path, datasets[inp.name] = stage_dataset(ctx, step.name, inp.name, url,
-                                                         os.path.join(workdir, "inputs", inp.name))
-                args.append(f"--{inp.name}={path}")
-                env[f"MLOOP_INPUT_{_env_key(inp.name)}"] = path
-                continue
-            path = local_path(url) if is_local(url) else None
-            if path is None:
-                path = os.path.join(workdir, "inputs", inp.name)
-                ctx.artifacts.get_dir(url, path)
+            if isinstance(url, dict):  # a dataset version: laid out in the job layout by the runner
+                files, datasets[inp.name] = dataset_files(ctx, step.name, inp.name, url)
+                inputs.append(JobInput(inp.name, "", "files", files))
+            elif is_local(url):
+                inputs.append(JobInput(inp.name, local_path(url) or url, "local"))
+            else:
+                inputs.append(JobInput(inp.name, url, "download"))
                 staged_in[inp.name] = url
-            args.append(f"--{inp.name}={path}")
-            env[f"MLOOP_INPUT_{_env_key(inp.name)}"] = path
-        uploads: dict[str, tuple[str, str]] = {}
-        outputs: dict[str, Any] = {}
+        outputs: list[JobOutput] = []
+        produced: dict[str, Any] = {}
+        metrics: list[MetricsFile] = []
         metric_files: dict[str, list[str]] = {}
+        metrics_outputs: list[str] = []
         for out in step.outputs:
             config = ctx.resolve(out.config)
             if out.type == "obs":
                 url = config["obs_url"]
-                path = local_path(url) if is_local(url) else None
-                if path is None:
-                    path = os.path.join(workdir, "outputs", out.name) + os.sep
-                    uploads[out.name] = (path, url)
-                os.makedirs(path, exist_ok=True)
-                args.append(f"--{out.name}={path}")
-                env[f"MLOOP_OUTPUT_{_env_key(out.name)}"] = path
-                outputs[out.name] = {"type": "obs", "url": url}
+                local = local_path(url) if is_local(url) else None
+                outputs.append(JobOutput(out.name, local or url, "local" if local is not None else "upload"))
+                produced[out.name] = {"type": "obs", "url": url}
                 if config.get("metric_file"):
-                    metric_files[out.name] = [os.path.join(path, config["metric_file"])]
+                    where = (os.path.join(local, config["metric_file"]) if local is not None
+                             else join_url(url, config["metric_file"]))
+                    metric_files[out.name] = [where]
             elif out.type == "metrics":
-                files = [f for f in config.get("metric_files") or []]
-                local = []
-                for f in files:
-                    if not is_local(f):
-                        raise JobSetupError(f"metrics file {f} is not on the local disk; remote metrics files "
-                                            "are not supported yet", hint="write metrics under a local storage")
-                    local.append(local_path(f) or f)
-                metric_files[out.name] = local
-                outputs[out.name] = {"type": "metrics", "files": local, "url": local[0] if local else None}
-                # Not an argument (ModelArts passes none, and strict argparse scripts would
-                # choke on it), but a job may look its metrics file up here.
-                env[f"MLOOP_METRICS_{_env_key(out.name)}"] = os.pathsep.join(local)
+                files = [local_path(f) or f if is_local(f) else f for f in config.get("metric_files") or []]
+                metrics.extend(MetricsFile(out.name, f, "local" if is_local(f) else "upload") for f in files)
+                metric_files[out.name] = files
+                metrics_outputs.append(out.name)
+                produced[out.name] = {"type": "metrics", "files": files, "url": files[0] if files else None}
             else:
                 raise JobSetupError(f"output {out.name!r} of type {out.type!r} is not supported yet by local jobs",
                                     hint="use obs_config or metrics_config outputs")
-        for name, value in algo.parameters.items():
-            text = _as_arg(value)
-            args.append(f"--{name}={text}")
-            env[f"MLOOP_PARAM_{_env_key(name)}"] = text
-        env.update({k: _as_arg(v) for k, v in algo.environments.items()})
-        # Jobs use the interpreter mloop runs in, so "python" in a command is the same one.
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        if algo.boot_file:
-            boot = os.path.normpath(os.path.join(code_copy, algo.boot_file))
-            if not boot.startswith(code_copy + os.sep) or not os.path.isfile(boot):
-                raise JobSetupError(f"boot_file {algo.boot_file!r} is not a file inside code_dir {algo.code_dir}")
-            argv = [sys.executable, boot, *args]
-        else:
-            argv = ["/bin/sh", "-c", f'{algo.command} "$@"', "mloop-job", *args]
         minutes = step.policy.max_execution_minutes if step.policy else 10080
-        request = JobRequest(ctx.run_id, step.name, argv, code_copy, env, log_path, resources,
-                             timeout_seconds=float(minutes) * 60)
-        with open(log_path, "a") as log:
-            log.write(f"mloop: attempt {attempt} of step {step.name} on flavor {resources.flavor_id} "
-                      f"(code {code_hash[:12]} from {algo.code_dir})\n")
+        request = JobRequest(
+            ctx.run_id, step.name, code_url, code_name, log_path, boot_file=algo.boot_file, command=algo.command,
+            parameters=[(name, _as_arg(value)) for name, value in algo.parameters.items()],
+            inputs=inputs, outputs=outputs, metrics=metrics, metrics_outputs=metrics_outputs,
+            env={k: _as_arg(v) for k, v in algo.environments.items()}, resources=resources,
+            timeout_seconds=float(minutes) * 60, workdir=workdir, workflow_name=ctx.spec.name, attempt=attempt,
+            log_header=(f"mloop: attempt {attempt} of step {step.name} on flavor {resources.flavor_id} "
+                        f"(code {code_hash[:12]} from {algo.code_dir})"))
+        wire = request.to_dict()
+        argv, _ = runner.contract(wire)
         handle = self.executor.launch(request, on_exit)
-        inputs = {i.name: p.split("=", 1)[1] for i, p in zip(step.inputs, args)}
-        return Launched(handle, state={"uploads": uploads, "outputs": outputs, "metric_files": metric_files},
+        values = {i["name"]: runner.input_path(wire, i) for i in wire["inputs"]}
+        return Launched(handle, state={"outputs": produced, "metric_files": metric_files, "log_path": log_path},
                         fields={"workdir": workdir, "log_path": log_path, "code_hash": code_hash, "pid": handle.pid,
-                                "inputs": {"values": inputs, "staged": staged_in, "algorithm": algo.source,
+                                "executor_ref": handle.ref,
+                                "inputs": {"values": values, "staged": staged_in, "algorithm": algo.source,
                                            "engine": algo.engine, "argv": argv, "datasets": datasets}})
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
+        """The job's outcome, with its metrics and artifacts for the engine to commit (this
+        writes nothing to the store)."""
         if exit.exit_code != 0:
             if exit.timed_out:
                 reason = f"{exit.reason} (max_execution_minutes)"
@@ -240,42 +311,68 @@ class JobHandler(StepHandler):
                 reason = f"killed by signal {exit.signal}"
             elif exit.exit_code is None:
                 reason = exit.reason or "the job could not run"
+            elif exit.exit_code in (runner.EXIT_STAGE_IN, runner.EXIT_STAGE_OUT):
+                reason = _runner_failure(launched.state.get("log_path")) or f"the job exited with code {exit.exit_code}"
             else:
                 reason = f"the job exited with code {exit.exit_code}"
             return Outcome("failed", reason, exit_code=exit.exit_code)
-        for path, url in launched.state["uploads"].values():
-            ctx.artifacts.put_dir(path, url)
         records: list[MetricRecord] = []
         for out_name, files in launched.state["metric_files"].items():
-            for path in files:
-                if not os.path.isfile(path):
-                    return Outcome("failed", f"metrics file {path} (output {out_name!r}) was not written by the job",
-                                   exit_code=0)
+            for where in files:
                 try:
-                    entries = load_metrics_file(path)
+                    entries = _read_metrics(ctx, where)
+                except FileNotFoundError:
+                    return Outcome("failed", f"metrics file {where} (output {out_name!r}) was not written by the job",
+                                   exit_code=0)
                 except MetricsError as exc:
                     return Outcome("failed", str(exc), exit_code=0)
                 records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=e.key, title=e.title,
-                                            type=e.type, value=e.value, data=e.data, source=path) for e in entries)
-        if records:
-            ctx.store.add_metrics(ctx.run_id, step.name, records)
-        for name, produced in launched.state["outputs"].items():
-            ctx.store.add_artifact(ctx.run_id, step.name, name, produced["type"], str(produced.get("url")))
-        return Outcome("succeeded", None, outputs=launched.state["outputs"], exit_code=0)
+                                            type=e.type, value=e.value, data=e.data, source=where) for e in entries)
+        artifacts = [NewArtifact(name, produced["type"], str(produced.get("url")))
+                     for name, produced in launched.state["outputs"].items()]
+        return Outcome("succeeded", None, outputs=launched.state["outputs"], exit_code=0, metrics=records,
+                       artifacts=artifacts)
+
+    def cancel(self, launched: Launched, grace_seconds: float) -> None:
+        if launched.handle.ref is not None:
+            self.executor.cancel(launched.handle.ref, grace_seconds)
+
+    def preflight(self, step: StepSpec, ctx: RunContext) -> None:
+        """Check what can be checked before a run starts: algorithm, code, flavor.
+
+        Raises the same errors ``start`` would, so a bad flavor or an unknown algorithm is
+        refused before anything runs.
+        """
+        try:
+            props = ctx.resolve(step.properties)
+        except (NotFoundError, InputUnavailable):
+            return  # depends on outputs of earlier steps: checked when the step starts
+        algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())
+        if algo.boot_file and not os.path.isfile(os.path.join(algo.code_dir, algo.boot_file)):
+            raise JobSetupError(f"step {step.name!r}: boot_file {algo.boot_file!r} is not in {algo.code_dir}",
+                                step=step.name)
+        resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
 
 
-def preflight(step: StepSpec, ctx: RunContext) -> None:
-    """Check what can be checked before a run starts: algorithm, code, flavor.
+def _read_metrics(ctx: RunContext, where: str) -> list[Any]:
+    """The entries of a metrics file, local or at a URL (FileNotFoundError when it is missing)."""
+    path = local_path(where) if is_local(where) else None
+    if path is not None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(path)
+        return load_metrics_file(path)
+    from mloop.artifacts import filesystem_for
 
-    Raises the same errors ``start`` would, so a bad flavor or an unknown algorithm is
-    refused before anything runs.
-    """
-    try:
-        props = ctx.resolve(step.properties)
-    except (NotFoundError, InputUnavailable):
-        return  # depends on outputs of earlier steps: checked when the step starts
-    algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())
-    if algo.boot_file and not os.path.isfile(os.path.join(algo.code_dir, algo.boot_file)):
-        raise JobSetupError(f"step {step.name!r}: boot_file {algo.boot_file!r} is not in {algo.code_dir}",
-                            step=step.name)
-    resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
+    fs = filesystem_for(where)
+    key = fs._strip_protocol(where)
+    if not fs.isfile(key):
+        raise FileNotFoundError(where)
+    return parse_metrics(fs.cat_file(key), source=where)
+
+
+def _runner_failure(log_path: str | None) -> str | None:
+    """The job runner's own failure line from the end of the log, without its prefix."""
+    for line in reversed(runner.log_tail(log_path, 20)):
+        if line.startswith(runner.FAILURE_PREFIX):
+            return line[len(runner.FAILURE_PREFIX):]
+    return None

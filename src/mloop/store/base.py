@@ -83,6 +83,7 @@ class StepRecord(_Record):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     pid: int | None = None
+    executor_ref: str | None = None  # the executor's reference to the job (see mloop.executors)
     exit_code: int | None = None
     message: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)  # resolved input values

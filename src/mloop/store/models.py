@@ -125,6 +125,9 @@ class Step(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     pid: Mapped[int | None] = mapped_column(Integer)
+    # The executor's opaque reference to the job (``local:<pid>:<start time>``, ...): what
+    # stop and reconcile hand back to the executor. ``pid`` stays for display.
+    executor_ref: Mapped[str | None] = mapped_column(String)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)

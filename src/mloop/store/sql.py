@@ -65,7 +65,7 @@ _RUN_FIELDS = frozenset({
 })
 _STEP_FIELDS = frozenset({
     "attempt", "started_at", "finished_at", "pid", "exit_code", "message", "inputs", "outputs",
-    "outputs_skipped", "workdir", "log_path", "code_hash",
+    "outputs_skipped", "workdir", "log_path", "code_hash", "executor_ref",
 })
 
 
