@@ -422,6 +422,10 @@ class _Execution:
         # What the step produced (metrics, artifacts) is committed with this transition.
         self._set(name, outcome.status, message, outcome=outcome, outputs=outcome.outputs,
                   exit_code=outcome.exit_code)
+        if outcome.metrics or outcome.artifacts:
+            # Steps started later in this pass read them from the store (a condition on a
+            # metric, a ModelStep recording its job's metrics): commit now, not at the pass's end.
+            self.flush()
         for target in outcome.skip_steps:
             if target in self.views and self.views[target].status == "pending":
                 self._set(target, "skipped", f"condition step {name!r} took the other branch", outputs_skipped=True)
