@@ -70,6 +70,9 @@ class RunContext(Context):
         self.run, self.spec = run, spec
         self.values, self.roots, self.run_dir = values, roots, run_dir
         self.made_dirs: set[str] = set()
+        #: What handlers compute once per run and reuse for every step (a code folder's
+        #: snapshot, ...), keyed as each handler likes.
+        self.memo: dict[Any, Any] = {}
         #: The engine's in-memory view of step states (it commits transitions in batches, so the
         #: store may lag by a scheduling pass); None reads the store.
         self.step_state = step_state

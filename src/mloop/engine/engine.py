@@ -170,6 +170,16 @@ class _Execution:
         self.order = [s.name for s in self.spec.steps if s.name in records]
         self.steps: dict[str, StepSpec] = {s.name: s for s in self.spec.steps if s.name in records}
         self.deps = rules.dependencies(self.spec, set(self.order))
+        # Readiness is kept up to date as steps end, not found by scanning every step each
+        # pass: per step, how many upstream steps are not done; the pending ones at 0 are ready.
+        self.position = {name: i for i, name in enumerate(self.order)}
+        self.dependents: dict[str, list[str]] = {name: [] for name in self.order}
+        for name, upstream in self.deps.items():
+            for dep in upstream:
+                self.dependents[dep].append(name)
+        done = {n for n, r in records.items() if r.status in ("succeeded", "skipped")}
+        self.unmet = {n: sum(1 for d in self.deps[n] if d not in done) for n in self.order}
+        self.ready: set[str] = {n for n in self.order if self.unmet[n] == 0 and records[n].status == "pending"}
         self.views = {name: StepView(name, r.type, r.status, r.message, attempt=r.attempt, log_path=r.log_path,
                                      started=r.started_at.timestamp() if r.started_at else None,
                                      finished=r.finished_at.timestamp() if r.finished_at else None,
@@ -201,6 +211,11 @@ class _Execution:
             name, status, message=message, expected_from=(view.status,), fields=fields, at=when,
             metrics=outcome.metrics if outcome is not None else (),
             artifacts=outcome.artifacts if outcome is not None else ()))
+        if status in ("succeeded", "skipped") and view.status not in ("succeeded", "skipped"):
+            for dependent in self.dependents.get(name, ()):
+                self.unmet[dependent] -= 1
+                if self.unmet[dependent] == 0:
+                    self.ready.add(dependent)
         now = when.timestamp()
         if status == "running":
             view.started, view.finished = now, None
@@ -325,14 +340,9 @@ class _Execution:
                                  daemon=True, name=f"cancel-{name}").start()
 
     def _ready(self) -> list[str]:
-        out = []
-        for name in self.order:
-            if self.views[name].status != "pending":
-                continue
-            states = [self.views[d].status for d in self.deps[name]]
-            if all(s in ("succeeded", "skipped") for s in states):
-                out.append(name)
-        return out
+        """Pending steps whose upstream steps all succeeded or were skipped, in spec order."""
+        self.ready = {n for n in self.ready if self.views[n].status == "pending"}
+        return sorted(self.ready, key=self.position.__getitem__)
 
     def _start_ready(self) -> None:
         progressed = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,39 @@ def _as_arg(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return "" if value is None else str(value)
+
+
+def _run_snapshot(ctx: RunContext, code_dir: str) -> tuple[str, str]:
+    """The snapshot of ``code_dir`` this run uses: taken when the run's first step that needs
+    it starts, so every step of a run runs the same code (and the folder is hashed once)."""
+    key = ("code", code_dir)
+    if key not in ctx.memo:
+        ctx.memo[key] = snapshot_code(ctx.artifacts, code_dir)
+    found: tuple[str, str] = ctx.memo[key]
+    return found
+
+
+def _boot_code(ctx: RunContext, code_url: str, digest: str, boot_file: str) -> str | None:
+    """The boot file of snapshot ``digest`` compiled once for this interpreter, next to the
+    snapshot (``<root>/code/<digest>.compiled/<cache tag>/<boot file>.code``), for the runner to
+    load instead of compiling it in every job; None when the store is not local or it can't
+    be compiled (the runner then compiles it and reports a syntax error as Python would)."""
+    key = ("boot", digest, boot_file)
+    if key in ctx.memo:
+        cached: str | None = ctx.memo[key]
+        return cached
+    snapshot, root = local_path(code_url), local_path(ctx.artifacts.root)
+    found = None
+    if snapshot is not None and root is not None and sys.implementation.cache_tag:
+        target = os.path.join(root, "code", f"{digest}.compiled", sys.implementation.cache_tag, f"{boot_file}.code")
+        try:
+            if not os.path.isfile(target):
+                runner.write_boot_code(os.path.join(snapshot, boot_file), target)
+            found = target
+        except (OSError, SyntaxError, ValueError):
+            found = None
+    ctx.memo[key] = found
+    return found
 
 
 def snapshot_code(artifacts: ArtifactStore, code_dir: str) -> tuple[str, str]:
@@ -241,7 +275,8 @@ class JobHandler(StepHandler):
             boot = os.path.normpath(os.path.join(algo.code_dir, algo.boot_file))
             if not boot.startswith(algo.code_dir.rstrip(os.sep) + os.sep) or not os.path.isfile(boot):
                 raise JobSetupError(f"boot_file {algo.boot_file!r} is not a file inside code_dir {algo.code_dir}")
-        code_url, code_hash = snapshot_code(ctx.artifacts, algo.code_dir)
+        code_url, code_hash = _run_snapshot(ctx, algo.code_dir)
+        boot_code_url = _boot_code(ctx, code_url, code_hash, algo.boot_file) if algo.boot_file else None
         log_path = os.path.join(ctx.run_dir, "steps", step.name, "job.log")
 
         inputs: list[JobInput] = []
@@ -289,6 +324,7 @@ class JobHandler(StepHandler):
             inputs=inputs, outputs=outputs, metrics=metrics, metrics_outputs=metrics_outputs,
             env={k: _as_arg(v) for k, v in algo.environments.items()}, resources=resources,
             timeout_seconds=float(minutes) * 60, workdir=workdir, workflow_name=ctx.spec.name, attempt=attempt,
+            boot_code_url=boot_code_url,
             log_header=(f"mloop: attempt {attempt} of step {step.name} on flavor {resources.flavor_id} "
                         f"(code {code_hash[:12]} from {algo.code_dir})"))
         wire = request.to_dict()
