@@ -130,3 +130,18 @@ def test_every_package_says_its_layer() -> None:
         if "Layer:" not in doc:
             missing.append(_module_name(init))
     assert not missing, f"say which layer each package is in its docstring ('Layer: ...'): {missing}"
+
+
+def test_statuses_are_written_only_through_the_transitions_module() -> None:
+    """Every run and step status change goes through mloop.engine.transitions (which checks it
+    against the tables); only the store's own implementation calls the raw writers."""
+    writers = {"transition_run", "transition_step", "transition_steps"}
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        if module == "mloop.engine.transitions" or module.startswith("mloop.store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in writers:
+                bad.append(f"{module}:{node.lineno} calls .{node.func.attr}()")
+    assert not bad, "write statuses with mloop.engine.transitions.run/step/steps:\n  " + "\n  ".join(bad)

@@ -23,7 +23,9 @@ from mloop.engine import transitions
 from mloop.engine.context import storage_roots
 from mloop.engine.engine import Listener
 from mloop.engine.ownership import engine_alive
-from mloop.errors import NotFoundError, NotSupportedYetError, Problem, RunStateError, SpecValidationError, StepFailed
+from mloop.errors import (
+    ConfigError, NotFoundError, NotSupportedYetError, Problem, RunStateError, SpecValidationError, StepFailed,
+)
 from mloop.runs.open import default_settings, open_backend, release_spec_with_settings  # noqa: F401 - re-exported
 from mloop.runs.reconcile import cancel_step_job, reconcile_run
 from mloop.spec.io import dump_spec, load_spec, spec_hash
@@ -170,6 +172,9 @@ def launcher_for(settings: Settings) -> Launcher:
     if settings.server_url:
         raise NotSupportedYetError(f"client mode (server_url={settings.server_url!r}) comes with the team server",
                                    hint="unset MLOOP_SERVER_URL (and server_url in mloop.toml) to run here")
+    if settings.token:
+        raise ConfigError("a token is set (MLOOP_TOKEN or token in mloop.toml) but no server_url",
+                          hint="a token is for a server: set MLOOP_SERVER_URL too, or unset the token to run here")
     return InProcessLauncher()
 
 

@@ -1,0 +1,65 @@
+"""The run service's own rules: which launcher the settings ask for, and how every door's data
+paths are resolved (against the folder the person typed them in)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mloop import workflow as wf
+from mloop.config import Settings
+from mloop.context import open_context
+from mloop.errors import ConfigError, NotSupportedYetError
+from mloop.runs.service import InProcessLauncher, create_run, launcher_for, resolve_data_paths
+
+
+def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "job.py").write_text("import sys\n")
+    data = wf.data.OBSPlaceholder(name="data", object_type="directory")
+    job = wf.steps.JobStep(
+        name="train", algorithm=wf.BaseAlgorithm(code_dir=str(code), boot_file="job.py"),
+        inputs=wf.steps.JobInput(name="data_url", data=data),
+        spec=wf.steps.JobSpec(resource=wf.steps.JobResource(flavor={"flavor_id": "cpu.small"})))
+    return wf.Workflow(name="paths", desc="", steps=[job]).compile()
+
+
+class TestLauncher:
+    def test_embedded_settings_run_in_this_process(self, tmp_path: Path) -> None:
+        assert isinstance(launcher_for(Settings(home=tmp_path)), InProcessLauncher)
+
+    def test_a_server_url_is_refused_until_client_mode_exists(self, tmp_path: Path) -> None:
+        with pytest.raises(NotSupportedYetError, match="client mode") as caught:
+            launcher_for(Settings(home=tmp_path, server_url="http://127.0.0.1:8080"))
+        assert "MLOOP_SERVER_URL" in (caught.value.hint or "")
+
+    def test_a_token_without_a_server_is_a_configuration_error(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="no server_url"):
+            launcher_for(Settings(home=tmp_path, token="abc"))
+
+
+class TestDataPaths:
+    @pytest.mark.parametrize("given, expected", [
+        ("data", "{base}/data"),
+        ("./a/../data/", "{base}/data/"),
+        ("/abs/data", "/abs/data"),
+        ("memory://bucket/data", "memory://bucket/data"),
+        ('{"obs_url": "x"}', '{"obs_url": "x"}'),
+    ])
+    def test_relative_paths_resolve_against_the_doors_folder(self, tmp_path: Path, given: str,
+                                                             expected: str) -> None:
+        base = tmp_path / "where-typed"
+        with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
+            out = resolve_data_paths(ctx, _spec(tmp_path), {"data": given}, str(base))
+        assert out["data"] == expected.replace("{base}", str(base))
+
+    def test_no_base_folder_leaves_values_as_given(self, tmp_path: Path) -> None:
+        with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
+            assert resolve_data_paths(ctx, _spec(tmp_path), {"data": "rel"}, None) == {"data": "rel"}
+
+    def test_the_created_run_records_the_resolved_path(self, tmp_path: Path) -> None:
+        with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
+            run = create_run(ctx, _spec(tmp_path), {"data": "inputs"}, base_dir=str(tmp_path / "cwd"))
+        assert run.params["data"] == {"obs_url": str(tmp_path / "cwd" / "inputs")}
