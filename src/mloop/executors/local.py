@@ -184,6 +184,28 @@ def parse_ref(ref: str) -> tuple[int, float]:
     return int(pid), float(created)
 
 
+_BOOT_TIME: float | None = None
+
+
+def _create_time(pid: int) -> float:
+    """``psutil.Process(pid).create_time()``, the same value, without reading the boot time
+    from ``/proc/stat`` for every job (psutil does; it can't change while we run)."""
+    global _BOOT_TIME
+    try:
+        if sys.platform.startswith("linux"):
+            if _BOOT_TIME is None:
+                _BOOT_TIME = psutil.boot_time()
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rpartition(b")")[2].split()
+            return int(fields[19]) / _CLOCK_TICKS + _BOOT_TIME
+        return float(psutil.Process(pid).create_time())
+    except (OSError, IndexError, ValueError, psutil.Error):
+        return time.time()  # gone already (not reaped: it is our child, so it is a zombie)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def find_process(ref: str) -> psutil.Process | None:
     """The live process ``ref`` names, None if it has ended or its pid now belongs to another process."""
     pid, created = parse_ref(ref)
@@ -224,11 +246,13 @@ class LocalExecutor(Executor):
 
         _ensure_runner_bytecode()
 
-        os.makedirs(os.path.dirname(request.workdir.rstrip(os.sep)), exist_ok=True)
+        parent = os.path.dirname(request.workdir.rstrip(os.sep))
+        os.makedirs(parent, exist_ok=True)  # (file system calls are a large part of a launch)
         log_path = local_path(request.log_url)
         log: Any = subprocess.DEVNULL
         if log_path is not None:
-            os.makedirs(os.path.dirname(log_path), exist_ok=True)
+            if os.path.dirname(log_path) != parent:
+                os.makedirs(os.path.dirname(log_path), exist_ok=True)
             try:
                 log = open(log_path, "ab", buffering=0)
             except OSError as exc:
@@ -255,10 +279,7 @@ class LocalExecutor(Executor):
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # the child holds its own descriptor
-        try:
-            created = psutil.Process(proc.pid).create_time()
-        except psutil.Error:  # gone already (and not reaped: it is our child, so it is a zombie)
-            created = time.time()
+        created = _create_time(proc.pid)
         handle = JobHandle(request, make_ref(proc.pid, created), proc.pid, proc)
         with self._lock:
             self._launched[handle.ref] = handle  # type: ignore[index]

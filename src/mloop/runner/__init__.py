@@ -231,14 +231,14 @@ def run(request: dict) -> int:
 
 def _redirect_output(path: str) -> None:
     """Point fds 1 and 2 at the log (the executor may have done it already)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        mine, out = os.fstat(fd), os.fstat(1)
+    try:  # a stat, not an open: the local executor has pointed them there already
+        mine, out = os.stat(path), os.fstat(1)
         if (mine.st_dev, mine.st_ino) == (out.st_dev, out.st_ino):
             return
     except OSError:
         pass
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
