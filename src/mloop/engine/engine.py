@@ -13,6 +13,7 @@ per-step overhead is a couple of committed rows, not a polling interval.
 
 from __future__ import annotations
 
+import heapq
 import os
 import queue
 import signal
@@ -179,7 +180,9 @@ class _Execution:
                 self.dependents[dep].append(name)
         done = {n for n, r in records.items() if r.status in ("succeeded", "skipped")}
         self.unmet = {n: sum(1 for d in self.deps[n] if d not in done) for n in self.order}
-        self.ready: set[str] = {n for n in self.order if self.unmet[n] == 0 and records[n].status == "pending"}
+        # A heap of (position in the spec, name): started in spec order, popped in O(log n).
+        self.ready: list[tuple[int, str]] = [(self.position[n], n) for n in self.order
+                                             if self.unmet[n] == 0 and records[n].status == "pending"]
         self.views = {name: StepView(name, r.type, r.status, r.message, attempt=r.attempt, log_path=r.log_path,
                                      started=r.started_at.timestamp() if r.started_at else None,
                                      finished=r.finished_at.timestamp() if r.finished_at else None,
@@ -215,7 +218,7 @@ class _Execution:
             for dependent in self.dependents.get(name, ()):
                 self.unmet[dependent] -= 1
                 if self.unmet[dependent] == 0:
-                    self.ready.add(dependent)
+                    heapq.heappush(self.ready, (self.position[dependent], dependent))
         now = when.timestamp()
         if status == "running":
             view.started, view.finished = now, None
@@ -339,22 +342,16 @@ class _Execution:
                 threading.Thread(target=handler.cancel, args=(launched, self.engine.settings.stop_grace_seconds),
                                  daemon=True, name=f"cancel-{name}").start()
 
-    def _ready(self) -> list[str]:
-        """Pending steps whose upstream steps all succeeded or were skipped, in spec order."""
-        self.ready = {n for n in self.ready if self.views[n].status == "pending"}
-        return sorted(self.ready, key=self.position.__getitem__)
 
     def _start_ready(self) -> None:
-        progressed = True
-        while progressed:  # skips and condition steps finish at once and may unblock more
-            progressed = False
-            for name in self._ready():
-                if self.failed or self.stopping:
-                    return
-                if len(self.running) >= self.engine.settings.max_parallel:
-                    return
-                if self._start(name):
-                    progressed = True
+        """Start ready steps in spec order while slots are free; steps that end at once (skips,
+        conditions) may make more ready, which the same loop starts."""
+        while self.ready:
+            if self.failed or self.stopping or len(self.running) >= self.engine.settings.max_parallel:
+                return
+            _, name = heapq.heappop(self.ready)
+            if self.views[name].status == "pending":
+                self._start(name)
 
     def _start(self, name: str) -> bool:
         """Start (or skip) one ready step, or look again at a waiting one; True if it finished
