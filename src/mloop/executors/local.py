@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -137,6 +138,58 @@ class _Deadlines:
 
 
 _DEADLINES = _Deadlines()
+
+
+class _Reaper:
+    """One thread that hears every job of this process end, through a pidfd per job (Linux
+    5.3+). A thread started per job would cost its start each step, and, right after a fork,
+    wait milliseconds for the child's exec to release the address space."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._new: list[tuple[int, Callable[[], None]]] = []
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
+
+    def watch(self, pid: int, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (in the reaper thread) once process ``pid`` has ended; False where
+        pidfds are not available (the caller waits its own way)."""
+        try:
+            fd = os.pidfd_open(pid)  # type: ignore[attr-defined, unused-ignore]
+        except (AttributeError, OSError):
+            return False
+        with self._lock:
+            if self._thread is None:
+                self._wake_r, self._wake_w = os.pipe()
+                self._thread = threading.Thread(target=self._loop, name="job-reaper", daemon=True)
+                self._thread.start()
+            self._new.append((fd, callback))
+        os.write(self._wake_w, b"!")
+        return True
+
+    def _loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        while True:
+            for key, _ in selector.select():
+                if key.data is None:
+                    os.read(self._wake_r, 4096)
+                    with self._lock:
+                        new, self._new = self._new, []
+                    for fd, callback in new:
+                        selector.register(fd, selectors.EVENT_READ, callback)
+                    continue
+                selector.unregister(key.fd)
+                os.close(key.fd)
+                try:
+                    key.data()
+                except Exception:  # noqa: BLE001 - one job's bookkeeping must not stop the others'
+                    import traceback
+
+                    traceback.print_exc()
+
+
+_REAPER = _Reaper()
 _RUNNER_COMPILED = False
 
 
@@ -184,26 +237,10 @@ def parse_ref(ref: str) -> tuple[int, float]:
     return int(pid), float(created)
 
 
-_BOOT_TIME: float | None = None
-
-
-def _create_time(pid: int) -> float:
-    """``psutil.Process(pid).create_time()``, the same value, without reading the boot time
-    from ``/proc/stat`` for every job (psutil does; it can't change while we run)."""
-    global _BOOT_TIME
-    try:
-        if sys.platform.startswith("linux"):
-            if _BOOT_TIME is None:
-                _BOOT_TIME = psutil.boot_time()
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rpartition(b")")[2].split()
-            return int(fields[19]) / _CLOCK_TICKS + _BOOT_TIME
-        return float(psutil.Process(pid).create_time())
-    except (OSError, IndexError, ValueError, psutil.Error):
-        return time.time()  # gone already (not reaped: it is our child, so it is a zombie)
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: How far a process's start time (the kernel's, as psutil reads it: boot time, whole seconds,
+#: plus clock ticks) may lie from the ref's (the launcher's clock just before the fork) for
+#: the process to be the job; a pid reused that soon would need the pid space to wrap.
+START_TIME_TOLERANCE_S = 1.5
 
 
 def find_process(ref: str) -> psutil.Process | None:
@@ -211,7 +248,7 @@ def find_process(ref: str) -> psutil.Process | None:
     pid, created = parse_ref(ref)
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - created) > 0.01:
+        if abs(proc.create_time() - created) > START_TIME_TOLERANCE_S:
             return None  # the pid was reused
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -262,6 +299,9 @@ class LocalExecutor(Executor):
         # it back, a measurable part of a launch.
         env = dict(os.environb)
         env[b"PYTHONUNBUFFERED"] = b"1"  # the runner's own interpreter is the job's: output goes out live
+        # The ref's time is this clock just before the fork: reading the child's start time
+        # from /proc now would wait until its exec has finished (milliseconds per step).
+        launched_at = time.time()
         try:
             proc = subprocess.Popen(
                 argv, cwd=os.path.dirname(request.workdir.rstrip(os.sep)), env=env, stdout=log,
@@ -279,31 +319,39 @@ class LocalExecutor(Executor):
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # the child holds its own descriptor
-        created = _create_time(proc.pid)
+        created = launched_at
         handle = JobHandle(request, make_ref(proc.pid, created), proc.pid, proc)
         with self._lock:
             self._launched[handle.ref] = handle  # type: ignore[index]
-        threading.Thread(target=self._wait, args=(handle, on_exit), name=f"wait-{request.step_name}",
-                         daemon=True).start()
+        self._watch(handle, on_exit)
         return handle
 
-    def _wait(self, handle: JobHandle, on_exit: ExitCallback | None) -> None:
+    def _watch(self, handle: JobHandle, on_exit: ExitCallback | None) -> None:
+        """Hear the job end at once: the shared reaper (a pidfd per job) or, where there are
+        no pidfds, a thread blocked in wait(); the shared deadline watcher enforces the limit."""
         proc: subprocess.Popen[bytes] = handle.native
         timeout = handle.request.timeout_seconds
         expired = threading.Event()
         deadline = None
         if timeout is not None:
-            # Popen.wait(timeout=...) polls with growing sleeps (up to 50 ms late per job);
-            # a blocking wait hears the exit at once, and one shared watcher enforces the limit
-            # (a timer thread per job would cost a thread start per step).
             def expire() -> None:
                 expired.set()
                 kill_tree(proc.pid, grace_seconds=5.0)
 
             deadline = _DEADLINES.add(timeout, expire)
-        proc.wait()
-        if deadline is not None:
-            _DEADLINES.cancel(deadline)
+
+        def ended() -> None:
+            proc.wait()  # it has ended: this only collects its status
+            if deadline is not None:
+                _DEADLINES.cancel(deadline)
+            self._ended_job(handle, on_exit, expired, timeout)
+
+        if not _REAPER.watch(proc.pid, ended):
+            threading.Thread(target=ended, name=f"wait-{handle.request.step_name}", daemon=True).start()
+
+    def _ended_job(self, handle: JobHandle, on_exit: ExitCallback | None, expired: threading.Event,
+                   timeout: float | None) -> None:
+        proc: subprocess.Popen[bytes] = handle.native
         timed_out = expired.is_set()
         code = proc.returncode
         # kill_tree waits for the processes it signals, so it may reap the job itself, and then
