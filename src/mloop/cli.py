@@ -394,8 +394,10 @@ def algorithm_register(
 @algorithm_app.command("list")
 def algorithm_list() -> None:
     """List registered algorithms."""
+    from mloop.services.algorithms import list_algorithms
+
     with _backend() as backend:
-        records = backend.store.list_algorithms()
+        records = list_algorithms(backend)
     table = Table()
     for col in ("id", "name", "version", "subscription", "entry", "parameters"):
         table.add_column(col, overflow="fold")

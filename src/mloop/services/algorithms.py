@@ -54,3 +54,8 @@ def register_algorithm(backend: Context, name: str, code_dir: Path | str, *, boo
         inputs=[s.strip() for s in (inputs or "").split(",") if s.strip()],
         outputs=[s.strip() for s in (outputs or "").split(",") if s.strip()], description=description)
     return backend.store.register_algorithm(record)
+
+
+def list_algorithms(backend: Context) -> list[AlgorithmRecord]:
+    """Every registered algorithm (``mloop algorithm list``)."""
+    return backend.store.list_algorithms()
