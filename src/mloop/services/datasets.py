@@ -629,12 +629,40 @@ def materialize(backend: Context, name: str, version: str | None, dest: str | os
         NotFoundError: no such dataset or version.
     """
     import json
+
+    layout = job_layout(backend, name, version)
+    path = _empty_dest(dest)
+    _place(backend, [(where, f.hash) for where, f in layout.placements], path, link=True, progress=progress)
+    doc = layout.manifest_doc
+    (path / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1))
+    return path
+
+
+@dataclass
+class JobLayout:
+    """Where each file of a version goes in the job layout (see :func:`materialize`), and the
+    ``manifest.json`` that goes with it. The one definition of the layout: materialising here
+    and the job runner laying out a staged file list (:func:`mloop.steps.job.dataset_files`)
+    both read it."""
+
+    record: DatasetVersionRecord
+    placements: list[tuple[str, FileEntry]]  # (path in the layout, the file)
+    manifest_doc: dict[str, Any]
+
+
+def job_layout(backend: Context, name: str, version: str | None) -> JobLayout:
+    """The job layout of ``name:version`` (None: the latest version).
+
+    Raises:
+        DatasetError: a source file is itself named ``manifest.json``.
+        NotFoundError: no such dataset or version.
+    """
     import posixpath
 
     record = get_version(backend, name, version)
     manifest = load_manifest(backend, record)
     files = manifest.file_map()
-    placements: list[tuple[str, str]] = []
+    placements: list[tuple[str, FileEntry]] = []
     listed: list[dict[str, Any]] = []
     if manifest.format in CLASS_FOLDER_FORMATS:
         for s in manifest.samples:
@@ -646,21 +674,18 @@ def materialize(backend: Context, name: str, version: str | None, dest: str | os
                 where = posixpath.join(s.split or TRAIN, label, *parts)
             else:
                 where = posixpath.join("unlabeled", s.file)
-            placements.append((where, files[s.file].hash))
+            placements.append((where, files[s.file]))
             listed.append(_sample_json(s, where))
     else:
         if "manifest.json" in files:
             raise DatasetError(f"{name}:{record.version} has its own file named manifest.json, which the job "
                                "layout uses for mloop's manifest", hint="rename that file in the source and import again")
-        placements = [(f.path, f.hash) for f in manifest.files]
+        placements = [(f.path, f) for f in manifest.files]
         listed = [_sample_json(s, s.file) for s in manifest.samples]
-    path = _empty_dest(dest)
-    _place(backend, placements, path, link=True, progress=progress)
     doc = {"dataset": name, "version": record.version, "format": manifest.format, "classes": manifest.classes,
            "release": manifest.release, "splits": [TRAIN, EVAL] if manifest.release else [TRAIN],
            "samples": listed}
-    (path / "manifest.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1))
-    return path
+    return JobLayout(record, placements, doc)
 
 
 def _sample_json(sample: SampleEntry, where: str) -> dict[str, Any]:

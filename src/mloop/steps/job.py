@@ -212,40 +212,18 @@ def dataset_files(ctx: RunContext, step: str, inp: str, value: Any) -> tuple[lis
     """A dataset input as the plain file list the runner lays out (no database needed there),
     and the exact version it is: ``{"dataset_name", "version_name", "version_id", "manifest_hash"}``.
 
-    The layout is :func:`mloop.services.datasets.materialize`'s (a test compares the two):
-    class-folder formats as ``<split>/<label>/<file>`` and ``unlabeled/<file>``, others at their
-    paths, plus mloop's ``manifest.json``.
+    The layout is :func:`mloop.services.datasets.job_layout`, the one
+    :func:`~mloop.services.datasets.materialize` writes: class-folder formats as
+    ``<split>/<label>/<file>`` and ``unlabeled/<file>``, others at their paths, plus mloop's
+    ``manifest.json``.
     """
-    import posixpath
-
     from mloop.services import datasets as ds
     from mloop.steps.dataset import _backend, _dataset_ref
 
     name, version = _dataset_ref(value, step, inp)
     backend = _backend(ctx)
-    record = ds.get_version(backend, name, version)
-    manifest = ds.load_manifest(backend, record)
-    files = manifest.file_map()
-    placements: list[tuple[str, Any]] = []
-    listed: list[dict[str, Any]] = []
-    if manifest.format in ds.CLASS_FOLDER_FORMATS:
-        for s in manifest.samples:
-            if s.labels:
-                label = s.labels[0]
-                parts = s.file.split("/")
-                if manifest.format == "ModelArts imageNet 1.0" and len(parts) > 1 and parts[-2] == label:
-                    parts = parts[:-2] + parts[-1:]
-                where = posixpath.join(s.split or ds.TRAIN, label, *parts)
-            else:
-                where = posixpath.join("unlabeled", s.file)
-            placements.append((where, files[s.file]))
-            listed.append(ds._sample_json(s, where))
-    else:
-        if "manifest.json" in files:
-            raise DatasetError(f"{name}:{record.version} has its own file named manifest.json, which the job "
-                               "layout uses for mloop's manifest", hint="rename that file in the source and import again")
-        placements = [(f.path, f) for f in manifest.files]
-        listed = [ds._sample_json(s, s.file) for s in manifest.samples]
+    layout = ds.job_layout(backend, name, version)
+    record, placements = layout.record, layout.placements
     objects = ds._objects(backend)
     index = objects.pack_index()
     out: list[StagedFile] = []
@@ -255,9 +233,7 @@ def dataset_files(ctx: RunContext, step: str, inp: str, value: Any) -> tuple[lis
             out.append(StagedFile(where, objects.object_url(entry.hash), entry.size))
         else:
             out.append(StagedFile(where, objects.pack_url(loc[0]), loc[2], offset=loc[1]))
-    doc = {"dataset": name, "version": record.version, "format": manifest.format, "classes": manifest.classes,
-           "release": manifest.release, "splits": [ds.TRAIN, ds.EVAL] if manifest.release else [ds.TRAIN],
-           "samples": listed}
+    doc = layout.manifest_doc
     text = json.dumps(doc, ensure_ascii=False, indent=1)
     out.append(StagedFile("manifest.json", None, len(text.encode()), text=text))
     return out, {"dataset_name": name, "version_name": record.version, "version_id": record.id,
