@@ -17,7 +17,6 @@ import heapq
 import os
 import queue
 import signal
-import socket
 import threading
 import time
 from datetime import datetime
@@ -29,7 +28,7 @@ from mloop.config import Settings
 from mloop.engine import rules, transitions
 from mloop.engine.conditions import describe, evaluate
 from mloop.engine.context import InputUnavailable, RunContext, utcnow
-from mloop.engine.ownership import engine_alive, process_start_time
+from mloop.engine.ownership import engine_alive, process_owner
 from mloop.errors import MloopError, RunStateError
 from mloop.executors.base import Executor, JobExit, get_executor
 from mloop.spec.io import load_spec
@@ -93,9 +92,7 @@ class Engine:
         run = self.store.get_run(run_id)
         release = self.store.get_release(run.release_id)
         spec = load_spec(release.spec, validate=False)
-        me = os.getpid()
-        owner: dict[str, Any] = dict(engine_pid=me, engine_host=socket.gethostname(),
-                                     engine_started_at=process_start_time(me))
+        owner = process_owner()
         if resume:
             if run.status != "waiting_input":
                 raise RunStateError(f"run {run.id} is {run.status}, not waiting for input",

@@ -6,13 +6,15 @@ Layer: engine.
 
 from __future__ import annotations
 
+import os
 import socket
+from typing import Any
 
 import psutil
 
 from mloop.store.base import RunRecord
 
-__all__ = ["engine_alive", "process_start_time"]
+__all__ = ["engine_alive", "process_owner", "process_start_time"]
 
 
 def process_start_time(pid: int) -> float | None:
@@ -20,6 +22,12 @@ def process_start_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+
+
+def process_owner() -> dict[str, Any]:
+    """The fields that record this process as a run's owner (its creator, then its engine)."""
+    me = os.getpid()
+    return {"engine_pid": me, "engine_host": socket.gethostname(), "engine_started_at": process_start_time(me)}
 
 
 def engine_alive(run: RunRecord) -> bool:

@@ -172,6 +172,17 @@ class Executor(abc.ABC):
         the grace period); works in any process. False if it was not running."""
 
 
+    def jobs_of_run(self, run_id: str) -> list[str]:
+        """Refs of jobs of ``run_id`` still running where this executor runs them, whether or
+        not a step recorded them (reconcile ends those an engine started just before it died).
+        By default none can be found."""
+        return []
+
+
+#: The environment variable every job process starts with: ``<run id>/<step>/<attempt>``, so
+#: an executor can find a job nobody recorded.
+JOB_MARKER = "MLOOP_JOB"
+
 ExecutorFactory = Callable[[], Executor]
 _REGISTRY: dict[str, ExecutorFactory] = {}
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import psutil
 
 from mloop.errors import ArtifactError
-from mloop.executors.base import ExitCallback, Executor, JobExit, JobHandle, JobRequest, register_executor
+from mloop.executors.base import JOB_MARKER, ExitCallback, Executor, JobExit, JobHandle, JobRequest, register_executor
 
 
 def kill_tree(pid: int, grace_seconds: float = 5.0, started_by: float | None = None) -> bool:
@@ -299,6 +299,7 @@ class LocalExecutor(Executor):
         # it back, a measurable part of a launch.
         env = dict(os.environb)
         env[b"PYTHONUNBUFFERED"] = b"1"  # the runner's own interpreter is the job's: output goes out live
+        env[JOB_MARKER.encode()] = f"{request.run_id}/{request.step_name}/{request.attempt}".encode()
         # The ref's time is this clock just before the fork: reading the child's start time
         # from /proc now would wait until its exec has finished (milliseconds per step).
         launched_at = time.time()
@@ -365,6 +366,21 @@ class LocalExecutor(Executor):
             self._ended[handle.ref] = result  # type: ignore[index]
         if on_exit:
             on_exit(handle, result)
+
+    def jobs_of_run(self, run_id: str) -> list[str]:
+        """Job processes of ``run_id`` on this machine, found by the marker in the environment
+        they started with (``/proc/<pid>/environ``; processes of other users can't be read)."""
+        wanted = f"{JOB_MARKER}={run_id}/".encode()
+        found = []
+        for proc in psutil.process_iter(["pid", "create_time"]):
+            try:
+                with open(f"/proc/{proc.info['pid']}/environ", "rb") as fh:
+                    environ = fh.read()
+            except OSError:
+                continue
+            if any(item.startswith(wanted) for item in environ.split(b"\0")):
+                found.append(make_ref(proc.info["pid"], proc.info["create_time"]))
+        return found
 
     def poll(self, ref: str) -> JobExit | None:
         with self._lock:

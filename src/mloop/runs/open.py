@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["default_settings", "open_backend", "release_spec_with_settings"]
 
-#: Run statuses an engine process owns; a run in one of them may have lost its engine.
-_LIVE_STATUSES = ["running", "waiting_input"]
+#: Run statuses a process owns (its creator, then its engine); such a run may have lost it.
+_LIVE_STATUSES = ["pending", "running", "waiting_input"]
 
 
 def open_backend(settings: Settings, *, reconcile: bool = True) -> Context:

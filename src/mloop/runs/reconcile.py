@@ -41,8 +41,18 @@ def cancel_step_job(ctx: Context, step: StepRecord, grace_seconds: float) -> boo
 
 
 def reconcile_run(ctx: Context, run: RunRecord) -> bool:
-    """Finish ``run`` if its engine died; True if it was reconciled."""
+    """Finish ``run`` if its engine (or, not claimed yet, its creator) died; True if it was
+    reconciled."""
     store = ctx.store
+    if run.status == "pending":
+        # Created by a process that died before any engine claimed it (a run waiting in a
+        # queue has no creator recorded, and waits on).
+        if run.engine_pid is None or engine_alive(run):
+            return False
+        _end_leftover_jobs(ctx, run)
+        return transitions.run(store, run.id, "failed", expected_from=["pending"],
+                               message=f"the process that created it (pid {run.engine_pid}) ended before it "
+                                       f"started; `mloop retry {run.id[:8]}` runs it")
     if run.status not in LIVE_STATUSES or engine_alive(run):
         return False
     steps = store.list_steps(run.id)
@@ -67,15 +77,31 @@ def reconcile_run(ctx: Context, run: RunRecord) -> bool:
         else:
             transitions.step(store, run.id, step.name, "failed", message=f"orphaned: {reason}",
                              expected_from=[step.status])
+    _end_leftover_jobs(ctx, run)
     final = "stopped" if run.stop_requested else "failed"
     message = "stopped on request" if run.stop_requested else f"{reason}; `mloop retry {run.id[:8]}` continues it"
     return transitions.run(store, run.id, final, message=message, expected_from=[run.status])
 
 
+def _end_leftover_jobs(ctx: Context, run: RunRecord) -> None:
+    """End jobs of ``run`` that no step records: an engine that died between starting a job and
+    committing its reference leaves one running, and a retry would run a second copy beside
+    it. The executor finds them by the marker it gives every job's environment."""
+    from mloop.errors import MloopError
+    from mloop.executors.base import get_executor
+
+    try:
+        executor = get_executor(ctx.settings.executor)
+    except MloopError:
+        return  # an executor that can't be used here started nothing here either
+    for ref in executor.jobs_of_run(run.id):
+        executor.cancel(ref, ctx.settings.stop_grace_seconds)
+
+
 def reconcile_orphans(ctx: Context) -> list[str]:
     """Reconcile every orphaned run; returns their ids."""
     done = []
-    for run in ctx.store.list_runs(status=LIVE_STATUSES, limit=10_000):
+    for run in ctx.store.list_runs(status=["pending", *LIVE_STATUSES], limit=10_000):
         if reconcile_run(ctx, run):
             done.append(run.id)
     return done

@@ -22,7 +22,7 @@ from mloop.context import Context
 from mloop.engine import transitions
 from mloop.engine.context import storage_roots
 from mloop.engine.engine import Listener
-from mloop.engine.ownership import engine_alive
+from mloop.engine.ownership import engine_alive, process_owner
 from mloop.errors import (
     ConfigError, NotFoundError, NotSupportedYetError, Problem, RunStateError, SpecValidationError, StepFailed,
 )
@@ -142,7 +142,10 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
     roots = storage_roots(spec, dict(storages or {}), backend.settings)
     release = release_spec(backend, spec)
     step_rows = [(s.name, s.type) for s in spec.steps if chosen is None or s.name in chosen]
-    return backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected)
+    run = backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected)
+    # Its creator owns it until an engine claims it: a creator that dies first leaves an
+    # orphan that reconcile finishes (and `mloop retry` runs), not a run pending forever.
+    return backend.store.update_run(run.id, **process_owner())
 
 
 # -- execute: the launcher seam ---------------------------------------------------------------------
@@ -354,8 +357,9 @@ def stop_run(backend: Context, run_id: str, wait_seconds: float | None = None) -
     store.update_run(run.id, stop_requested=True)
     run = store.get_run(run.id)
     grace = backend.settings.stop_grace_seconds
-    if run.status == "pending" and not engine_alive(run):
-        transitions.run(store, run.id, "stopped", message="stopped before it started", expected_from=["pending"])
+    # Not claimed yet: stopped here (an engine claiming it meanwhile sees the flag instead).
+    if run.status == "pending" and transitions.run(store, run.id, "stopped", message="stopped before it started",
+                                                   expected_from=["pending"]):
         return store.get_run(run.id)
     # The engine that runs it sees the flag within a fraction of a second and cancels every
     # running step through its handler (jobs, deploys, imports); jobs are also cancelled from
