@@ -146,7 +146,8 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         scene: Optional[str] = typer.Option(None, "--scene", help="run only the steps of this policy scene"),
         storage: Optional[list[str]] = typer.Option(None, "-s", "--storage", help="storage root NAME=PATH_OR_URL"),
         follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs while they run"),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id"),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id (first, so a failed run "
+                                   "still has it)"),
         no_wait: bool = typer.Option(False, "--no-wait", help="return once the run only waits for input "
                                      "(a delayed placeholder, a labeling task); `mloop resume` continues it")) -> None:
     """Run a workflow in this process; exits 0 only if the run succeeded (or, with --no-wait, waits for input)."""
@@ -160,10 +161,8 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         # A path typed on the command line is relative to where it was typed.
         result = start_run(backend, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
                            scene=scene, base_dir=os.getcwd(), detach_when_waiting=no_wait,
-                           watch=Watcher(out, quiet=quiet, follow_logs=follow))
+                           watch=Watcher(out, quiet=quiet, follow_logs=follow, print_id=True))
     raise_for_result(result)
-    if quiet:
-        print(result.run.id)
 
 
 # -- records of runs ---------------------------------------------------------------------------
@@ -332,7 +331,7 @@ def input_(run_id: str = typer.Argument(..., help="run id or prefix"),
         if no_resume or not resumable(backend, run):
             return
         result = resume_and_run(backend, run.id, detach_when_waiting=no_wait,
-                                watch=Watcher(out, quiet=quiet, note=", resumed"))
+                                watch=Watcher(out, quiet=quiet, note=", resumed", print_id=True))
     raise_for_result(result)
 
 
@@ -347,7 +346,7 @@ def resume(run_id: str = typer.Argument(..., help="run id or prefix"),
 
     with _backend() as backend:
         result = resume_and_run(backend, run_id, detach_when_waiting=no_wait,
-                                watch=Watcher(out, quiet=quiet, follow_logs=follow, note=", resumed"))
+                                watch=Watcher(out, quiet=quiet, follow_logs=follow, note=", resumed", print_id=True))
     raise_for_result(result)
 
 

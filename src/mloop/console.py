@@ -161,9 +161,12 @@ class Watcher:
     argument of :func:`mloop.runs.service.start_run` and friends); with ``quiet``, nothing."""
 
     def __init__(self, console: Console | None = None, *, quiet: bool = False, follow_logs: bool = False,
-                 note: str = "") -> None:
+                 note: str = "", print_id: bool = False) -> None:
         self.console = console or Console()
         self.quiet, self.follow_logs, self.note = quiet, follow_logs, note
+        #: With ``quiet``, print the run's id (alone on stdout) before it runs: a CI log keeps
+        #: it even when the run fails or the job is killed.
+        self.print_id = print_id
 
     def title(self, run: RunRecord) -> str:
         note = self.note.format(attempt=run.attempt)
@@ -171,6 +174,8 @@ class Watcher:
 
     def __call__(self, run: RunRecord, execute: Callable[[Listener | None], RunResult]) -> RunResult:
         if self.quiet:
+            if self.print_id:
+                print(run.id, flush=True)
             return execute(None)
         with RunDisplay(self.console, self.title(run), follow_logs=self.follow_logs) as display:
             result = execute(display)

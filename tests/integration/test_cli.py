@@ -125,6 +125,14 @@ class TestFailureAndRetry:
                                                               "after": "pending"}
         assert steps["broken"]["exit_code"] == 3
 
+    def test_quiet_run_prints_the_run_id_even_when_it_fails(self, tmp_path: Path, cli: Cli) -> None:
+        write_three_steps(tmp_path)
+
+        result = cli("run", "flow.py", "-q")
+
+        assert result.code != 0, str(result)
+        assert result.out.strip() == only_run(cli)["id"]  # alone on stdout, for CI logs and scripts
+
     @BOTH_DATABASES
     def test_retry_after_fixing_the_script_reruns_only_the_failed_step_and_what_follows(self, tmp_path: Path,
                                                                                        cli: Cli) -> None:
