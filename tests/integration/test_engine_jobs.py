@@ -93,6 +93,36 @@ class TestJobContract:
         assert argv[0] == "--variant=b"  # the command's own argument first, then mloop's
         assert f"--model={model_path}" in argv[1:] and "--lr=0.1" in argv[1:]
 
+    def test_the_job_starts_with_its_environment(self, tmp_path: Path, embedded: Embedded) -> None:
+        """What an interpreter reads only at start-up (PYTHONPATH) works from the algorithm's
+        environments, and the contract variables are in the process's initial environment."""
+        (tmp_path / "extra").mkdir()
+        (tmp_path / "extra" / "helpermod.py").write_text("VALUE = 'from PYTHONPATH'\n")
+        write_job(tmp_path / "code", """
+            import helpermod
+            with open("/proc/self/environ", "rb") as fh:
+                initial = dict(item.split(b"=", 1) for item in fh.read().split(b"\\0") if b"=" in item)
+            with open(os.path.join(args.out, "env.json"), "w") as fh:
+                json.dump({"helper": helpermod.VALUE, "initial": {k.decode(): v.decode() for k, v in initial.items()
+                                                                  if k.startswith((b"MLOOP_", b"MY_"))}}, fh)
+        """)
+        flow = write_workflow(tmp_path, f"""
+            algorithm = wf.BaseAlgorithm(code_dir=str(HERE / "code"), boot_file="job.py",
+                                         parameters=[wf.AlgorithmParameters(name="lr", value=0.5)],
+                                         environments={{"PYTHONPATH": {str(tmp_path / "extra")!r}, "MY_FLAG": "on"}})
+            train = job("train", algorithm=algorithm)
+            workflow = wf.Workflow(name="env", desc="", steps=[train])
+        """)
+
+        done = embedded.run(flow)
+
+        assert done.status == "succeeded", done.why()
+        seen = json.loads((Path(done.steps["train"].outputs["out"]["url"]) / "env.json").read_text())
+        assert seen["helper"] == "from PYTHONPATH"
+        initial = seen["initial"]
+        assert initial["MY_FLAG"] == "on" and initial["MLOOP_PARAM_LR"] == "0.5"
+        assert initial["MLOOP_STEP_NAME"] == "train" and initial["MLOOP_RUN_ID"] == done.run.id
+
     def test_stdout_and_stderr_both_land_in_the_step_log(self, tmp_path: Path, embedded: Embedded) -> None:
         write_job(tmp_path / "code", """
             print("words on stdout 4711")

@@ -267,10 +267,10 @@ class LocalExecutor(Executor):
         self._ended: dict[str, JobExit] = {}  # and the exits of those that ended
         self._lock = threading.Lock()
 
-    def command(self, request: JobRequest) -> list[str]:
+    def command(self, request: JobRequest, wire: dict[str, Any] | None = None) -> list[str]:
         """The argv that starts the runner for ``request`` (a file next to the job folder
         holds a request too big for one argument)."""
-        payload = json.dumps(request.to_dict(), separators=(",", ":"))
+        payload = json.dumps(wire if wire is not None else request.to_dict(), separators=(",", ":"))
         if len(payload) > INLINE_REQUEST_MAX:
             path = request.workdir.rstrip(os.sep) + ".request.json"
             with open(path, "w", encoding="utf-8") as fh:
@@ -279,7 +279,7 @@ class LocalExecutor(Executor):
         return [sys.executable, "-c", RUNNER_BOOT, payload]
 
     def launch(self, request: JobRequest, on_exit: ExitCallback | None = None) -> JobHandle:
-        from mloop.runner import local_path
+        from mloop.runner import contract, local_path
 
         _ensure_runner_bytecode()
 
@@ -294,10 +294,15 @@ class LocalExecutor(Executor):
                 log = open(log_path, "ab", buffering=0)
             except OSError as exc:
                 raise ArtifactError(f"cannot open the log file {log_path}: {exc}") from exc
-        argv = self.command(request)
+        wire = request.to_dict()
+        argv = self.command(request, wire)
         # Bytes, as the OS holds them: os.environ would decode every variable and Popen encode
         # it back, a measurable part of a launch.
         env = dict(os.environb)
+        # The job's contract variables are in its environment from the start, as when its
+        # interpreter was started for it: what the interpreter and the C libraries read only at
+        # start-up (PYTHONPATH, LD_LIBRARY_PATH, PYTHONHASHSEED ...) takes effect.
+        env.update((k.encode(), v.encode()) for k, v in contract(wire)[1].items())
         env[b"PYTHONUNBUFFERED"] = b"1"  # the runner's own interpreter is the job's: output goes out live
         env[JOB_MARKER.encode()] = f"{request.run_id}/{request.step_name}/{request.attempt}".encode()
         # The ref's time is this clock just before the fork: reading the child's start time
