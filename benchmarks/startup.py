@@ -73,13 +73,16 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mloop-startup-"))
     try:
-        env = {**os.environ, "MLOOP_HOME": str(work / ".mloop")}
+        env = {**os.environ}
         env.pop("MLOOP_CONFIG", None)
         env.pop("MLOOP_DATABASE_URL", None)
         data = work / "data"
         _make_images(data)
-        subprocess.run([MLOOP, "dataset", "create", "pets", "--from", str(data)], cwd=work, env=env,
-                       check=True, capture_output=True)
+        for tree, extra in trees:
+            # A home per tree: the two may be at different schema revisions.
+            extra["MLOOP_HOME"] = str(work / f".mloop-{tree}")
+            subprocess.run([MLOOP, "dataset", "create", "pets", "--from", str(data)], cwd=work,
+                           env={**env, **extra}, check=True, capture_output=True)
         commands: list[tuple[str, list[str]]] = [
             ("python -c pass", [str(BIN / "python"), "-c", "pass"]),
             ("mloop --version", [MLOOP, "--version"]),
