@@ -241,10 +241,7 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
     if produced:
         out.print("outputs:")
         for step_name, key, value in produced:
-            shown = value.get("url", value.get("value")) if isinstance(value, dict) else value
-            if isinstance(value, dict) and value.get("type") == "model":  # a ModelStep's registered version
-                shown = f"model {value.get('name')}:{value.get('version')} (`mloop model show` for more)"
-            out.print(f"  {step_name}.{key}: {shown}", highlight=False)
+            out.print(f"  {step_name}.{key}: {_output_text(value)}", highlight=False)
     out.print(f"{len(events)} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
 
 
@@ -286,6 +283,28 @@ def metrics(run_id: str = typer.Argument(..., help="run id or prefix"),
     for m in records:
         table.add_row(m.step_name, m.key, m.type, _metric_text(m))
     out.print(table)
+
+
+def _output_text(value: Any) -> str:
+    """One line for a step's output, whatever its kind (``--json`` has every field)."""
+    if not isinstance(value, dict):
+        return str(value)
+    kind = value.get("type")
+    if kind == "model":  # a ModelStep's registered version
+        return f"model {value.get('name')}:{value.get('version')} (`mloop model show` for more)"
+    if kind == "dataset":
+        return (f"dataset {value.get('dataset_name')}:{value.get('version_name')} "
+                f"({value.get('samples')} samples; `mloop dataset show` for more)")
+    if kind == "service":
+        return (f"service {value.get('service_name')} serving {value.get('model_name')}:"
+                f"{value.get('model_version')} at {(value.get('variables') or {}).get('access_address')}")
+    if kind == "label_task":
+        labeled = f", labeled version {value.get('version_name')}" if value.get("version_name") else ""
+        return f"labeling task {value.get('dataset_name')}:{value.get('task_name')}{labeled}"
+    for field in ("url", "value"):
+        if value.get(field) is not None:
+            return str(value[field])
+    return json.dumps(value, ensure_ascii=False)[:120]
 
 
 def _metric_text(m: Any) -> str:

@@ -16,6 +16,7 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     ├── NotFoundError (LookupError)            run, release, step, algorithm, model ...
     │   └── UnknownOutputError (KeyError)      step.outputs["name"] for a name it doesn't have
     ├── RunStateError                          e.g. retry of a run that did not fail
+    ├── BadArgumentError (ValueError)          a filter or option value that names nothing
     ├── NotSupportedYetError (NotImplementedError)  step kind whose handler is not built yet
     ├── MetricsError (ValueError)              malformed or oversized metrics file
     │   └── MetricKeyNotFoundError (KeyError)  (in mloop.metrics) no float metric of that key
@@ -190,6 +191,13 @@ class UnknownOutputError(NotFoundError, KeyError):
 
 class RunStateError(MloopError):
     code = "bad_run_state"
+
+
+class BadArgumentError(MloopError, ValueError):
+    """A value given to a command or query that can't mean anything (an unknown status)."""
+
+    code = "bad_argument"
+    exit_code = 2
 
 
 class NotSupportedYetError(MloopError, NotImplementedError):

@@ -403,6 +403,20 @@ class TestAlgorithmRegistry:
 
 
 class TestUsageErrors:
+    def test_filters_that_name_nothing_are_refused(self, tmp_path: Path, cli: Cli) -> None:
+        write_workflow(tmp_path, """
+            workflow = wf.Workflow(name="usage", desc="", steps=[job("train", outputs=())])
+        """)
+        write_job(tmp_path / "code", "print('ok')\n", args=())
+        run_id = cli.ok("run", "flow.py", "-q").out.strip()
+
+        bogus = cli("runs", "--status", "bogus")
+        assert bogus.code == 2 and "no run status 'bogus'" in bogus.text and "waiting_input" in bogus.text
+        nosuch = cli("runs", "-w", "nosuch")
+        assert nosuch.code == 3 and "no workflow named 'nosuch'" in nosuch.text and "usage" in nosuch.text
+        nope = cli("metrics", run_id, "--step", "nope")
+        assert nope.code == 3 and "no step 'nope'" in nope.text and "train" in nope.text
+
     def test_unknown_option_prints_the_usage_and_exits_2(self, tmp_path: Path, cli: Cli) -> None:
         write_workflow(tmp_path, """
             workflow = wf.Workflow(name="usage", desc="", steps=[job("train")])

@@ -63,3 +63,58 @@ class TestDataPaths:
         with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
             run = create_run(ctx, _spec(tmp_path), {"data": "inputs"}, base_dir=str(tmp_path / "cwd"))
         assert run.params["data"] == {"obs_url": str(tmp_path / "cwd" / "inputs")}
+
+
+class TestQueries:
+    """Filters that would quietly match nothing are refused, naming what exists (issue 9, item 12)."""
+
+    def test_an_unknown_status_is_refused_with_the_known_ones(self, tmp_path: Path) -> None:
+        from mloop.errors import BadArgumentError
+        from mloop.runs import list_runs
+
+        with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
+            with pytest.raises(BadArgumentError, match="no run status 'bogus'") as caught:
+                list_runs(ctx, status=["running", "bogus"])
+        assert caught.value.exit_code == 2 and "waiting_input" in (caught.value.hint or "")
+
+    def test_an_unknown_workflow_is_refused_naming_the_known_ones(self, tmp_path: Path) -> None:
+        from mloop.errors import NotFoundError
+        from mloop.runs import list_runs
+
+        with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
+            create_run(ctx, _spec(tmp_path), {"data": "x"})
+            assert [r.workflow_name for r in list_runs(ctx, workflow="paths")] == ["paths"]
+            with pytest.raises(NotFoundError, match="no workflow named 'nosuch'") as caught:
+                list_runs(ctx, workflow="nosuch")
+        assert "workflows: paths" in (caught.value.hint or "")
+
+    def test_metrics_of_an_unknown_step_are_refused_naming_the_steps(self, tmp_path: Path) -> None:
+        from mloop.errors import NotFoundError
+        from mloop.runs import run_metrics
+
+        with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
+            run = create_run(ctx, _spec(tmp_path), {"data": "x"})
+            assert run_metrics(ctx, run.id, "train") == []
+            with pytest.raises(NotFoundError, match="no step 'nope'") as caught:
+                run_metrics(ctx, run.id, "nope")
+        assert "train" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("value, shown", [
+    ({"type": "dataset", "dataset_name": "digits", "version_name": "v2", "samples": 1797},
+     "dataset digits:v2 (1797 samples"),
+    ({"type": "service", "service_name": "mnist", "model_name": "mnist", "model_version": "3",
+      "variables": {"access_address": "http://127.0.0.1:9000"}}, "service mnist serving mnist:3 at http://127.0.0.1:9000"),
+    ({"type": "label_task", "dataset_name": "pets", "task_name": "t1", "version_name": "v4"},
+     "labeling task pets:t1, labeled version v4"),
+    ({"type": "model", "name": "m", "version": "2"}, "model m:2"),
+    ({"type": "obs", "url": "/data/out/"}, "/data/out/"),
+    ({"type": "bool", "value": True}, "True"),
+    ({"type": "other", "a": 1}, '{"type": "other", "a": 1}'),
+])
+def test_show_names_every_kind_of_output(value: dict[str, object], shown: str) -> None:
+    """`mloop show` printed None for dataset, release and service outputs (issue 9, item 14)."""
+    from mloop.cli import _output_text
+
+    text = _output_text(value)
+    assert shown in text and "None" not in text

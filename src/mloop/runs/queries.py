@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from mloop.context import Context
-from mloop.errors import NotFoundError
+from mloop.errors import BadArgumentError, NotFoundError
 from mloop.runner import log_tail
 from mloop.store.base import TERMINAL_STEP, EventRecord, MetricRecord, ReleaseRecord, RunRecord, StepRecord
 
@@ -39,7 +39,24 @@ def has_live_engine(run: RunRecord) -> bool:
 
 def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] | None = None,
               limit: int = 20) -> list[RunRecord]:
-    """Runs, newest first, of one workflow and/or in some statuses."""
+    """Runs, newest first, of one workflow and/or in some statuses.
+
+    Raises:
+        BadArgumentError: a status that no run can have (a filter that would quietly match
+            nothing is refused).
+        NotFoundError: no workflow of that name was ever run or released here.
+    """
+    from mloop.engine.transitions import RUN_STATUSES
+
+    unknown = [s for s in status or () if s not in RUN_STATUSES]
+    if unknown:
+        raise BadArgumentError(f"no run status {', '.join(map(repr, unknown))}",
+                               hint=f"statuses: {', '.join(sorted(RUN_STATUSES))}")
+    if workflow is not None and ctx.store.latest_release(workflow) is None:
+        known = sorted({r.workflow_name for r in ctx.store.list_releases()})
+        shown = ", ".join(known[:10]) + (f" (and {len(known) - 10} more)" if len(known) > 10 else "")
+        raise NotFoundError(f"no workflow named {workflow!r} has been run here",
+                            hint=f"workflows: {shown}" if known else "no workflow has been run here yet")
     return ctx.store.list_runs(workflow, list(status) if status else None, limit)
 
 
@@ -55,8 +72,15 @@ def run_detail(ctx: Context, run_id: str) -> RunDetail:
 
 
 def run_metrics(ctx: Context, run_id: str, step: str | None = None) -> list[MetricRecord]:
-    """The metrics a run's steps wrote (of one step, when given)."""
-    return ctx.store.list_metrics(ctx.store.get_run(run_id).id, step)
+    """The metrics a run's steps wrote (of one step, when given).
+
+    Raises:
+        NotFoundError: no such run, or the run has no step of that name.
+    """
+    run = ctx.store.get_run(run_id)
+    if step is not None:
+        step_log_path(ctx, run.id, step)  # refuses a step the run doesn't have, naming its steps
+    return ctx.store.list_metrics(run.id, step)
 
 
 def step_log_path(ctx: Context, run_id: str, step: str | None) -> list[StepRecord]:
