@@ -54,7 +54,7 @@ _SHOWN = 5
 
 def check_task_name(name: str) -> str:
     """``name`` if it is a valid task name, else LabelingError."""
-    if not isinstance(name, str) or not TASK_NAME_RE.match(name):
+    if not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name):
         raise LabelingError(f"labeling task name {name!r} is not allowed",
                             hint="use 1 to 64 letters, digits, Chinese characters, '_' or '-'")
     return name

@@ -34,7 +34,7 @@ def register_algorithm(backend: Context, name: str, code_dir: Path | str, *, boo
         problems.append(Problem("algorithm", "give exactly one of --boot-file and --command"))
     elif boot_file and folder.is_dir() and not (folder / boot_file).is_file():
         problems.append(Problem("--boot-file", f"{boot_file} is not a file in {folder}"))
-    if not VERSION_RE.match(version):
+    if not VERSION_RE.fullmatch(version):
         problems.append(Problem("--version", f"version {version!r} must look like 1.0.0"))
     declared = []
     for item in params:

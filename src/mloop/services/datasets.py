@@ -64,7 +64,7 @@ def check_dataset_name(name: str) -> str:
         DatasetError: it is empty, longer than 100 characters, or has other characters than
             letters, digits, Chinese characters, ``_`` and ``-``.
     """
-    if not isinstance(name, str) or not DATASET_NAME_RE.match(name):
+    if not isinstance(name, str) or not DATASET_NAME_RE.fullmatch(name):
         raise DatasetError(f"dataset name {name!r} is not allowed",
                            hint="use 1 to 100 letters, digits, Chinese characters, '_' or '-'", dataset=str(name))
     return name

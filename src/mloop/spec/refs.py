@@ -123,7 +123,7 @@ def parse_ref(value: str) -> Ref:
         parts = rest.split("/", 2)
         if len(parts) == 3:
             return MetricRef(parts[0], parts[1], parts[2])
-    match = _STORAGE.match(body)
+    match = _STORAGE.fullmatch(body)
     if match:
         return StorageRef(match.group(3), match.group(4) or "", match.group(1) == "true", match.group(2) == "true")
     raise ValueError(f"unknown reference {value!r}")

@@ -54,7 +54,7 @@ def check_name(value: Any) -> str | None:
         return "name is empty"
     if len(value) > NAME_MAX:
         return f"name {value!r} is {len(value)} characters long; at most {NAME_MAX} are allowed"
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         return f"name {value!r} is not allowed: {NAME_RULE}"
     return None
 

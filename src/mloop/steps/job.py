@@ -73,7 +73,7 @@ def resolve_algorithm(algo: dict[str, Any], store: Store, base_dir: str) -> Reso
     else:
         version = str(algo.get("item_version_id"))
         record = store.find_algorithm(subscription_id=algo.get("subscription_id"),
-                                      version=version if VERSION_RE.match(version) else None)
+                                      version=version if VERSION_RE.fullmatch(version) else None)
     params: dict[str, Any] = {}
     for declared in record.parameters:
         name = declared["name"]

@@ -114,7 +114,7 @@ def _now() -> datetime:
 
 def parse_version(version: str) -> int | None:
     """The number ``v3``/``3`` names, or None for another name (a named release)."""
-    match = _NUMBERED.match(version.strip())
+    match = _NUMBERED.fullmatch(version.strip())
     return int(match.group(1)) if match else None
 
 
@@ -273,7 +273,7 @@ class DatasetRepository:
         if wanted is None or wanted.strip() == "":
             return auto
         wanted = wanted.strip()
-        if not _VERSION_NAME.match(wanted):
+        if not _VERSION_NAME.fullmatch(wanted):
             raise DatasetError(f"version name {wanted!r} is not allowed",
                                hint="use letters, digits, '.', '_' or '-' (at most 64 characters)")
         numbered = parse_version(wanted)

@@ -46,7 +46,7 @@ def check_model_name(name: str) -> str:
     Raises:
         ModelError: it is not.
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ModelError(f"invalid model name {name!r}",
                          hint="1-64 letters, digits, '-', '_' or '.', starting with a letter or digit",
                          model=str(name))
@@ -59,7 +59,7 @@ def check_version(version: str) -> str:
     Raises:
         ModelError: it is not.
     """
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
         raise ModelError(f"invalid model version {version!r}",
                          hint="1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit "
                               "(e.g. 3 or 0.0.1)", version=str(version))
@@ -72,7 +72,7 @@ def check_alias(alias: str) -> str:
     Raises:
         ModelError: it is not (an alias must start with a letter, so it never reads as a version).
     """
-    if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
+    if not isinstance(alias, str) or not _ALIAS_RE.fullmatch(alias):
         raise ModelError(f"invalid alias {alias!r}",
                          hint="1-64 letters, digits, '-' or '_', starting with a letter (e.g. production)",
                          alias=str(alias))

@@ -50,7 +50,7 @@ def check_service_name(name: str) -> str:
     Raises:
         ManagedServiceError: it is not.
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ManagedServiceError(f"invalid service name {name!r}",
                            hint="1-64 letters (Chinese included), digits, '-' or '_', e.g. mnist or service-1",
                            service=str(name))
