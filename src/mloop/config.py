@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mloop.errors import ConfigError, UnknownFlavorError
 
@@ -66,7 +66,19 @@ def _toml_values(fields: typing.Collection[str]) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return {k: v for k, v in dict(raw.get("mloop", raw)).items() if k in fields}
+    table = dict(raw.get("mloop", raw))
+    unknown = [k for k in table if k not in fields and k != "mloop"]
+    if unknown:
+        # A typo'd key would otherwise run on the defaults without a word (database_url!).
+        import difflib
+
+        lines = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            lines.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(lines)}",
+                          hint=f"settings: {', '.join(sorted(fields))}")
+    return table
 
 
 def _is_structured(annotation: Any) -> bool:
@@ -110,11 +122,28 @@ def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def _config_error(exc: ValidationError, toml: dict[str, Any], env: dict[str, Any],
+                  given: dict[str, Any]) -> ConfigError:
+    """A settings value pydantic refused, as one line per key naming where it came from."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        key = loc[0] if loc else "?"
+        where = ("given in code" if key in given else f"MLOOP_{key.upper()}" if key in env
+                 else "mloop.toml" if key in toml else "default")
+        lines.append(f"{'.'.join(loc)} = {error.get('input')!r} ({where}): {error.get('msg')}")
+    return ConfigError("bad setting" + ("s" if len(lines) > 1 else "") + ":\n  " + "\n  ".join(lines),
+                       hint="fix the value, or unset it to use the default (`mloop --help` names the commands; "
+                            "README 'Configuration' lists the settings)")
+
+
 class Settings(BaseModel):
     """mloop settings. Every field can be set as ``MLOOP_<FIELD>`` in the environment.
 
     Keyword arguments win over the environment, which wins over the TOML file (tables such as
-    ``flavors`` are merged across the three); unknown keys are ignored. This is what
+    ``flavors`` are merged across the three). A key in the TOML file that is no setting is
+    refused with the closest one (other ``MLOOP_*`` variables are left alone: jobs and services
+    have their own); a bad value is a ConfigError naming the key and where it came from. This is what
     pydantic-settings would do with these three sources, without its import cost (~0.1 s,
     paid by every ``mloop`` command).
     """
@@ -140,8 +169,12 @@ class Settings(BaseModel):
         fields = type(self).model_fields
         by_lower = {name.lower(): name for name in fields}
         given = {by_lower.get(k.lower(), k): v for k, v in values.items()}
-        merged = _deep_update(_deep_update(_toml_values(fields), _env_values(type(self))), given)
-        super().__init__(**merged)
+        toml, env = _toml_values(fields), _env_values(type(self))
+        merged = _deep_update(_deep_update(toml, env), given)
+        try:
+            super().__init__(**merged)
+        except ValidationError as exc:
+            raise _config_error(exc, toml, env, given) from None
 
     @field_validator("flavors", mode="before")
     @classmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from mloop.config import DEFAULT_FLAVORS, Settings
 from mloop.errors import ConfigError, UnknownFlavorError
@@ -25,8 +24,7 @@ def test_defaults_with_nothing_configured(tmp_path: Path) -> None:
 
 
 def test_keywords_beat_environment_beats_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "mloop.toml").write_text("[mloop]\nmax_parallel = 2\nlog_tail_lines = 7\nexecutor = 'ray'\n"
-                                         "unknown_key = 1\n")
+    (tmp_path / "mloop.toml").write_text("[mloop]\nmax_parallel = 2\nlog_tail_lines = 7\nexecutor = 'ray'\n")
     monkeypatch.setenv("MLOOP_MAX_PARALLEL", "3")
     monkeypatch.setenv("mloop_log_tail_lines", "9")  # names match whatever their case
     s = Settings(executor="local")
@@ -65,7 +63,8 @@ def test_bad_values_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert exc.value.hint
     monkeypatch.delenv("MLOOP_FLAVORS")
     monkeypatch.setenv("MLOOP_EXECUTOR", "k8s")
-    with pytest.raises(ValidationError, match="executor"):
+    # A ConfigError naming the key, not pydantic's ValidationError traceback (issue 9, item 11).
+    with pytest.raises(ConfigError, match="executor"):
         Settings()
     monkeypatch.delenv("MLOOP_EXECUTOR")
     (tmp_path / "mloop.toml").write_text("max_parallel = [")
@@ -79,3 +78,31 @@ def test_empty_environment_value_is_kept_and_none_keyword_wins(monkeypatch: pyte
     assert Settings(database_url=None).database_url is None
     monkeypatch.setenv("MLOOP_TOKEN", "")
     assert Settings().token == ""
+
+
+class TestBadSettings:
+    """A bad value names its key and where it came from; a misspelled key is refused with the
+    closest one, instead of running on the defaults (issue 9, item 11)."""
+
+    def test_a_bad_environment_value_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MLOOP_MAX_PARALLEL", "abc")
+        with pytest.raises(ConfigError, match=r"max_parallel = 'abc' \(MLOOP_MAX_PARALLEL\)"):
+            Settings()
+
+    def test_a_bad_toml_value_names_the_file(self, tmp_path: Path) -> None:
+        (tmp_path / "mloop.toml").write_text("[mloop]\nmax_parallel = 'many'\n[mloop.flavors.big]\ncpu = 'x'\n")
+        with pytest.raises(ConfigError) as caught:
+            Settings()
+        message = caught.value.message
+        assert "max_parallel = 'many' (mloop.toml)" in message and "flavors.big.cpu = 'x'" in message
+
+    @pytest.mark.parametrize("typo, meant", [("databse_url", "database_url"), ("max_paralel", "max_parallel"),
+                                             ("Home", "home")])
+    def test_a_misspelled_toml_key_is_refused_with_the_closest(self, tmp_path: Path, typo: str, meant: str) -> None:
+        (tmp_path / "mloop.toml").write_text(f"[mloop]\n{typo} = 'x'\n")
+        with pytest.raises(ConfigError, match=f"unknown setting '{typo}' \\(did you mean '{meant}'\\?\\)"):
+            Settings()
+
+    def test_other_mloop_variables_are_left_alone(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MLOOP_RUN_ID", "abc")  # what a job's own environment holds
+        assert Settings().max_parallel == 4
