@@ -51,3 +51,22 @@ def test_a_name_with_a_control_character_or_a_path_in_it_is_refused(kind: str, s
 @pytest.mark.parametrize("version", ["1.0.0\n", "1.0.0\x00", "1.0", " 1.0.0"])
 def test_algorithm_versions_are_matched_whole(version: str) -> None:
     assert VERSION_RE.fullmatch(version) is None
+
+
+class TestAutomaticServiceName:
+    """A ServiceStep that names no service updates one service across runs instead of starting
+    a new process each run (issue 9, item 16)."""
+
+    def test_it_is_the_workflow_and_step(self) -> None:
+        from mloop.steps.service import auto_service_name
+
+        assert auto_service_name("mnist-loop", "deploy") == "mnist-loop-deploy"
+
+    def test_it_is_stable_and_valid_when_the_readable_name_is_not(self) -> None:
+        from mloop.steps.service import auto_service_name
+
+        long = "w" * 60
+        name = auto_service_name(long, "deploy")
+        assert name == auto_service_name(long, "deploy") and name.startswith("service-")
+        assert check_service_name(name) == name
+        assert auto_service_name(long, "other") != name

@@ -6,7 +6,7 @@ configs ``model_name``, ``model_version``, ``weight``, ``specification``, ``inst
 ``envs``; one entry with weight 100 is what a local service serves), plus optionally a
 ``ServiceData`` or ``ServiceUpdatePlaceholder`` naming the service to update. Without one, the
 service is ``ServiceConfig.service_name`` (created on the first run, switched on later ones),
-or ``service-<id>`` derived from the run and step when no name is given.
+or ``<workflow>-<step>`` when no name is given (stable across runs: each run switches it).
 
 The placeholder is delayed (``delay=True``): when nobody gave it a value, :meth:`input_default`
 derives it from the run itself: the version that a ModelStep of this run registered under the
@@ -39,10 +39,20 @@ from mloop.engine.handlers import Launched, Outcome, StepCancelled, StepHandler,
 __all__ = ["ServiceHandler", "auto_service_name", "service_output_value"]
 
 
-def auto_service_name(run_id: str, step: str) -> str:
-    """``service-<8 hex>`` for a ServiceStep with no name: stable for one run and step, so a
-    retried step switches the service its first attempt created instead of adding one."""
-    return "service-" + uuid.uuid5(uuid.NAMESPACE_URL, f"mloop:{run_id}/{step}").hex[:8]
+def auto_service_name(workflow: str, step: str) -> str:
+    """The service of a ServiceStep that names none: ``<workflow>-<step>`` when that is a valid
+    service name, else ``service-<8 hex>`` derived from both. Stable across runs, so every
+    run of the workflow switches the same service to its new version instead of starting
+    another process beside the last one's (as a ModelStep with no name adds versions to one
+    model)."""
+    from mloop.errors import ManagedServiceError
+    from mloop.store.services import check_service_name
+
+    readable = f"{workflow}-{step}"
+    try:
+        return check_service_name(readable)
+    except ManagedServiceError:
+        return "service-" + uuid.uuid5(uuid.NAMESPACE_URL, f"mloop:{workflow}/{step}").hex[:8]
 
 
 def service_output_value(record: Any) -> dict[str, Any]:
@@ -159,7 +169,7 @@ class ServiceHandler(StepHandler):
         given = config.get("service_name")
         if isinstance(given, str) and given.strip():
             return given.strip()
-        return auto_service_name(ctx.run_id, step.name)
+        return auto_service_name(ctx.spec.name, step.name)
 
 
 #: How long a stop keeps asking a supervisor to cancel a deploy it has not received yet.
