@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mloop.datasets.manifest import label_problem
 from mloop.errors import LabelingError
 
 __all__ = [
@@ -107,6 +108,9 @@ def label_set(labels: Iterable[Any] | None) -> list[dict[str, Any]]:
         if not isinstance(name, str) or not name.strip():
             raise LabelingError(f"label {item!r} has no name", hint="give every label a name: Label(name='cat')")
         name = name.strip()
+        problem = label_problem(name)
+        if problem:
+            raise LabelingError(problem, hint="a label is a class name: letters, digits, spaces, '-', '_' ...")
         if any(c in name for c in ",;\n\r\t"):
             raise LabelingError(f"label name {name!r} contains a comma, semicolon, tab or line break",
                                 hint="label files separate labels with these; pick another name")
@@ -202,6 +206,10 @@ def parse_labels(text: str, fmt: str, *, source: str = "<labels>") -> ParsedLabe
 
 
 def _add(parsed: ParsedLabels, sample_id: str, labels: Sequence[str]) -> None:
+    for label in labels:
+        problem = label_problem(label)
+        if problem:
+            raise LabelingError(f"sample {sample_id!r}: {problem}", hint="labels are class names, not paths")
     parsed.rows += 1
     if not labels:
         parsed.blank += 1

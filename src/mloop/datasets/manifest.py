@@ -38,6 +38,27 @@ class FileEntry(NamedTuple):
     hash: str
 
 
+#: The longest label mloop takes (a label becomes a folder name in the job layout).
+LABEL_MAX = 128
+
+
+def label_problem(label: Any) -> str | None:
+    """What is wrong with a label, or None. Labels are data that become folder names in the job
+    and export layouts (``train/<label>/<file>``), so a label is never a path: no separator,
+    no ``.`` or ``..``, no control character, at most :data:`LABEL_MAX` characters."""
+    import unicodedata
+
+    if not isinstance(label, str) or not label.strip():
+        return "a label must be a non-empty string"
+    if len(label) > LABEL_MAX:
+        return f"label {label[:40]!r}... is {len(label)} characters long; at most {LABEL_MAX} are allowed"
+    if "/" in label or "\\" in label or label in (".", ".."):
+        return f"label {label!r} is a path, not a name (no '/', '\\', '.' or '..')"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in label):
+        return f"label {label!r} contains a control character"
+    return None
+
+
 class SampleEntry(NamedTuple):
     """A sample of a version (see :class:`~mloop.datasets.formats.base.Sample`), plus its split.
 
@@ -54,6 +75,14 @@ class SampleEntry(NamedTuple):
 
     @classmethod
     def from_sample(cls, sample: Sample) -> SampleEntry:
+        """Raises DatasetError for a label that is not a name (see :func:`label_problem`)."""
+        for label in sample.labels:
+            problem = label_problem(label)
+            if problem:
+                from mloop.errors import DatasetError
+
+                raise DatasetError(f"sample {sample.id!r} ({sample.file}): {problem}",
+                                   hint="fix the label in the source's annotations, then import again")
         files = tuple(sample.files) if sample.files and tuple(sample.files) != (sample.file,) else ()
         annotation = dict(sample.annotation) if sample.annotation else None
         return cls(sample.id, sample.file, tuple(sample.labels), annotation, files, None)

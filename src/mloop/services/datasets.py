@@ -568,7 +568,18 @@ def _empty_dest(dest: str | os.PathLike[str]) -> Path:
 
 def _place(backend: Context, placements: Sequence[tuple[str, str]], dest: Path, *, link: bool,
            progress: Progress | None) -> int:
-    """Write object ``digest`` at ``dest/rel`` for each ``(rel, digest)``; how many were linked."""
+    """Write object ``digest`` at ``dest/rel`` for each ``(rel, digest)``; how many were linked.
+
+    Raises:
+        DatasetError: a ``rel`` that would land outside ``dest`` (nothing is written): whatever
+            a manifest or a label says, a layout writer never writes outside its folder.
+    """
+    root_real = os.path.realpath(dest)
+    for rel, _ in placements:
+        target = os.path.realpath(os.path.join(root_real, rel))
+        if os.path.isabs(rel) or not target.startswith(root_real + os.sep):
+            raise DatasetError(f"refusing to write {rel!r}: it lands outside {dest}",
+                               hint="a file path or label of this version is not a plain name; fix it at the source")
     objects = _objects(backend)
     for folder in sorted({os.path.dirname(rel) for rel, _ in placements}):
         (dest / folder).mkdir(parents=True, exist_ok=True)
