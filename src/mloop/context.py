@@ -8,6 +8,7 @@ step handler hands its run context straight to the operation it calls.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from mloop.config import Settings
     from mloop.store.base import Store
 
-__all__ = ["Context", "open_context"]
+__all__ = ["Context", "make_private_home", "open_context"]
 
 
 class Context:
@@ -59,4 +60,19 @@ def open_context(settings: Settings) -> Context:
     """
     from mloop.store import open_store
 
+    make_private_home(settings.home_path)
     return Context(settings, open_store(settings.resolved_database_url))
+
+
+def make_private_home(home: os.PathLike[str] | str) -> None:
+    """Create the home folder owner-only (0700, whatever the umask), or make an existing one
+    so: it holds the database, the artifacts and run files, and service control tokens. A
+    home that isn't this user's is left as it is."""
+    path = os.fspath(home)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.stat(path)
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError:
+        pass  # a read-only or foreign home: opening the store says what is wrong

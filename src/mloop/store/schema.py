@@ -137,10 +137,21 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
 
 
 def prepare_sqlite_folder(url: str) -> None:
-    """Create the folder of a SQLite database file if it is missing (SQLite won't)."""
+    """Create the folder of a SQLite database file if it is missing (SQLite won't), owner-only,
+    and the database file owner-only (0600, whatever the umask): it holds the services'
+    control tokens. SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
     parsed = parse_url(url)
     if is_sqlite_file(parsed) and parsed.database:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database).expanduser()
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+        if not path.exists():
+            import os
+
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite fills an empty file
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 def _revision_if_readable(engine: Engine) -> str | None:
