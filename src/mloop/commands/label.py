@@ -12,6 +12,7 @@ from mloop.commands._common import err, open_cli_backend, out
 if TYPE_CHECKING:
     from mloop.context import Context
     from mloop.services.labels import TaskStatus
+    from mloop.store.base import RunRecord
     from mloop.store.labels import LabelTaskRecord
 
 label_app = typer.Typer(no_args_is_help=True,
@@ -68,12 +69,17 @@ def _print_status(status: TaskStatus) -> None:
         out.print(f"  created by run {task.run_id[:12]}, step {task.step_name}", highlight=False)
 
 
-def _resume_waiting(backend: Context, task: LabelTaskRecord, *, no_resume: bool) -> None:
-    """Resume, here, the runs that wait on ``task`` with no engine; a live engine goes on by itself."""
+def _resume_waiting(backend: Context, task: LabelTaskRecord, *, no_resume: bool,
+                    waiting: list[RunRecord] | None = None) -> None:
+    """Resume, here, the runs that wait on ``task`` with no engine; a live engine goes on by itself.
+
+    ``waiting``: the runs that waited on the task *before* it changed (a live engine may
+    pick the change up, and stop waiting, before this looks).
+    """
     from mloop.services.labels import runs_waiting_on
     from mloop.runs import raise_for_result, resumable, resume_and_run
 
-    runs = runs_waiting_on(backend, task)
+    runs = waiting if waiting is not None else runs_waiting_on(backend, task)
     detached = [r for r in runs if resumable(backend, r)]
     live = [r for r in runs if r not in detached]
     for run in live:
@@ -179,14 +185,15 @@ def import_(task: str = typer.Argument(..., help="the task's name"),
 
 
 def _complete(backend: Context, task: LabelTaskRecord, *, allow_partial: bool, no_resume: bool) -> None:
-    from mloop.services.labels import complete_task
+    from mloop.services.labels import complete_task, runs_waiting_on
 
     was = task.status
+    waiting = runs_waiting_on(backend, task)  # before: a live engine stops waiting at once
     done = complete_task(backend, task, allow_partial=allow_partial)
     again = " (it was already completed)" if was == "completed" else ""
     out.print(f"[green]completed[/green] task [bold]{done.name}[/bold]{again}: labeled version "
               f"[bold]{done.dataset_name}:{done.output_version}[/bold]", highlight=False)
-    _resume_waiting(backend, done, no_resume=no_resume)
+    _resume_waiting(backend, done, no_resume=no_resume, waiting=waiting)
 
 
 @label_app.command("export")
