@@ -158,6 +158,15 @@ class TestDeploy:
         assert late["v1"] == 0 and late["v2"] > 0, late
         wait_until(lambda: process_gone(first.worker_pid), 30, "the old worker to exit")
 
+    def test_a_connection_made_after_a_deploy_returns_reaches_the_new_version(
+            self, backend: Context, models: dict[str, str]) -> None:
+        # The old worker and its successor accept on one socket: until the old one has closed
+        # its listener, either may take a new connection. deploy() returns only after that.
+        serving.deploy(backend, "echo-flip", models["v1"])
+        for version in ("v2", "v1", "v2", "v1"):
+            rec = serving.deploy(backend, "echo-flip", models[version])
+            assert [answer(rec.url or "")["version"] for _ in range(3)] == [version] * 3
+
     def test_failed_load_keeps_the_old_version_serving(self, backend: Context, models: dict[str, str]) -> None:
         first = serving.deploy(backend, "echo-svc", models["v1"])
         with pytest.raises(DeployFailedError) as caught:

@@ -12,7 +12,8 @@ that deployed it. It inherits two listening sockets from the deployer:
 
 A deploy starts a worker for the new version on the service socket, waits for its ready file,
 then makes it current and SIGTERMs the old worker, which stops accepting and finishes its
-in-flight requests (zero-downtime switch). A worker that fails to load exits with code 3 and
+in-flight requests (zero-downtime switch); the deploy returns once the old worker has closed
+its listener, so every connection made after it reaches the new version. A worker that fails to load exits with code 3 and
 its ``error:`` lines are the deploy's error; the old worker was never touched.
 
 A current worker that exits is restarted with backoff (0.5 s, 1 s, 2 s ... up to 10 s); after
@@ -54,6 +55,8 @@ HEALTH_TIMEOUT = 10.0
 HEALTH_FAILURES = 3
 #: How long a SIGTERMed worker gets before SIGKILL (its own graceful timeout is shorter).
 RETIRE_SECONDS = 40.0
+#: How long a deploy waits for the SIGTERMed worker to close its listener before it returns.
+STOP_ACCEPTING_SECONDS = 10.0
 TOKEN_HEADER = "X-Mloop-Token"
 
 
@@ -236,14 +239,33 @@ class Supervisor:
                 raise DeployFailed(f"{why}; its last output:\n{worker.error_text()}")
             time.sleep(0.05)
 
-    def retire(self, worker: Worker) -> None:
-        """Ask a worker to stop: it stops accepting and finishes its in-flight requests."""
+    def retire(self, worker: Worker, *, wait: float = STOP_ACCEPTING_SECONDS) -> None:
+        """Ask a worker to stop: it stops accepting and finishes its in-flight requests.
+
+        Returns once the worker has closed its listener (it says so in its ready file) or
+        exited, so a connection made after a deploy returns reaches the new version; a worker
+        that does not say so within ``wait`` seconds is logged and left to drain.
+        """
         worker.retiring = time.monotonic()
         with self.state_lock:
             self.retiring.append(worker)
         with contextlib.suppress(ProcessLookupError):
             worker.proc.send_signal(signal.SIGTERM)
         log(f"retiring worker pid {worker.pid} ({worker.deployment.label})")
+        deadline = time.monotonic() + wait
+        while worker.proc.poll() is None and not self._stopped_accepting(worker):
+            if time.monotonic() > deadline:
+                log(f"retiring worker pid {worker.pid} still accepts after {wait:g} s")
+                return
+            time.sleep(0.01)
+
+    @staticmethod
+    def _stopped_accepting(worker: Worker) -> bool:
+        try:
+            data = json.loads(worker.ready_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return data.get("pid") == worker.pid and data.get("accepting") is False
 
     @staticmethod
     def kill(worker: Worker) -> None:

@@ -13,9 +13,11 @@ The service manager starts one of these per model version::
    passed with ``pass_fds``; several workers may accept on the same socket) or on ``--host``/
    ``--port`` (port 0 picks a free one).
 3. Once it accepts connections it writes ``--ready-file`` atomically: JSON with ``pid``,
-   ``host``, ``port``, ``url``, ``model_name``, ``model_version``.
-4. On SIGTERM (or SIGINT) it stops accepting, ``/ready`` answers 503, in-flight requests finish
-   (up to ``--graceful-timeout`` seconds), then it exits with code 0.
+   ``host``, ``port``, ``url``, ``model_name``, ``model_version`` and ``accepting: true``.
+4. On SIGTERM (or SIGINT) it stops accepting, rewrites the ready file with ``accepting: false``
+   (so the supervisor knows every later connection goes to its successor), ``/ready`` answers
+   503, in-flight requests finish (up to ``--graceful-timeout`` seconds), then it exits with
+   code 0.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ def default_threads() -> int:
 
 
 def build_server(app: Any, *, sock: socket.socket, log_level: str = "info", access_log: bool = False,
-                 graceful_timeout: float = 30.0, on_started: Any = None) -> Any:
-    """A uvicorn server for ``app`` on ``sock`` that marks the app draining on SIGTERM and calls
-    ``on_started(host, port)`` once it accepts connections."""
+                 graceful_timeout: float = 30.0, on_started: Any = None, on_stopped_accepting: Any = None) -> Any:
+    """A uvicorn server for ``app`` on ``sock`` that marks the app draining on SIGTERM, calls
+    ``on_started(host, port)`` once it accepts connections and ``on_stopped_accepting()`` once it
+    has closed its listeners (before in-flight requests finish)."""
     import uvicorn
 
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
@@ -106,6 +109,17 @@ def build_server(app: Any, *, sock: socket.socket, log_level: str = "info", acce
             app.state.draining = True
             super().handle_exit(sig, frame)
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn closes its listeners first thing in shutdown; doing it here (closing twice
+            # is harmless) lets the hook run before the wait for in-flight requests.
+            for server in self.servers:
+                server.close()
+            for listener in sockets or []:
+                listener.close()
+            if on_stopped_accepting is not None:
+                on_stopped_accepting()
+            await super().shutdown(sockets=sockets)
+
     return Server(config)
 
 
@@ -121,17 +135,27 @@ def run_server(app: Any, *, sock: socket.socket, ready_file: str | None = None, 
     # counting frees; collecting every 700 allocations only burns the event loop's time.
     gc.set_threshold(50_000, 20, 20)
 
+    state: dict[str, Any] = {}
+
     def on_started(host: str, port: int) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         url = f"http://{shown}:{port}"
         if ready_file:
-            write_ready_file(ready_file, {"pid": os.getpid(), "host": host, "port": port, "url": url,
-                                          "model_name": model_name, "model_version": model_version})
+            state.update(pid=os.getpid(), host=host, port=port, url=url, model_name=model_name,
+                         model_version=model_version, accepting=True)
+            write_ready_file(ready_file, state)
         if announce is not None:
             announce(url)
 
+    def on_stopped_accepting() -> None:
+        if ready_file and state:
+            state["accepting"] = False
+            with contextlib.suppress(OSError):
+                write_ready_file(ready_file, state)
+
     server = build_server(app, sock=sock, log_level=log_level, access_log=access_log,
-                          graceful_timeout=graceful_timeout, on_started=on_started)
+                          graceful_timeout=graceful_timeout, on_started=on_started,
+                          on_stopped_accepting=on_stopped_accepting)
     # uvicorn re-raises the signal it caught once it has shut down; with these handlers that
     # is a no-op, so a graceful stop ends with exit code 0 rather than death by SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)
