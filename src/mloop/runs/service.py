@@ -123,12 +123,16 @@ def resolve_data_paths(ctx: Context, spec: WorkflowSpec, values: dict[str, Any],
 # -- create ---------------------------------------------------------------------------------------
 def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | None = None, *,
                storages: dict[str, str] | None = None, steps: Iterable[str] | None = None,
-               scene: str | None = None, require_defaults: bool = False, base_dir: str | None = None) -> RunRecord:
+               scene: str | None = None, require_defaults: bool = False, base_dir: str | None = None,
+               origin: dict[str, Any] | None = None, queued: bool = False) -> RunRecord:
     """Release the spec and create a pending run with checked values. Nothing runs yet.
 
     Args:
         base_dir: the folder relative data paths in ``values`` are relative to (see
             :func:`resolve_data_paths`); None leaves them as given.
+        origin: what started it (``{"kind": "schedule", ...}``), kept on the run.
+        queued: leave it to whichever server takes it from the queue (no creator is recorded,
+            so reconcile leaves it pending); otherwise the caller executes it.
 
     Raises:
         PlaceholderValueError: a bad, unknown or missing value (nothing is recorded).
@@ -142,7 +146,10 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
     roots = storage_roots(spec, dict(storages or {}), backend.settings)
     release = release_spec(backend, spec)
     step_rows = [(s.name, s.type) for s in spec.steps if chosen is None or s.name in chosen]
-    run = backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected)
+    run = backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected,
+                                   origin=origin)
+    if queued:
+        return run
     # Its creator owns it until an engine claims it: a creator that dies first leaves an
     # orphan that reconcile finishes (and `mloop retry` runs), not a run pending forever.
     return backend.store.update_run(run.id, **process_owner())

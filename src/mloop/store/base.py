@@ -71,6 +71,7 @@ class RunRecord(_Record):
     stop_requested: bool = False
     message: str | None = None
     attempt: int = 1  # incremented by retry
+    origin: dict[str, Any] | None = None  # what started it (schedule, git push, API token, ...)
 
 
 class StepRecord(_Record):
@@ -234,6 +235,7 @@ class Store(abc.ABC):
         storages: dict[str, str] | None = None,
         selected_steps: list[str] | None = None,
         run_id: str | None = None,
+        origin: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Create a run in ``pending`` with one ``pending`` step row per (name, type)."""
 

@@ -105,6 +105,8 @@ class Run(Base):
     stop_requested: Mapped[bool] = mapped_column(Boolean)
     message: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer)
+    # What started it: None from a terminal; {"kind": "schedule" | "git" | "api", ...} otherwise.
+    origin: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     def to_record(self) -> RunRecord:
         """This row as a :class:`~mloop.store.base.RunRecord`."""

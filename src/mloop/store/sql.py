@@ -48,6 +48,7 @@ from mloop.store.labels import LabelRepository
 from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
 from mloop.store.registry import ModelRepository
 from mloop.store.services import ServiceRepository
+from mloop.store import notify, schedules, tokens, triggers  # noqa: F401 - their tables join Base.metadata
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -354,6 +355,7 @@ class SQLStore(Store):
         storages: dict[str, str] | None = None,
         selected_steps: list[str] | None = None,
         run_id: str | None = None,
+        origin: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Create a run in ``pending`` with one ``pending`` step row per (name, type).
 
@@ -364,6 +366,7 @@ class SQLStore(Store):
             storages: storage name -> run-time root.
             selected_steps: for a partial run, the only steps to run.
             run_id: the id to use; a new uuid4 hex when None.
+            origin: what started it (``{"kind": "schedule", ...}``); None from a terminal.
 
         Returns:
             The run; ``number`` is 1 + the number of earlier runs of the same workflow.
@@ -393,7 +396,7 @@ class SQLStore(Store):
                       number=(earlier or 0) + 1, status="pending", params=dict(params or {}),
                       storages=dict(storages or {}),
                       selected_steps=None if selected_steps is None else list(selected_steps),
-                      created_at=now, stop_requested=False, attempt=1)
+                      created_at=now, stop_requested=False, attempt=1, origin=origin)
             session.add(run)
             session.flush()  # the run row first: the steps' foreign key points at it
             session.add_all(
