@@ -5,9 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import runpy
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -19,9 +17,13 @@ from mloop import __version__
 from mloop.commands.dataset import dataset_app
 from mloop.commands.label import label_app
 from mloop.commands.model import model_app
+from mloop.commands.notify import notify_app
+from mloop.commands.schedule import schedule_app
 from mloop.commands.serve import serve
 from mloop.commands.server import server
 from mloop.commands.service import service_app
+from mloop.commands.token import token_app
+from mloop.commands.trigger import trigger_app
 from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
 
 if TYPE_CHECKING:
@@ -38,6 +40,10 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(label_app, name="label")
 app.add_typer(model_app, name="model")
 app.add_typer(service_app, name="service")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(notify_app, name="notify")
+app.add_typer(token_app, name="token")
+app.add_typer(trigger_app, name="trigger")
 app.command("serve")(serve)
 app.command("server")(server)
 
@@ -49,7 +55,6 @@ from mloop.commands._common import err, out  # noqa: E402
 def load_workflow(target: str) -> Any:
     """The spec of ``FILE[:VARIABLE]``: a Python file defining a Workflow, or a compiled spec JSON."""
     from mloop.spec import load_spec
-    from mloop.workflow import Workflow
 
     path_text, _, variable = target.partition(":") if not os.path.exists(target) else (target, "", "")
     path = Path(path_text)
@@ -57,36 +62,9 @@ def load_workflow(target: str) -> Any:
         raise NotFoundError(f"no such file: {path}", hint="give a Python file that defines a Workflow, or a spec .json")
     if path.suffix == ".json":
         return load_spec(path)
-    from mloop.workflow import core
+    from mloop.workflow.loading import load_workflow_file
 
-    sys.path.insert(0, str(path.resolve().parent))
-    core.LOADING_ONLY = True
-    try:
-        namespace = runpy.run_path(str(path), run_name="__mloop__")
-    except MloopError:
-        raise
-    except SystemExit as exc:
-        raise MloopError(f"{path} exited while loading (SystemExit {exc.code})",
-                         hint="keep module-level code free of sys.exit; guard scripts with if __name__ == '__main__'") from exc
-    except Exception as exc:
-        tb = "".join(traceback.format_exception(exc)[-6:])
-        raise MloopError(f"{path} raised {type(exc).__name__} while loading:\n{tb.rstrip()}") from exc
-    finally:
-        core.LOADING_ONLY = False
-        sys.path.pop(0)
-    if variable:
-        found = namespace.get(variable)
-        if not isinstance(found, Workflow):
-            raise NotFoundError(f"{path} has no Workflow named {variable!r}")
-        return found.compile()
-    flows = {k: v for k, v in namespace.items() if isinstance(v, Workflow) and not k.startswith("_")}
-    if "workflow" in flows:
-        return flows["workflow"].compile()
-    if len(flows) == 1:
-        return next(iter(flows.values())).compile()
-    if not flows:
-        raise NotFoundError(f"{path} defines no module-level Workflow", hint="assign it: workflow = wf.Workflow(...)")
-    raise MloopError(f"{path} defines several workflows: {', '.join(flows)}", hint=f"pick one: {path}:NAME")
+    return load_workflow_file(path, variable)
 
 
 def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -137,6 +115,19 @@ def compile(file: str = typer.Argument(..., help="workflow file"),
     else:
         output.write_text(text + "\n")
         err.print(f"wrote {output}")
+
+
+@app.command()
+def release(file: str = typer.Argument(..., help="workflow file (FILE or FILE:VARIABLE) or spec .json")) -> None:
+    """Release a workflow: store its spec as the next version (unchanged: the same version), so
+    schedules, triggers and `POST /api/v1/runs` can start it by name."""
+    from mloop.runs import release_spec
+
+    spec = load_workflow(file)
+    with _backend() as backend:
+        rec = release_spec(backend, spec)
+    out.print(f"released [bold]{rec.workflow_name}[/bold] version {rec.version} ({rec.spec_hash[:12]})",
+              highlight=False)
 
 
 @app.command()
@@ -226,6 +217,10 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
         origin = f", git {source['git_commit_id'][:12]}" + (f" on {source['git_branch']}" if source.get("git_branch") else "")
     out.print(f"release: version {release.version} of {release.workflow_name} ({release.spec_hash[:12]}{origin})",
               highlight=False)
+    if r.origin:
+        how = {k: v for k, v in r.origin.items() if k != "kind" and v not in (None, "")}
+        out.print(f"started by: {r.origin.get('kind', '?')}" + (" (" + ", ".join(f"{k} {v}" for k, v in how.items())
+                                                                + ")" if how else ""), highlight=False)
     if r.params:
         out.print("values: " + ", ".join(f"{k}={v!r}" for k, v in r.params.items()), highlight=False)
     if r.storages:

@@ -34,6 +34,38 @@ class Flavor(BaseModel):
     description: str = ""
 
 
+class NotifySpec(BaseModel):
+    """A subscription declared in settings (``[[notify]]`` in mloop.toml): it works with no
+    server, so a CI run notifies. ``events`` takes full names (``run_failed``) or short ones
+    (``failed``); none: how runs (or, with ``step``, the step) end or wait."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    name: str = Field(min_length=1, max_length=64, description="unique name of the subscription")
+    workflow: str | None = Field(None, description="only this workflow's runs (default: every workflow)")
+    step: str | None = Field(None, description="only this step's events")
+    events: list[str] = Field(default_factory=list, description="event names (default: run ends and waits)")
+    channel: Literal["webhook", "slack", "email"] = Field(description="webhook, slack or email")
+    target: str = Field(description="URL (webhook, slack) or comma-separated e-mail addresses")
+    secret: str | None = Field(None, description="HMAC-SHA256 key signing webhook bodies")
+    enabled: bool = True
+
+    @field_validator("events", mode="after")
+    @classmethod
+    def _known_events(cls, value: list[str], info: Any) -> list[str]:
+        from mloop.notify.rules import normalize_events
+
+        return normalize_events(value, step=info.data.get("step"))
+
+    @field_validator("target", mode="after")
+    @classmethod
+    def _good_target(cls, value: str, info: Any) -> str:
+        from mloop.notify.rules import check_target
+
+        channel = info.data.get("channel")
+        return check_target(channel, value) if channel else value
+
+
 #: Default flavor table: local CPU-only entries plus the ModelArts ids seen in the seeds,
 #: so copied ModelArts code validates and runs. GPU entries run on CPU when no GPU exists.
 DEFAULT_FLAVORS: dict[str, Flavor] = {
@@ -67,6 +99,8 @@ def _toml_values(fields: typing.Collection[str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     table = dict(raw.get("mloop", raw))
+    if "mloop" in raw and isinstance(raw.get("notify"), list):
+        table.setdefault("notify", raw["notify"])  # [[notify]] tables beside an [mloop] table
     unknown = [k for k in table if k not in fields and k != "mloop"]
     if unknown:
         # A typo'd key would otherwise run on the defaults without a word (database_url!).
@@ -164,6 +198,14 @@ class Settings(BaseModel):
     stop_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM-to-SIGKILL grace period on stop")
     server_url: str | None = Field(None, description="mloop server URL (client mode); unset = embedded")
     token: str | None = Field(None, description="API token for the server")
+    notify: list[NotifySpec] = Field(default_factory=list,
+                                     description="subscriptions declared here ([[notify]] tables), no server needed")
+    smtp_host: str | None = Field(None, description="SMTP server that sends e-mail notifications")
+    smtp_port: int | None = Field(None, description="its port; default 587 (starttls), 465 (ssl) or 25 (none)")
+    smtp_user: str | None = Field(None, description="SMTP login (unset: no login)")
+    smtp_password: str | None = Field(None, description="SMTP password (better as MLOOP_SMTP_PASSWORD)")
+    smtp_from: str | None = Field(None, description="sender address; default <smtp_user> or mloop@<host>")
+    smtp_security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls, ssl or none")
 
     def __init__(self, **values: Any) -> None:
         fields = type(self).model_fields

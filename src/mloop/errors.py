@@ -33,6 +33,12 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     │   ├── ServiceCodeError                   customize_service.py or the model raised (HTTP 500)
     │   └── ManagedServiceError                a managed service (mloop service, ServiceStep)
     │       └── DeployFailedError              a deploy that did not go live (the old version serves on)
+    ├── TriggerError (ValueError)              a git-push trigger refuses a definition or a push
+    │   ├── TriggerAuthError                   a push with no or a wrong signature (HTTP 401)
+    │   ├── PayloadTooLargeError               a push payload over the size limit (HTTP 413)
+    │   ├── GitFetchError                      the commit could not be fetched (HTTP 502)
+    │   └── TriggerWorkflowError               the commit's workflow file can't be loaded or run (HTTP 422)
+    ├── ScheduleError (ValueError)             a bad schedule name, cron expression, time zone, catch-up
     ├── StoreError                             database problems, translated at the edge
     │   └── SchemaVersionError                 database needs ``mloop db upgrade``
     ├── ArtifactError                          storage/fsspec problems, translated at the edge
@@ -300,6 +306,66 @@ class DeployFailedError(ManagedServiceError):
     error is the message) or was not ready in time. The previous version keeps serving."""
 
     code = "deploy_failed"
+
+
+class AuthError(MloopError):
+    """A request to the server with no token, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+    exit_code = 4
+
+
+class ForbiddenError(AuthError):
+    """A token whose scope does not allow the action (the message names the scope needed)."""
+
+    code = "forbidden"
+
+
+class TriggerError(MloopError, ValueError):
+    """A git-push trigger refuses something: a bad name, repository URL or workflow path, a
+    malformed push payload (HTTP 400)."""
+
+    code = "trigger_error"
+    exit_code = 2
+
+
+class TriggerAuthError(TriggerError):
+    """A push event with no signature, or one that does not match the trigger's secret (HTTP 401).
+    Nothing was recorded or run."""
+
+    code = "trigger_unauthorized"
+
+
+class PayloadTooLargeError(TriggerError):
+    """A push payload over the size limit (HTTP 413)."""
+
+    code = "payload_too_large"
+
+
+class GitFetchError(TriggerError):
+    """git could not fetch or check out the pushed commit (HTTP 502); git's words are the message."""
+
+    code = "git_fetch_failed"
+
+
+class ScheduleError(MloopError, ValueError):
+    """A schedule refused: a bad name, cron expression, time zone or catch-up policy, a name taken."""
+
+    code = "schedule_error"
+    exit_code = 2
+
+
+class ScheduleExistsError(ScheduleError):
+    """A schedule of that name exists already (HTTP 409)."""
+
+    code = "schedule_exists"
+
+
+class TriggerWorkflowError(TriggerError):
+    """The pushed commit's workflow file is missing, cannot be loaded, or refuses the trigger's
+    parameters (HTTP 422); nothing was queued."""
+
+    code = "trigger_workflow_invalid"
 
 
 class StoreError(MloopError):

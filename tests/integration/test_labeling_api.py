@@ -36,7 +36,10 @@ def server(tmp_path: Path) -> Iterator[tuple[httpx.Client, Embedded]]:
     bg = cli.start("server", "--port", "0")
     found = wait_until(lambda: re.search(r"mloop server at (http://127\.0\.0\.1:\d+)", bg.output()), 60, bg.output)
     url = found.group(1)
-    with httpx.Client(base_url=url + "/api/v1", timeout=30) as client:
+    token = re.search(r"admin token: (mlp_\S+)", bg.output())
+    assert token, bg.output()
+    with httpx.Client(base_url=url + "/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {token.group(1)}"}) as client:
         wait_until(lambda: _answers(client), 30, bg.output)
         yield client, store
     bg.proc.terminate()

@@ -38,7 +38,7 @@ def has_live_engine(run: RunRecord) -> bool:
 
 
 def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] | None = None,
-              limit: int = 20) -> list[RunRecord]:
+              limit: int = 20, offset: int = 0) -> list[RunRecord]:
     """Runs, newest first, of one workflow and/or in some statuses.
 
     Raises:
@@ -57,7 +57,7 @@ def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] |
         shown = ", ".join(known[:10]) + (f" (and {len(known) - 10} more)" if len(known) > 10 else "")
         raise NotFoundError(f"no workflow named {workflow!r} has been run here",
                             hint=f"workflows: {shown}" if known else "no workflow has been run here yet")
-    return ctx.store.list_runs(workflow, list(status) if status else None, limit)
+    return ctx.store.list_runs(workflow, list(status) if status else None, limit, offset)
 
 
 def run_detail(ctx: Context, run_id: str) -> RunDetail:

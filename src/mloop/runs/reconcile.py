@@ -16,7 +16,7 @@ from mloop.engine import transitions
 from mloop.engine.ownership import engine_alive
 from mloop.store.base import RunRecord, StepRecord
 
-__all__ = ["LIVE_STATUSES", "cancel_step_job", "reconcile_orphans", "reconcile_run"]
+__all__ = ["LIVE_STATUSES", "cancel_step_job", "notify_quietly", "reconcile_orphans", "reconcile_run"]
 
 #: Run statuses an engine process owns; a run in one of them may have lost its engine.
 LIVE_STATUSES = ["running", "waiting_input"]
@@ -104,4 +104,19 @@ def reconcile_orphans(ctx: Context) -> list[str]:
     for run in ctx.store.list_runs(status=["pending", *LIVE_STATUSES], limit=10_000):
         if reconcile_run(ctx, run):
             done.append(run.id)
+    if done:  # a killed run's failure is notified by the next command that finds it
+        notify_quietly(ctx)
     return done
+
+
+def notify_quietly(ctx: Context, max_seconds: float = 5.0) -> None:
+    """Send pending notifications for at most ``max_seconds`` if any subscription exists (one
+    small query when none is declared in settings); every error is logged, none raised."""
+    try:
+        if not ctx.settings.notify and not ctx.store.notify.has_subscriptions():
+            return
+    except Exception:  # noqa: BLE001 - a store without the notification tables notifies nobody
+        return
+    from mloop.notify.notifier import pump_quietly
+
+    pump_quietly(ctx, max_seconds=max_seconds)

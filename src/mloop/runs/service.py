@@ -28,6 +28,7 @@ from mloop.errors import (
 )
 from mloop.runs.open import default_settings, open_backend, release_spec_with_settings  # noqa: F401 - re-exported
 from mloop.runs.reconcile import cancel_step_job, reconcile_run
+from mloop.runs.reconcile import notify_quietly
 from mloop.spec.io import dump_spec, load_spec, spec_hash
 from mloop.spec.models import WorkflowSpec
 from mloop.spec.values import coerce_given, resolve_values
@@ -233,10 +234,17 @@ def result_of(backend: Context, run: RunRecord) -> RunResult:
 def run_to_end(backend: Context, run_id: str, listener: Listener | None = None, *,
                detach_when_waiting: bool = False, resume: bool = False,
                launcher: Launcher | None = None) -> RunResult:
-    """Execute a run and summarise how it ended (what every door shows)."""
+    """Execute a run and summarise how it ended (what every door shows); then send the
+    notifications it caused, when anything is subscribed (bounded, never raising)."""
+    if backend.settings.notify:  # subscriptions in mloop.toml: stored before the run's events
+        from mloop.notify.notifier import sync_quietly
+
+        sync_quietly(backend)
     run = execute_run(backend, run_id, listener, detach_when_waiting=detach_when_waiting, resume=resume,
                       launcher=launcher)
-    return result_of(backend, run)
+    result = result_of(backend, run)
+    notify_quietly(backend)
+    return result
 
 
 def raise_for_result(result: RunResult) -> None:

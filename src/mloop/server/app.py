@@ -8,25 +8,30 @@ of their code (:data:`HTTP_STATUS`), so a client can rebuild the same error.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from mloop.config import Settings
 from mloop.errors import MissingExtraError, MloopError
+from mloop.runs.queue import QueueLimits
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from mloop.context import Context
 
-__all__ = ["HTTP_STATUS", "create_app", "http_status"]
+__all__ = ["HTTP_STATUS", "ServerMetrics", "backend_of", "create_app", "http_status"]
 
 #: ``MloopError.code`` -> HTTP status; other errors that refine ValueError are 400, the rest 500.
 HTTP_STATUS: dict[str, int] = {
     "not_found": 404, "unknown_output": 404, "labeling_error": 422, "dataset_error": 422, "dataset_format": 422,
     "bad_placeholder_value": 422, "spec_invalid": 422, "bad_model": 422, "bad_input": 422,
     "dataset_conflict": 409, "label_task_completed": 409, "model_version_exists": 409, "bad_run_state": 409, "not_supported_yet": 501,
-    "store_error": 503, "schema_version": 503,
+    "store_error": 503, "schema_version": 503, "unauthorized": 401, "forbidden": 403,
+    "schedule_exists": 409,
+    "trigger_error": 400, "trigger_unauthorized": 401, "payload_too_large": 413, "git_fetch_failed": 502,
+    "trigger_workflow_invalid": 422,
 }
 
 
@@ -36,21 +41,28 @@ def http_status(exc: MloopError) -> int:
     return 400 if isinstance(exc, ValueError) else 500
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = None,
+               background: bool = True) -> FastAPI:
     """The server's app; it opens the store and artifact store of ``settings`` (default: the
     environment and ``mloop.toml``) when it starts and closes them when it stops.
+
+    Args:
+        queue: how many queued runs execute at once (default: :class:`QueueLimits`).
+        background: run the queue (and the other loops) in this process; False serves the API only.
 
     Raises:
         MissingExtraError: FastAPI is not installed (``pip install 'mloop[serve]'``).
     """
     try:
-        from fastapi import FastAPI, Request
+        from fastapi import Depends, FastAPI, Request, Response
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
     except ImportError as exc:
         raise MissingExtraError("fastapi", "serve") from exc
     from mloop import __version__
-    from mloop.server.api import labels
+    from mloop.server.api import labels, notify, runs, schedules, triggers
+    from mloop.server.auth import requires
+    from mloop.server.runtime import ServerRuntime
 
     settings = settings or Settings()
 
@@ -59,14 +71,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from mloop.runs import open_backend
 
         app.state.backend = open_backend(settings)
+        runtime = ServerRuntime(app.state.backend, queue or QueueLimits())
+        app.state.runtime = runtime
+        app.state.dispatcher = runtime.dispatcher
+        if background:
+            runtime.start()
         try:
             yield
         finally:
+            runtime.stop()
             app.state.backend.close()
 
     app = FastAPI(title="mloop", version=__version__, lifespan=lifespan,
-                  description="The mloop server: labeling tasks (more areas to come).")
+                  description="The mloop team server: runs and their queue, workflows, events, tokens, "
+                              "labeling. Every endpoint but /api/v1/health and /metrics needs an API token "
+                              "(`Authorization: Bearer <token>`).")
     app.state.settings = settings
+    metrics = ServerMetrics()
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(request.method, getattr(route, "path", "unmatched"), time.perf_counter() - started)
+        return response
 
     @app.exception_handler(MloopError)
     async def mloop_error(request: Request, exc: MloopError) -> JSONResponse:
@@ -83,7 +113,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
-    app.include_router(labels.router, prefix="/api/v1")
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(app.state.backend, app.state.runtime), media_type=metrics.content_type)
+
+    authorized = [Depends(requires())]
+    app.include_router(runs.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(runs.admin_router, prefix="/api/v1")
+    app.include_router(labels.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(triggers.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(schedules.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(notify.router, prefix="/api/v1", dependencies=authorized)
+    # Signed per trigger (HMAC of the body with the trigger's secret): no API token.
+    app.include_router(triggers.webhook_router, prefix="/api/v1")
     return app
 
 
@@ -91,3 +133,37 @@ def backend_of(app: Any) -> Context:
     """The backend the running app opened."""
     backend: Context = app.state.backend
     return backend
+
+
+class ServerMetrics:
+    """The server's Prometheus metrics: runs by state, queue depth, request latency, and the
+    background loops' last ticks (read when scraped)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        self.registry = CollectorRegistry()
+        self.content_type = CONTENT_TYPE_LATEST
+        self.latency = Histogram("mloop_http_request_seconds", "API request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
+
+    def observe(self, method: str, route: str, seconds: float) -> None:
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self, ctx: Context, runtime: Any) -> bytes:
+        from prometheus_client import generate_latest
+
+        from mloop.engine.transitions import RUN_STATUSES
+
+        lines = ["# HELP mloop_runs Runs by status.", "# TYPE mloop_runs gauge"]
+        counts = ctx.store.count_runs_by_status()
+        lines += [f'mloop_runs{{status="{s}"}} {counts.get(s, 0)}' for s in sorted(RUN_STATUSES)]
+        lines += ["# HELP mloop_queue_depth Runs waiting in the queue.", "# TYPE mloop_queue_depth gauge",
+                  f"mloop_queue_depth {ctx.store.count_queued_runs()}",
+                  "# HELP mloop_queue_running Queued runs this server executes now.",
+                  "# TYPE mloop_queue_running gauge", f"mloop_queue_running {len(runtime.dispatcher.running)}"]
+        for name, value in sorted(runtime.gauges().items()):
+            lines += [f"# TYPE mloop_{name} gauge", f"mloop_{name} {value}"]
+        return ("\n".join(lines) + "\n").encode() + generate_latest(self.registry)

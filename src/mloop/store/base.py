@@ -17,8 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 if TYPE_CHECKING:  # the repositories' modules import this one (for _Record)
     from mloop.store.datasets import DatasetRepository
     from mloop.store.labels import LabelRepository
+    from mloop.store.notify import NotifyRepository
     from mloop.store.registry import ModelRepository
+    from mloop.store.schedules import ScheduleRepository
     from mloop.store.services import ServiceRepository
+    from mloop.store.triggers import TriggerRepository
+    from mloop.store.tokens import TokenRepository
 
 RunStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "stopped"]
 StepStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "skipped", "stopped"]
@@ -204,6 +208,26 @@ class Store(abc.ABC):
     def services(self) -> ServiceRepository:
         """Managed inference services and their deployments."""
 
+    @property
+    @abc.abstractmethod
+    def schedules(self) -> ScheduleRepository:
+        """Schedules (cron-driven runs) and their fires."""
+
+    @property
+    @abc.abstractmethod
+    def triggers(self) -> TriggerRepository:
+        """Git-push triggers and the deliveries they received."""
+
+    @property
+    @abc.abstractmethod
+    def tokens(self) -> TokenRepository:
+        """API tokens of the server (hashed, scoped, revocable)."""
+
+    @property
+    @abc.abstractmethod
+    def notify(self) -> NotifyRepository:
+        """Notification subscriptions, the outbox of notifications and the notifier's cursor."""
+
     # -- releases -----------------------------------------------------------------------------
     @abc.abstractmethod
     def create_release(self, workflow_name: str, spec: dict[str, Any], extend: dict[str, Any] | None = None,
@@ -247,8 +271,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
-                  limit: int = 50) -> list[RunRecord]:
-        """Newest first."""
+                  limit: int = 50, offset: int = 0) -> list[RunRecord]:
+        """Newest first (skipping the first ``offset``)."""
+
+    @abc.abstractmethod
+    def count_runs_by_status(self) -> dict[str, int]:
+        """How many runs are in each status (statuses with none are left out)."""
+
+    @abc.abstractmethod
+    def count_queued_runs(self) -> int:
+        """How many runs wait in the queue (pending, no engine or creator recorded)."""
 
     @abc.abstractmethod
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
@@ -295,6 +327,10 @@ class Store(abc.ABC):
         """Oldest first."""
 
     # -- metrics and artifacts ----------------------------------------------------------------
+    @abc.abstractmethod
+    def events_after(self, after_id: int, run_id: str | None = None, limit: int = 500) -> list[EventRecord]:
+        """Transitions with an id above ``after_id`` (of one run, or of all), oldest first."""
+
     @abc.abstractmethod
     def add_metrics(self, run_id: str, step_name: str, entries: Sequence[MetricRecord]) -> None:
         """Replace the step's metrics from the same source files with these entries."""

@@ -45,10 +45,14 @@ from mloop.store.base import (
 from mloop.store.database import Database
 from mloop.store.datasets import DatasetRepository
 from mloop.store.labels import LabelRepository
+from mloop.store.notify import NotifyRepository
 from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
 from mloop.store.registry import ModelRepository
+from mloop.store.schedules import ScheduleRepository
 from mloop.store.services import ServiceRepository
-from mloop.store import notify, schedules, tokens, triggers  # noqa: F401 - their tables join Base.metadata
+from mloop.store.triggers import TriggerRepository
+from mloop.store import notify, schedules, triggers  # noqa: F401 - their tables join Base.metadata
+from mloop.store.tokens import TokenRepository
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -253,6 +257,10 @@ class SQLStore(Store):
         self._labels = LabelRepository(self.db)
         self._registry = ModelRepository(self.db)
         self._services = ServiceRepository(self.db)
+        self._schedules = ScheduleRepository(self.db)
+        self._triggers = TriggerRepository(self.db)
+        self._tokens = TokenRepository(self.db)
+        self._notify = NotifyRepository(self.db)
 
     def __enter__(self) -> SQLStore:
         return self
@@ -279,6 +287,22 @@ class SQLStore(Store):
     @property
     def services(self) -> ServiceRepository:
         return self._services
+
+    @property
+    def schedules(self) -> ScheduleRepository:
+        return self._schedules
+
+    @property
+    def triggers(self) -> TriggerRepository:
+        return self._triggers
+
+    @property
+    def tokens(self) -> TokenRepository:
+        return self._tokens
+
+    @property
+    def notify(self) -> NotifyRepository:
+        return self._notify
 
     # -- transactions -----------------------------------------------------------------------
     def _session(self, *, write: bool) -> AbstractContextManager[Session]:
@@ -433,21 +457,32 @@ class SQLStore(Store):
             return matches[0].to_record()
 
     def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
-                  limit: int = 50) -> list[RunRecord]:
+                  limit: int = 50, offset: int = 0) -> list[RunRecord]:
         """Runs, newest first.
 
         Args:
             workflow_name: only runs of this workflow.
             status: only runs in one of these statuses.
             limit: at most this many runs.
+            offset: skip this many first (pages).
         """
-        query = select(Run).order_by(Run.created_at.desc(), Run.number.desc()).limit(limit)
+        query = select(Run).order_by(Run.created_at.desc(), Run.number.desc()).limit(limit).offset(offset)
         if workflow_name is not None:
             query = query.where(Run.workflow_name == workflow_name)
         if status is not None:
             query = query.where(Run.status.in_(list(status)))
         with self._session(write=False) as session:
             return [row.to_record() for row in session.scalars(query)]
+
+    def count_runs_by_status(self) -> dict[str, int]:
+        with self._session(write=False) as session:
+            rows = session.execute(select(Run.status, func.count()).group_by(Run.status))
+            return {status: count for status, count in rows}
+
+    def count_queued_runs(self) -> int:
+        with self._session(write=False) as session:
+            return int(session.scalar(select(func.count()).select_from(Run)
+                                      .where(Run.status == "pending", Run.engine_pid.is_(None))) or 0)
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         """Set fields other than ``status`` (engine_pid, params, stop_requested, ...).
@@ -642,6 +677,15 @@ class SQLStore(Store):
                 for a in latest.values()
             ])
         return True
+
+    def events_after(self, after_id: int, run_id: str | None = None, limit: int = 500) -> list[EventRecord]:
+        """Transitions with an id above ``after_id`` (of one run, or of all), oldest first: what
+        an event stream that reconnects with ``Last-Event-ID`` resumes from."""
+        query = select(Event).where(Event.id > after_id).order_by(Event.id).limit(limit)
+        if run_id is not None:
+            query = query.where(Event.run_id == run_id)
+        with self._session(write=False) as session:
+            return [row.to_record() for row in session.scalars(query)]
 
     def list_events(self, run_id: str) -> list[EventRecord]:
         """The run's and its steps' transitions, oldest first.

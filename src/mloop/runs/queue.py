@@ -1,0 +1,183 @@
+"""The run queue of the team server: runs submitted to it wait, durably, until a server takes them.
+
+A queued run is an ordinary ``pending`` run with no creator recorded (``engine_pid`` is null),
+so :func:`~mloop.runs.reconcile.reconcile_run` leaves it alone and nothing about it lives only
+in memory: a server that restarts (or is SIGKILLed) finds its queue in the store. A server takes
+a run by the engine's claim, ``pending -> running`` as one compare-and-set on the run's status,
+so two servers on one database never run the same run twice; on PostgreSQL the candidates are
+read with ``FOR UPDATE SKIP LOCKED`` so two servers polling at once look at different runs
+instead of contending for the same one.
+
+Layer: run service (the server's launcher seam). Doors call :func:`submit`; the server runs one
+:class:`Dispatcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mloop.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from mloop.context import Context
+    from mloop.store.base import RunRecord
+
+__all__ = ["Dispatcher", "QueueLimits", "queued_runs", "submit"]
+
+log = logging.getLogger("mloop.queue")
+
+
+def submit(ctx: Context, workflow_name: str, values: dict[str, Any] | None = None, *, version: int | None = None,
+           origin: dict[str, Any] | None = None, steps: list[str] | None = None) -> RunRecord:
+    """Queue a run of a released workflow (its latest release, or ``version``).
+
+    Raises:
+        NotFoundError: the workflow (or that version of it) was never released.
+        PlaceholderValueError: a bad, unknown or missing value (nothing is queued).
+    """
+    from mloop.runs.service import create_run
+    from mloop.spec import load_spec
+
+    if version is None:
+        release = ctx.store.latest_release(workflow_name)
+    else:
+        release = next((r for r in ctx.store.list_releases(workflow_name) if r.version == version), None)
+    if release is None:
+        which = f"version {version} of " if version is not None else ""
+        raise NotFoundError(f"no release of {which}workflow {workflow_name!r}",
+                            hint="release it first (`mloop release WORKFLOW.py`, or workflow.release())",
+                            workflow=workflow_name)
+    spec = load_spec(release.spec, validate=False)
+    return create_run(ctx, spec, values or {}, steps=steps, origin=origin, queued=True)
+
+
+def queued_runs(ctx: Context, limit: int = 1000) -> list[RunRecord]:
+    """Runs waiting in the queue, oldest first."""
+    runs = ctx.store.list_runs(status=["pending"], limit=limit)
+    return sorted((r for r in runs if r.engine_pid is None), key=lambda r: r.created_at)
+
+
+@dataclass
+class QueueLimits:
+    """How many queued runs a server executes at once: in all, and per workflow (0: no limit)."""
+
+    concurrency: int = 4
+    per_workflow: int = 0
+
+
+@dataclass
+class _Slot:
+    workflow: str
+    thread: threading.Thread
+
+
+@dataclass
+class Dispatcher:
+    """Takes queued runs and executes each in a thread of this process, within the limits.
+
+    ``wake()`` makes it look at the queue at once (a door that just submitted calls it); it
+    also looks every ``poll_seconds``, which is how it sees runs another process queued.
+    """
+
+    ctx: Context
+    limits: QueueLimits = field(default_factory=QueueLimits)
+    poll_seconds: float = 0.5
+    on_error: Callable[[str, BaseException], None] | None = None
+    _running: dict[str, _Slot] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    last_tick: float | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="mloop-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - a bad moment of the store must not end the queue
+                log.exception("the run queue could not be read; trying again")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def tick(self) -> list[str]:
+        """Start what the limits allow; the ids of the runs started."""
+        self.last_tick = time.time()
+        with self._lock:
+            for run_id in [r for r, slot in self._running.items() if not slot.thread.is_alive()]:
+                del self._running[run_id]
+            free = self.limits.concurrency - len(self._running) if self.limits.concurrency > 0 else 1_000_000
+            per: dict[str, int] = {}
+            for slot in self._running.values():
+                per[slot.workflow] = per.get(slot.workflow, 0) + 1
+        started: list[str] = []
+        if free <= 0:
+            return started
+        for run in self._candidates(free * 4 + 16):
+            if free <= 0:
+                break
+            if run.id in self._running:
+                continue
+            if self.limits.per_workflow > 0 and per.get(run.workflow_name, 0) >= self.limits.per_workflow:
+                continue
+            thread = threading.Thread(target=self._execute, args=(run.id,), name=f"run-{run.id[:8]}", daemon=True)
+            with self._lock:
+                self._running[run.id] = _Slot(run.workflow_name, thread)
+            per[run.workflow_name] = per.get(run.workflow_name, 0) + 1
+            free -= 1
+            thread.start()
+            started.append(run.id)
+        return started
+
+    def _candidates(self, limit: int) -> list[RunRecord]:
+        """Queued runs, oldest first; on PostgreSQL rows another server is looking at are skipped."""
+        from sqlalchemy import select
+
+        from mloop.store.models import Run
+
+        store = self.ctx.store
+        db = getattr(store, "db", None)
+        if db is None:
+            return queued_runs(self.ctx, limit)
+        query = (select(Run).where(Run.status == "pending", Run.engine_pid.is_(None))
+                 .order_by(Run.created_at).limit(limit))
+        with db.session(write=True) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            return [row.to_record() for row in session.scalars(query)]
+
+    def _execute(self, run_id: str) -> None:
+        from mloop.runs.service import InProcessLauncher
+
+        try:
+            # The engine claims it (pending -> running, compare-and-set): if another server
+            # took it first, the engine finds it no longer pending and leaves it.
+            InProcessLauncher().launch(self.ctx, run_id, listener=None, detach_when_waiting=True, resume=False)
+        except Exception as exc:  # noqa: BLE001 - one run's failure is that run's, not the queue's
+            log.warning("run %s: %s", run_id[:8], exc)
+            if self.on_error is not None:
+                self.on_error(run_id, exc)
+        finally:
+            self._wake.set()  # a slot is free

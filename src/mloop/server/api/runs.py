@@ -1,0 +1,349 @@
+"""``/api/v1`` runs, workflows, events and tokens: the run service over HTTP.
+
+::
+
+    GET    /workflows                         released workflows (name, latest version, runs)
+    GET    /workflows/{name}/versions         its releases
+    POST   /runs                              queue a run {"workflow", "version"?, "parameters"?, "steps"?}
+    GET    /runs                              runs, newest first (?workflow=&status=&limit=&offset=)
+    GET    /runs/{id}                         one run with its steps
+    POST   /runs/{id}/stop                    stop it
+    POST   /runs/{id}/retry                   queue a failed or stopped run again (failed steps re-run)
+    POST   /runs/{id}/input                   {"values": {...}} for its delayed placeholders
+    GET    /runs/{id}/logs                    log lines (?step=&tail=)
+    GET    /runs/{id}/metrics                 metrics (?step=)
+    GET    /runs/{id}/events                  Server-Sent Events: its transitions, until it ends
+    GET    /events                            Server-Sent Events: every run's transitions
+    GET    /tokens, POST /tokens, DELETE /tokens/{id}   (admin) API tokens
+
+Event streams carry the event id; a client that reconnects with ``Last-Event-ID`` (or
+``?after=``) gets every event after it, so it misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from mloop.context import Context
+from mloop.errors import BadArgumentError
+from mloop.server.auth import requires
+from mloop.store.base import EventRecord, RunRecord, StepRecord
+
+router = APIRouter(tags=["runs"])
+admin_router = APIRouter(tags=["tokens"], dependencies=[Depends(requires("admin"))])
+
+#: How often an event stream looks for new events.
+STREAM_POLL_SECONDS = 0.25
+_TERMINAL = frozenset({"succeeded", "failed", "stopped"})
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.backend
+    return ctx
+
+
+def _wake(request: Request) -> None:
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+
+
+# -- shapes -------------------------------------------------------------------------------------
+class SubmitRun(BaseModel):
+    workflow: str = Field(description="a released workflow's name", min_length=1, max_length=200)
+    version: Optional[int] = Field(None, ge=1, description="its release version (default: the latest)")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="placeholder and data values")
+    steps: Optional[list[str]] = Field(None, description="run only these steps")
+
+
+class GiveInput(BaseModel):
+    values: dict[str, Any] = Field(description="values of the run's delayed placeholders")
+
+
+class StepOut(BaseModel):
+    name: str
+    type: str
+    status: str
+    attempt: int
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    exit_code: Optional[int] = None
+    message: Optional[str] = None
+
+    @classmethod
+    def of(cls, s: StepRecord) -> StepOut:
+        return cls(name=s.name, type=s.type, status=s.status, attempt=s.attempt, started_at=s.started_at,
+                   finished_at=s.finished_at, exit_code=s.exit_code, message=s.message)
+
+
+class RunOut(BaseModel):
+    id: str
+    workflow: str
+    number: int
+    status: str
+    release_id: str
+    params: dict[str, Any]
+    created_at: datetime
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    message: Optional[str] = None
+    attempt: int
+    origin: Optional[dict[str, Any]] = None
+    queued: bool = Field(description="pending with no engine yet: waiting in the server's queue")
+
+    @classmethod
+    def of(cls, r: RunRecord) -> RunOut:
+        return cls(id=r.id, workflow=r.workflow_name, number=r.number, status=r.status, release_id=r.release_id,
+                   params=r.params, created_at=r.created_at, started_at=r.started_at, finished_at=r.finished_at,
+                   message=r.message, attempt=r.attempt, origin=r.origin,
+                   queued=r.status == "pending" and r.engine_pid is None)
+
+
+class RunDetailOut(RunOut):
+    steps: list[StepOut]
+
+
+class RunPage(BaseModel):
+    runs: list[RunOut]
+    limit: int
+    offset: int
+
+
+class WorkflowOut(BaseModel):
+    name: str
+    latest_version: int
+    versions: int
+    released_at: datetime
+
+
+class VersionOut(BaseModel):
+    id: str
+    version: int
+    spec_hash: str
+    created_at: datetime
+    extend: dict[str, Any]
+
+
+class LogLine(BaseModel):
+    step: str
+    line: str
+
+
+class MetricOut(BaseModel):
+    step: str
+    key: str
+    title: str
+    type: str
+    value: Optional[float] = None
+    data: dict[str, Any]
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    scope: str
+    created_at: datetime
+    last_used_at: Optional[datetime] = None
+    revoked_at: Optional[datetime] = None
+
+
+class NewToken(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    scope: str = Field("run", description="read | run | admin")
+
+
+class CreatedToken(TokenOut):
+    token: str = Field(description="the token: shown this once, never again")
+
+
+def _detail(ctx: Context, run: RunRecord) -> RunDetailOut:
+    steps = [StepOut.of(s) for s in ctx.store.list_steps(run.id)]
+    return RunDetailOut(**RunOut.of(run).model_dump(), steps=steps)
+
+
+# -- workflows ----------------------------------------------------------------------------------
+@router.get("/workflows", response_model=list[WorkflowOut])
+def list_workflows(request: Request) -> list[WorkflowOut]:
+    latest: dict[str, WorkflowOut] = {}
+    for rel in _ctx(request).store.list_releases():
+        seen = latest.get(rel.workflow_name)
+        count = (seen.versions if seen else 0) + 1
+        if seen is None or rel.version > seen.latest_version:
+            latest[rel.workflow_name] = WorkflowOut(name=rel.workflow_name, latest_version=rel.version,
+                                                    versions=count, released_at=rel.created_at)
+        else:
+            seen.versions = count
+    return sorted(latest.values(), key=lambda w: w.name)
+
+
+@router.get("/workflows/{name}/versions", response_model=list[VersionOut])
+def workflow_versions(request: Request, name: str) -> list[VersionOut]:
+    from mloop.errors import NotFoundError
+
+    releases = _ctx(request).store.list_releases(name)
+    if not releases:
+        raise NotFoundError(f"no workflow named {name!r} was released here", workflow=name)
+    return [VersionOut(id=r.id, version=r.version, spec_hash=r.spec_hash, created_at=r.created_at, extend=r.extend)
+            for r in releases]
+
+
+# -- runs ---------------------------------------------------------------------------------------
+@router.post("/runs", status_code=201, response_model=RunOut)
+def submit_run(request: Request, body: SubmitRun) -> RunOut:
+    from mloop.runs.queue import submit
+
+    token = getattr(request.state, "token", None)
+    origin = {"kind": "api", "token": token.name if token else None}
+    run = submit(_ctx(request), body.workflow, body.parameters, version=body.version, origin=origin,
+                 steps=body.steps)
+    _wake(request)
+    return RunOut.of(run)
+
+
+@router.get("/runs", response_model=RunPage)
+def list_runs(request: Request, workflow: Optional[str] = None,
+              status: Optional[list[str]] = Query(None, description="one or more run statuses"),
+              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10_000_000)) -> RunPage:
+    from mloop.runs.queries import list_runs as query
+
+    runs = query(_ctx(request), workflow, status, limit, offset)
+    return RunPage(runs=[RunOut.of(r) for r in runs], limit=limit, offset=offset)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetailOut)
+def get_run(request: Request, run_id: str) -> RunDetailOut:
+    ctx = _ctx(request)
+    return _detail(ctx, ctx.store.get_run(run_id))
+
+
+@router.post("/runs/{run_id}/stop", response_model=RunDetailOut)
+def stop(request: Request, run_id: str) -> RunDetailOut:
+    from mloop.runs.service import stop_run
+
+    ctx = _ctx(request)
+    return _detail(ctx, stop_run(ctx, run_id))
+
+
+@router.post("/runs/{run_id}/retry", response_model=RunDetailOut)
+def retry(request: Request, run_id: str) -> RunDetailOut:
+    from mloop.runs.service import retry_run
+
+    ctx = _ctx(request)
+    run = retry_run(ctx, run_id)
+    # Into the queue: the owner of its last attempt is forgotten, so a server takes it.
+    run = ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
+    _wake(request)
+    return _detail(ctx, run)
+
+
+@router.post("/runs/{run_id}/input", response_model=RunDetailOut)
+def give_input(request: Request, run_id: str, body: GiveInput) -> RunDetailOut:
+    from mloop.runs.service import provide_input
+
+    ctx = _ctx(request)
+    run = provide_input(ctx, run_id, body.values)
+    _wake(request)
+    return _detail(ctx, run)
+
+
+@router.get("/runs/{run_id}/logs", response_model=list[LogLine])
+def logs(request: Request, run_id: str, step: Optional[str] = None,
+         tail: int = Query(1000, ge=1, le=100_000)) -> list[LogLine]:
+    from mloop.runs.queries import log_lines
+
+    lines = [LogLine(step=s, line=line) for s, line in log_lines(_ctx(request), run_id, step)]
+    return lines[-tail:]
+
+
+@router.get("/runs/{run_id}/metrics", response_model=list[MetricOut])
+def metrics(request: Request, run_id: str, step: Optional[str] = None) -> list[MetricOut]:
+    from mloop.runs.queries import run_metrics
+
+    return [MetricOut(step=m.step_name, key=m.key, title=m.title, type=m.type, value=m.value, data=m.data)
+            for m in run_metrics(_ctx(request), run_id, step)]
+
+
+# -- event streams ------------------------------------------------------------------------------
+def _start_after(request: Request, after: Optional[int]) -> int:
+    header = request.headers.get("last-event-id")
+    if header is not None:
+        if not header.isdigit() or len(header) > 18:
+            raise BadArgumentError("Last-Event-ID must be an event id (a number)")
+        return int(header)
+    return after or 0
+
+
+def _frame(event: EventRecord, workflow: str | None = None) -> str:
+    data = {"id": event.id, "run_id": event.run_id, "step": event.step_name, "from": event.from_status,
+            "to": event.to_status, "at": event.at.isoformat(), "message": event.message}
+    if workflow is not None:
+        data["workflow"] = workflow
+    return f"id: {event.id}\nevent: transition\ndata: {json.dumps(data)}\n\n"
+
+
+def _stream(request: Request, ctx: Context, after: int, run_id: str | None) -> StreamingResponse:
+    async def frames() -> AsyncIterator[str]:
+        last = after
+        yield ": mloop event stream\n\n"
+        idle = 0.0
+        while not await request.is_disconnected():
+            events = await run_in_threadpool(ctx.store.events_after, last, run_id)
+            for event in events:
+                last = event.id
+                yield _frame(event)
+            if run_id is not None and not events:
+                run = await run_in_threadpool(ctx.store.get_run, run_id)
+                if run.status in _TERMINAL:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+            idle = 0.0 if events else idle + STREAM_POLL_SECONDS
+            if idle >= 15:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/runs/{run_id}/events")
+def run_events(request: Request, run_id: str, after: Optional[int] = Query(None, ge=0)) -> StreamingResponse:
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)  # 404 before the stream starts
+    return _stream(request, ctx, _start_after(request, after), run.id)
+
+
+@router.get("/events")
+def all_events(request: Request, after: Optional[int] = Query(None, ge=0)) -> StreamingResponse:
+    return _stream(request, _ctx(request), _start_after(request, after), None)
+
+
+# -- tokens (admin) -----------------------------------------------------------------------------
+def _token_out(t: Any) -> TokenOut:
+    return TokenOut(id=t.id, name=t.name, scope=t.scope, created_at=t.created_at, last_used_at=t.last_used_at,
+                    revoked_at=t.revoked_at)
+
+
+@admin_router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(request: Request) -> list[TokenOut]:
+    return [_token_out(t) for t in _ctx(request).store.tokens.list()]
+
+
+@admin_router.post("/tokens", status_code=201, response_model=CreatedToken)
+def create_token(request: Request, body: NewToken) -> CreatedToken:
+    record, text = _ctx(request).store.tokens.create(body.name, body.scope)
+    return CreatedToken(**_token_out(record).model_dump(), token=text)
+
+
+@admin_router.delete("/tokens/{token_id}", response_model=TokenOut)
+def revoke_token(request: Request, token_id: str) -> TokenOut:
+    return _token_out(_ctx(request).store.tokens.revoke(token_id))
