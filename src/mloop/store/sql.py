@@ -51,7 +51,7 @@ from mloop.store.registry import ModelRepository
 from mloop.store.schedules import ScheduleRepository
 from mloop.store.services import ServiceRepository
 from mloop.store.triggers import TriggerRepository
-from mloop.store import notify, schedules, triggers  # noqa: F401 - their tables join Base.metadata
+from mloop.store import notify, schedules, tracking, triggers, users, workflows  # noqa: F401 - tables
 from mloop.store.tokens import TokenRepository
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
