@@ -1,9 +1,11 @@
 """One settings object, read once at the entry point (CLI, server, SDK verb) and passed down.
 
 Values come from, highest first: explicit keyword arguments, ``MLOOP_*`` environment
-variables, a TOML config file (``MLOOP_CONFIG``, else ``./mloop.toml`` if present; keys at
-top level or under ``[mloop]``), then the defaults below. With nothing configured,
-everything works locally under ``./.mloop/``.
+variables, a TOML config file (``MLOOP_CONFIG``, else the project's ``mloop.toml`` if present;
+keys at top level or under ``[mloop]``), then the defaults below. With nothing configured,
+everything works locally under ``.mloop/`` of the project folder: the current folder or the
+nearest one above it holding a ``.mloop/`` or a ``mloop.toml``, as git finds its repository
+(none: ``./.mloop/``).
 
 The engine never reads ``os.environ`` itself.
 """
@@ -17,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from mloop.errors import ConfigError, UnknownFlavorError
 
@@ -83,10 +85,30 @@ DEFAULT_FLAVORS: dict[str, Flavor] = {
 }
 
 
+HOME_DIR = ".mloop"
+CONFIG_FILE = "mloop.toml"
+
+
+def find_project(start: Path | None = None) -> Path | None:
+    """The folder whose home a command uses, found as git finds its repository: the current
+    folder or the nearest one above it holding a ``.mloop/`` folder or a ``mloop.toml``
+    (up to ``/``). None: there is none (the home is then ``./.mloop``, made on first use)."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        try:
+            if (folder / HOME_DIR).is_dir() or (folder / CONFIG_FILE).is_file():
+                return folder
+        except OSError:  # a folder above we may not look into
+            return None
+    return None
+
+
 def _toml_values(fields: typing.Collection[str]) -> dict[str, Any]:
-    """The fields set in ``mloop.toml`` (or the file named by ``MLOOP_CONFIG``)."""
+    """The fields set in ``mloop.toml`` (or the file named by ``MLOOP_CONFIG``): the one of the
+    project folder (:func:`find_project`), whose relative ``home`` is taken from that folder."""
     named = os.environ.get("MLOOP_CONFIG")
-    path = Path(named) if named else Path("mloop.toml")
+    project = None if named else find_project()
+    path = Path(named) if named else (project or Path()) / CONFIG_FILE
     if named and not path.is_file():
         raise ConfigError(f"MLOOP_CONFIG names {path}, which does not exist",
                           hint="fix the path or unset MLOOP_CONFIG")
@@ -112,6 +134,9 @@ def _toml_values(fields: typing.Collection[str]) -> dict[str, Any]:
             lines.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ConfigError(f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(lines)}",
                           hint=f"settings: {', '.join(sorted(fields))}")
+    home = table.get("home")
+    if project is not None and isinstance(home, str) and not Path(home).expanduser().is_absolute():
+        table["home"] = str(project / home)  # relative to the mloop.toml, not to a subfolder
     return table
 
 
@@ -183,6 +208,7 @@ class Settings(BaseModel):
     """
 
     model_config = ConfigDict(extra="ignore", validate_default=True)
+    _found_home: Path | None = PrivateAttr(None)
 
     home: Path = Field(Path(".mloop"), description="folder for the local database, artifacts and run files")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<home>/mloop.db")
@@ -196,6 +222,9 @@ class Settings(BaseModel):
                                        description="resource flavor table (id -> cpu/gpu/memory)")
     log_tail_lines: int = Field(20, ge=0, description="log lines shown when a step fails")
     stop_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM-to-SIGKILL grace period on stop")
+    max_image_pixels: int = Field(100_000_000, ge=1,
+                                  description="most pixels (width x height) an image may declare: larger ones are "
+                                              "refused by dataset imports before decoding (decompression bombs)")
     server_url: str | None = Field(None, description="mloop server URL (client mode); unset = embedded")
     token: str | None = Field(None, description="API token for the server")
     notify: list[NotifySpec] = Field(default_factory=list,
@@ -213,10 +242,26 @@ class Settings(BaseModel):
         given = {by_lower.get(k.lower(), k): v for k, v in values.items()}
         toml, env = _toml_values(fields), _env_values(type(self))
         merged = _deep_update(_deep_update(toml, env), given)
+        found = None
+        if "home" not in merged:  # neither given, nor MLOOP_HOME, nor in mloop.toml: look upwards
+            project = find_project()
+            if project is not None:
+                found = project / HOME_DIR
+                merged["home"] = found
         try:
             super().__init__(**merged)
         except ValidationError as exc:
             raise _config_error(exc, toml, env, given) from None
+        self._found_home = found
+
+    @property
+    def home_found_above(self) -> Path | None:
+        """The home found in a folder above the current one (see :func:`find_project`), if it
+        was; None when the home is the current folder's or was set explicitly."""
+        found = self._found_home
+        if found is None or found.parent == Path.cwd().absolute():
+            return None
+        return found
 
     @field_validator("flavors", mode="before")
     @classmethod

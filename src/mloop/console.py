@@ -76,13 +76,18 @@ class RunDisplay:
     def table(self) -> Table:
         table = Table(title=self.title, title_justify="left", expand=False)
         for col in ("step", "type", "status", "time", "note"):
-            table.add_column(col, no_wrap=col != "note", overflow="fold")
+            # A note is one line, cut with an ellipsis: a failure's whole message (and its
+            # hint) is printed after the table, and waiting steps' reasons too.
+            table.add_column(col)  # fit_table: the note one line, cut with an ellipsis
         with self._lock:
             views = list(self.views.values())
         for v in views:
             note = v.message or ""
             table.add_row(v.name, v.type, status_text(v.status), duration(v.started, v.finished),
                           Text(note[:120], style="dim"))
+        from mloop.tables import fit_table
+
+        fit_table(table, ("note",), self.console)
         return table
 
     # -- context ----------------------------------------------------------------------------
@@ -132,11 +137,17 @@ class RunDisplay:
                 (self._live.console if self._live else self.console).print(out, highlight=False, markup=False)
 
 
-def summary(console: Console, run: RunRecord, failed_step: str | None, tail: list[str]) -> None:
-    """The last lines: the run's outcome, and for a failure the step and its log tail."""
+def summary(console: Console, run: RunRecord, failed_step: str | None, tail: list[str],
+            failed_message: str | None = None) -> None:
+    """The last lines: the run's outcome, and for a failure the step, why it failed (whole: the
+    live table cuts long notes, and a hint is no use cut) and its log tail."""
     style = STATUS_STYLE.get(run.status, "")
     console.print(Text.assemble(("run ", ""), (run.id[:12], "bold"), (" ", ""), (run.status, style),
                                 (f"  {run.message}" if run.message else "", "dim")), highlight=False)
+    if failed_step and failed_message:
+        named = failed_message.startswith(f"step {failed_step!r}")
+        console.print(Text.assemble(("" if named else f"step {failed_step!r}: ", "red"), (failed_message, "")),
+                      highlight=False, soft_wrap=True)
     if failed_step:
         console.print(f"step {failed_step!r} failed; last lines of its log:", style="red")
         for line in tail:
@@ -146,7 +157,8 @@ def summary(console: Console, run: RunRecord, failed_step: str | None, tail: lis
 
 def render_result(console: Console, result: RunResult) -> None:
     """How a run ended (:func:`summary`), and for a run left waiting, what it waits for."""
-    summary(console, result.run, result.failed.name if result.failed else None, result.log_tail)
+    summary(console, result.run, result.failed.name if result.failed else None, result.log_tail,
+            result.failed.message if result.failed else None)
     if result.run.status != "waiting_input":
         return
     for step in result.waiting:

@@ -254,11 +254,12 @@ def test_materialize_writes_the_job_layout(local: Context, tmp_path: Path) -> No
         if sample["labels"]:
             assert sample["path"] == f"{sample['split']}/{sample['labels'][0]}/{Path(sample['file']).name}"
     assert len(list((out / "train" / "cat").iterdir())) == 4 and len(list((out / "eval" / "dog").iterdir())) == 2
-    # Loose objects are hard links into the local object store (no copy of the bytes); packed ones copies.
+    # Loose objects are files of their own (reflinks or copies), never the store's inode: a job
+    # writing to its input can't change the store (issue 9: root ignores the objects' 0o444).
     digest = hashlib.sha256((src / "cat" / "big.png").read_bytes()).hexdigest()
     obj = Path(local.artifacts.root) / "datasets" / "objects" / digest[:2] / digest[2:]
     placed = next(out.glob("*/cat/big.png"))
-    assert placed.stat().st_ino == obj.stat().st_ino
+    assert placed.stat().st_ino != obj.stat().st_ino and obj.stat().st_nlink == 1
     assert next(out.glob("*/cat/000.png")).stat().st_nlink == 1
     with pytest.raises(DatasetError, match="not an empty folder"):
         ds.materialize(local, "layout", release.version, out)

@@ -8,18 +8,29 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from mloop.config import Settings
     from mloop.context import Context
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def open_cli_backend() -> Context:
-    """The backend the CLI works on: settings from the environment and ``mloop.toml``."""
+def open_cli_backend(settings: Settings | None = None) -> Context:
+    """The backend the CLI works on: settings from the environment and ``mloop.toml``. A home
+    found in a folder above the current one is named on stderr (one dim line)."""
     from mloop.config import Settings
     from mloop.runs import open_backend
 
-    return open_backend(Settings())
+    settings = settings or Settings()
+    note_home(settings)
+    return open_backend(settings)
+
+
+def note_home(settings: Settings) -> None:
+    """Say which home a command uses when it is a folder above's, not the current folder's."""
+    found = settings.home_found_above
+    if found is not None and settings.server_url is None:
+        err.print(f"using home {found}", style="dim", markup=False, highlight=False)
 
 
 def when(value: datetime) -> str:

@@ -1,8 +1,9 @@
-"""``mloop dataset ...``: versioned datasets: create, import, versions, diff, export, release."""
+"""``mloop dataset ...``: versioned datasets: create, import, versions, diff, export, release, verify."""
 
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -247,6 +248,36 @@ def dataset_export(ref: str = typer.Argument(..., help="NAME:VERSION (NAME alone
         path = write(backend, name, record.version, dest, progress=progress)
     out.print(f"[green]exported[/green] {record.dataset_name}:{record.version} ({record.file_count} files, "
               f"{_size(record.total_bytes)}) to {path}", highlight=False)
+
+
+@dataset_app.command("verify")
+def dataset_verify(ref: str = typer.Argument(..., help="NAME:VERSION (NAME alone: the latest)"),
+                   every: bool = typer.Option(False, "--all", help="verify every version of NAME"),
+                   as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Hash every stored file of a version in full; list damaged ones (exit 1 if any)."""
+    from mloop.services.datasets import list_versions, parse_ref, verify_version
+
+    name, version = parse_ref(ref)
+    with open_cli_backend() as backend, _progress() as progress:
+        versions = [r.version for r in list_versions(backend, name)] if every else [version]
+        reports = [verify_version(backend, name, v, progress=progress) for v in versions]
+    damaged = sum(len(r.damaged) for r in reports)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        for r in reports:
+            if not r.damaged:
+                out.print(f"[green]ok[/green] {r.dataset}:{r.version}: {r.files} files, {_size(r.bytes)} verified",
+                          highlight=False)
+                continue
+            out.print(f"[red]damaged[/red] {r.dataset}:{r.version}: {len(r.damaged)} of {r.files} files",
+                      highlight=False)
+            for d in r.damaged:
+                out.print(f"  {d.path}  {d.hash[:12]}  {d.problem}", highlight=False)
+    if damaged:
+        err.print("[red]damaged files are refused by export and job staging[/red]; restore the artifact store "
+                  "from a backup, or import those files again", highlight=False)
+        sys.exit(1)  # not typer.Exit: cli.main runs click with standalone_mode=False, which swallows its code
 
 
 @dataset_app.command("release")

@@ -27,6 +27,9 @@ def serve(
                                               help="model intra-op threads (default: cores - 1, at least 1)"),
         model_type: Optional[str] = typer.Option(None, "--model-type", help="force a model type (default: detected)"),
         access_log: bool = typer.Option(False, "--access-log", help="log every request"),
+        inference_timeout: float = typer.Option(60.0, "--inference-timeout", min=0.0,
+                                                help="seconds a prediction may take before it is answered 504 "
+                                                     "(0: no limit)"),
 ) -> None:
     """Serve a model over HTTP: POST /predict (JSON or an image upload), /health, /ready, /docs, /metrics."""
     from mloop.errors import MloopError
@@ -49,7 +52,8 @@ def serve(
     with out.status(f"loading {name}" + (f" version {version}" if version else "") + f" from {model_dir}"):
         app = create_app(model_dir, model_name=name, model_version=version, model_type=model_type,
                          batching=not no_batching, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                         max_body_bytes=max_body_bytes, threads=threads or default_threads())
+                         max_body_bytes=max_body_bytes, threads=threads or default_threads(),
+                         inference_timeout=inference_timeout)
     info = app.state.handler.info()
     try:
         sock = listen_socket(host, port)

@@ -44,6 +44,12 @@ def service_deploy(
     max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", help="dynamic batching: largest batch"),
     max_wait_ms: Optional[float] = typer.Option(None, "--max-wait-ms", help="dynamic batching: longest wait"),
     no_batching: bool = typer.Option(False, "--no-batching", help="one forward pass per request"),
+    inference_timeout: Optional[float] = typer.Option(
+        None, "--inference-timeout", min=0.0,
+        help="seconds a prediction may take before it is answered 504 (default 60; 0: no limit); a worker "
+             "stuck in a call past it is replaced"),
+    max_memory_mb: Optional[float] = typer.Option(
+        None, "--max-memory-mb", min=1.0, help="replace a worker whose memory (RSS) grows past this many MB"),
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE for the worker (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
@@ -61,7 +67,8 @@ def service_deploy(
     with open_cli_backend() as backend:
         with Status(f"deploying {model} to {name} ...", console=err):
             rec = deploy(backend, name, model, port=port, host=host, max_batch_size=max_batch_size,
-                         max_wait_ms=max_wait_ms, batching=not no_batching, envs=envs or None)
+                         max_wait_ms=max_wait_ms, batching=not no_batching, envs=envs or None,
+                         inference_timeout=inference_timeout, max_memory_mb=max_memory_mb)
     if as_json:
         print(json.dumps(_dump(rec), indent=2))
         return
@@ -83,12 +90,27 @@ def service_list(as_json: bool = typer.Option(False, "--json", help="print JSON"
     if not records:
         out.print("no services yet: `mloop service deploy NAME MODEL`, or a ServiceStep in a workflow")
         return
+    from rich.markup import escape
+
+    from mloop.tables import fit_table, short_when
+
     table = Table()
-    for col in ("service", "status", "model", "url", "restarts", "updated"):
-        table.add_column(col, no_wrap=col in ("service", "model", "url"))
+    for col in ("service", "status", "model", "url", "updated"):
+        table.add_column(col)
     for r in records:
-        table.add_row(r.name, _status(r), r.model_ref or "", r.url or "", str(r.restarts), _when(r.updated_at))
-    out.print(table)
+        restarts = f" ({r.restarts} restart{'s' if r.restarts != 1 else ''})" if r.restarts else ""
+        table.add_row(r.name, _status(r) + restarts, r.model_ref or "", r.url or "", short_when(r.updated_at))
+    # Name, model and URL whole on one line at any width (they are copied); the rest gives way,
+    # and where even they don't fit side by side, each service gets a few lines of its own.
+    if fit_table(table, ("status", "updated")):
+        out.print(table)
+        return
+    for r in records:
+        restarts = f" ({r.restarts} restart{'s' if r.restarts != 1 else ''})" if r.restarts else ""
+        out.print(f"[bold]{escape(r.name)}[/bold]  {_status(r)}{restarts}  updated {short_when(r.updated_at)}",
+                  highlight=False, soft_wrap=False, overflow="ignore", crop=False)
+        out.print(f"  model  {escape(r.model_ref or '')}", highlight=False, crop=False, overflow="ignore")
+        out.print(f"  url    {escape(r.url or '')}", highlight=False, crop=False, overflow="ignore")
 
 
 @service_app.command("show")

@@ -288,6 +288,9 @@ def _parse_json(text: str, problems: list[str]) -> ParsedLabels:
     except json.JSONDecodeError as exc:
         problems.append(f"line {exc.lineno}: not valid JSON ({exc.msg})")
         return parsed
+    except RecursionError:
+        problems.append("not valid JSON (nested too deeply to read)")
+        return parsed
     if isinstance(data, Mapping) and isinstance(data.get("labels"), Mapping) and len(data) <= 2:
         data = data["labels"]  # the REST body {"labels": {...}, "annotator"?: ...}
     if isinstance(data, Mapping):
@@ -314,6 +317,9 @@ def _parse_jsonl(text: str, problems: list[str]) -> ParsedLabels:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(f"line {number}: not valid JSON ({exc.msg})")
+            continue
+        except RecursionError:
+            problems.append(f"line {number}: not valid JSON (nested too deeply to read)")
             continue
         _entry(item, f"line {number}", problems, parsed)
     return parsed

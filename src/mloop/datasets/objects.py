@@ -26,9 +26,18 @@ so anyone can check a loose object with ``sha256sum`` (a packed one with
 ``tail -c +$((offset+1)) PACK | head -c size | sha256sum``).
 
 Local roots take a fast path: plain ``os`` calls, no fsspec per file, and objects created
-read-only (``0o444``) so that a job given hard links to them cannot change the store by
-accident. Remote roots (``s3://``, ``memory://``, ...) go through the store's fsspec
+read-only (``0o444``). Nobody outside the store is ever handed an object's inode: exports and
+job stagings get their own copy (a reflink, sharing blocks copy-on-write, where the file system
+has one; a plain copy otherwise), because a job running as root ignores file modes and would
+otherwise change every version holding the object by writing to its input. Remote roots (``s3://``, ``memory://``, ...) go through the store's fsspec
 filesystem, listing the objects once per operation instead of asking about each file.
+
+Integrity: every object written is *sealed*: ``datasets/seals.log`` records its inode, size,
+mtime and ctime (a pack's seal stands for all its objects; a pack's name is its sha256).
+Exports and stagings check each object against its seal (:meth:`ObjectStore.check`): a stat,
+no read, as long as nothing touched the file; any write moves the ctime, which no one can set
+back, so a changed file is hashed again in full and, if its bytes no longer match its name,
+reported damaged and never copied out. ``mloop dataset verify`` hashes everything in full.
 
 sha256 is hashed by OpenSSL with the SHA extensions where the CPU has them (about 1.3 GB/s per
 core here, near this machine's cold-disk read speed), and anyone can check an object with
@@ -37,10 +46,12 @@ core here, near this machine's cold-disk read speed), and anyone can check an ob
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import struct
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,11 +64,14 @@ from mloop.artifacts.atomic import download_file, upload_file
 from mloop.artifacts.filesystems import translate_errors
 from mloop.errors import ArtifactError
 
-__all__ = ["MANIFESTS", "OBJECTS", "PACKS", "PACK_MAX", "Ingested", "ObjectStore", "Prepared", "hash_path"]
+__all__ = ["MANIFESTS", "OBJECTS", "PACKS", "PACK_MAX", "SEALS", "Ingested", "ObjectStore", "Prepared", "clone_file",
+           "hash_path"]
 
 OBJECTS = "datasets/objects"
 PACKS = "datasets/packs"
 MANIFESTS = "datasets/manifests"
+#: The seals of local objects and packs (see :class:`_Seals`).
+SEALS = "datasets/seals.log"
 
 #: Files up to this size are packed; larger ones are loose objects.
 PACK_MAX = 64 << 10
@@ -119,6 +133,7 @@ class ObjectStore:
         self._known_dirs: set[str] = set()
         self._remote_listing: set[str] | None = None
         self._index: dict[str, Location] | None = None
+        self.seals = _Seals(os.path.join(root, *SEALS.split("/")) if root is not None else None)
 
     # -- locations --------------------------------------------------------------------------
     def object_url(self, digest: str) -> str:
@@ -263,6 +278,7 @@ class ObjectStore:
         if large:
             for i, stored in zip(large, self._ingest_large([paths[i] for i in large], progress)):
                 results[i] = stored
+        self.seals.flush()
         return [r for r in results if r is not None]
 
     def _ingest_large(self, paths: Sequence[str], progress: Callable[[int], None] | None) -> list[Ingested]:
@@ -292,7 +308,7 @@ class ObjectStore:
         name = hashlib.sha256(blob).hexdigest()
         index = _IDX_MAGIC + b"".join(_IDX_ENTRY.pack(bytes.fromhex(d), off, size) for d, off, size in entries)
         if self.local_packs is not None:
-            self._write_local(os.path.join(self.local_packs, name + ".pack"), (blob,))
+            self._write_local(os.path.join(self.local_packs, name + ".pack"), (blob,), seal="pack:" + name)
             self._write_local(os.path.join(self.local_packs, name + ".idx"), (index,))
         else:
             self.artifacts.write_bytes(self.pack_url(name), blob)
@@ -309,7 +325,7 @@ class ObjectStore:
             if size <= SMALL:
                 data = src.readall()
                 digest = hashlib.sha256(data).hexdigest()
-                stored = self._put_small(os.path.join(self.local_root, digest[:2], digest[2:]), data)
+                stored = self._put_small(os.path.join(self.local_root, digest[:2], digest[2:]), data, digest)
                 return Ingested(path, len(data), digest, stored)
             # Large: copy to a temporary object while hashing, so the file is read once.
             tmp = os.path.join(self.local_root, f".incoming.{uuid.uuid4().hex}.tmp")
@@ -330,12 +346,13 @@ class ObjectStore:
                     return Ingested(path, total, digest, False)
                 self._ensure_dir(os.path.dirname(target))
                 os.replace(tmp, target)
+                self.seals.add(digest, os.stat(target))
                 return Ingested(path, total, digest, True)
             except BaseException:
                 _unlink(tmp)
                 raise
 
-    def _put_small(self, target: str, data: bytes) -> bool:
+    def _put_small(self, target: str, data: bytes, digest: str) -> bool:
         """Store a small object; whether it was written (False: already there, whole).
 
         Written in place with ``O_EXCL`` (one file creation, not a temporary file plus a
@@ -347,7 +364,7 @@ class ObjectStore:
         try:
             if os.stat(target).st_size == len(data):
                 return False
-            self._write_local(target, (data,))  # left partial by a killed writer
+            self._write_local(target, (data,), seal=digest)  # left partial by a killed writer
             return True
         except FileNotFoundError:
             pass
@@ -355,7 +372,7 @@ class ObjectStore:
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o444)
         except FileExistsError:
-            self._write_local(target, (data,))  # another writer is at it: don't trust its bytes yet
+            self._write_local(target, (data,), seal=digest)  # another writer is at it: don't trust its bytes yet
             return True
         try:
             view = memoryview(data)
@@ -366,6 +383,7 @@ class ObjectStore:
             _unlink(target)
             raise
         os.close(fd)
+        self.seals.add(digest, os.stat(target))
         return True
 
     def _ensure_dir(self, folder: str) -> None:
@@ -373,17 +391,19 @@ class ObjectStore:
             os.makedirs(folder, exist_ok=True)
             self._known_dirs.add(folder)
 
-    def _write_local(self, target: str, chunks: Iterable[bytes]) -> None:
+    def _write_local(self, target: str, chunks: Iterable[bytes], *, seal: str | None = None) -> None:
         folder = os.path.dirname(target)
         self._ensure_dir(folder)
         tmp = os.path.join(folder, f".{os.path.basename(target)[:16]}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            # Read-only from birth: hard links handed to jobs can't write through to the store.
+            # Read-only from birth (no one is handed the inode: see clone_file; root ignores modes).
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o444)
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
             os.replace(tmp, target)  # same content if another writer won: replacing is harmless
+            if seal is not None:
+                self.seals.add(seal, os.stat(target))
         except BaseException:
             _unlink(tmp)
             raise
@@ -435,12 +455,15 @@ class ObjectStore:
     def copy_out(self, digest: str, dest: str, *, link: bool) -> bool:
         """Put the object's bytes at the local path ``dest`` (its folder must exist).
 
+        The copy is always a file of its own, never the object's inode (a job writing to it,
+        even as root, can't change the store): with ``link``, a reflink (copy-on-write, no
+        bytes copied) where the file system has them, else a copy; without, a copy.
+
         Args:
-            link: hard-link a loose object when the store is local and on the same
-                filesystem (falls back to a copy); a copy otherwise (packed objects are copied).
+            link: reflink a loose object when the store is local, if the file system can.
 
         Returns:
-            Whether a hard link was made.
+            Whether a reflink was made.
 
         Raises:
             ArtifactError: the object is missing or can't be copied.
@@ -450,15 +473,9 @@ class ObjectStore:
             return False
         path = self.object_path(digest)
         if path is not None:
-            if link:
-                try:
-                    os.link(path, dest)
-                    return True
-                except FileNotFoundError as exc:
-                    raise _missing(digest, path) from exc
-                except OSError:
-                    pass  # another filesystem, or links not allowed: copy instead
             try:
+                if link:
+                    return clone_file(path, dest)
                 shutil.copyfile(path, dest)
             except FileNotFoundError as exc:
                 raise _missing(digest, path) from exc
@@ -472,7 +489,7 @@ class ObjectStore:
 
     def copy_out_many(self, items: Sequence[tuple[str, str]], *, link: bool,
                       progress: Callable[[int], None] | None = None) -> int:
-        """:meth:`copy_out` for each ``(digest, dest)``, reading each pack once; how many were linked.
+        """:meth:`copy_out` for each ``(digest, dest)``, reading each pack once; how many were reflinked.
 
         Packs and batches of loose objects are handled on a few threads (the work is mostly
         system calls); ``progress`` is called from the calling thread with the count just done.
@@ -522,6 +539,110 @@ class ObjectStore:
                 raise _missing(name, path) from exc
         return self.artifacts.read_bytes(self.pack_url(name))
 
+    # -- integrity --------------------------------------------------------------------------
+    def check(self, items: Iterable[tuple[str, int]], *, full: bool = False,
+              progress: Callable[[int], None] | None = None) -> dict[str, str]:
+        """The damaged objects among ``(digest, size)``: ``{digest: what is wrong}`` (empty: all whole).
+
+        Cheap by default (see the module's note on seals): a stat per loose object and per
+        pack; an object whose file changed since it was sealed is hashed in full, and sealed
+        again if it is whole. ``full`` hashes everything (``mloop dataset verify``). On a remote
+        store the cheap check trusts the objects (nothing there hands out inodes); ``full``
+        downloads and hashes them.
+
+        Args:
+            progress: called with the number of objects just checked.
+        """
+        index = self.pack_index()
+        damaged: dict[str, str] = {}
+        by_pack: dict[str, list[tuple[str, int, int]]] = {}
+        loose: dict[str, int] = {}
+        for digest, size in items:
+            loc = index.get(digest)
+            if loc is None:
+                loose[digest] = size
+            elif loc[2] != size:
+                damaged[digest] = f"the pack index says {loc[2]} bytes, the version {size}"
+            else:
+                by_pack.setdefault(loc[0], []).append((digest, loc[1], loc[2]))
+        try:
+            for name, entries in by_pack.items():
+                unique = list(dict.fromkeys(entries))
+                self._check_pack(name, unique, full, damaged)
+                if progress:
+                    progress(len(unique))
+            for digest, size in loose.items():
+                self._check_loose(digest, size, full, damaged)
+                if progress:
+                    progress(1)
+        finally:
+            self.seals.flush()
+        return damaged
+
+    def _check_loose(self, digest: str, size: int, full: bool, damaged: dict[str, str]) -> None:
+        path = self.object_path(digest)
+        if path is None:
+            if full:
+                url = self.object_url(digest)
+                try:
+                    with self.artifacts.fs.open(self.artifacts.fs._strip_protocol(url), "rb") as src:
+                        got_size, got = _hash_stream(src)
+                except FileNotFoundError:
+                    damaged[digest] = "missing from the artifact store"
+                    return
+                if got_size != size or got != digest:
+                    damaged[digest] = _mismatch(got_size, size)
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_BINARY)
+        except FileNotFoundError:
+            damaged[digest] = "missing from the artifact store"
+            return
+        with open(fd, "rb", buffering=0) as src:
+            st = os.fstat(fd)
+            if st.st_size != size:
+                damaged[digest] = _mismatch(st.st_size, size)
+                return
+            if not full and self.seals.matches(digest, st):
+                return
+            got_size, got = _hash_stream(src)
+        if got_size != size or got != digest:
+            damaged[digest] = _mismatch(got_size, size)
+        else:
+            self.seals.add(digest, st)  # the stat from before the read: a write during it unseals
+
+    def _check_pack(self, name: str, entries: Sequence[tuple[str, int, int]], full: bool,
+                    damaged: dict[str, str]) -> None:
+        if self.local_packs is None:
+            if not full:
+                return
+            blob = self._read_pack(name)
+            st = None
+        else:
+            path = os.path.join(self.local_packs, name + ".pack")
+            try:
+                fd = os.open(path, os.O_RDONLY | _O_BINARY)
+            except FileNotFoundError:
+                for digest, _, _ in entries:
+                    damaged[digest] = f"its pack {name} is missing from the artifact store"
+                return
+            with open(fd, "rb", buffering=0) as src:
+                st = os.fstat(fd)
+                if not full and self.seals.matches("pack:" + name, st):
+                    return
+                blob = src.readall()
+        if hashlib.sha256(blob).hexdigest() == name:
+            if st is not None:
+                self.seals.add("pack:" + name, st)
+            return
+        view = memoryview(blob)
+        for digest, offset, size in entries:  # the pack changed: which of these objects did?
+            part = view[offset:offset + size]
+            if len(part) != size:
+                damaged[digest] = f"its pack {name} is shorter than its index says"
+            elif hashlib.sha256(part).hexdigest() != digest:
+                damaged[digest] = f"its bytes in pack {name} no longer match its sha256"
+
     # -- manifests --------------------------------------------------------------------------
     def put_manifest(self, digest: str, blob: bytes) -> None:
         url = self.manifest_url(digest)
@@ -530,6 +651,172 @@ class ObjectStore:
 
     def get_manifest(self, digest: str) -> bytes:
         return self.artifacts.read_bytes(self.manifest_url(digest))
+
+
+def _mismatch(got: int, want: int) -> str:
+    if got != want:
+        return f"{got} bytes instead of {want}"
+    return "its bytes no longer match its sha256"
+
+
+def _hash_stream(src) -> tuple[int, str]:  # type: ignore[no-untyped-def]  # noqa: ANN001
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := src.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+#: ``ioctl(dest, FICLONE, src)``: Linux's reflink (btrfs, XFS with reflink=1, bcachefs, ...).
+_FICLONE = 0x40049409
+#: What a file system that can't reflink (or copy_file_range) these two files answers.
+_NO_CLONE = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF,
+                       errno.EPERM, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)})
+
+
+def clone_file(src: str, dest: str) -> bool:
+    """Make ``dest`` a file of its own with ``src``'s bytes; True if it is a reflink.
+
+    A reflink shares the blocks copy-on-write (instant, no space used until one side is
+    written); where the file system has none (ext4, tmpfs, another file system) the bytes are
+    copied in the kernel (``copy_file_range``), else read and written. Either way ``dest`` is a
+    new inode (mode ``0o644``): writing to it never changes ``src``.
+    """
+    fin = os.open(src, os.O_RDONLY | _O_BINARY)
+    try:
+        fout = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
+        try:
+            if _reflink(fin, fout):
+                return True
+            _copy_fd(fin, fout, os.fstat(fin).st_size)
+            return False
+        except BaseException:
+            os.close(fout)
+            fout = -1
+            _unlink(dest)
+            raise
+        finally:
+            if fout >= 0:
+                os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _reflink(fin: int, fout: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return False
+    try:
+        fcntl.ioctl(fout, _FICLONE, fin)
+        return True
+    except OSError as exc:
+        if exc.errno in _NO_CLONE:
+            return False
+        raise
+
+
+def _copy_fd(fin: int, fout: int, size: int) -> None:
+    done = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    while copy_range is not None and done < size:
+        try:
+            n = copy_range(fin, fout, min(size - done, 1 << 30))
+        except OSError as exc:
+            if done or exc.errno not in _NO_CLONE:
+                raise
+            break  # not between these two files: plain reads and writes
+        if n == 0:
+            return  # the source is shorter than it was: copied all there is
+        done += n
+    if done >= size and copy_range is not None:
+        return
+    while chunk := os.read(fin, CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fout, view):]
+
+
+class _Seals:
+    """``datasets/seals.log``: ``KEY INODE SIZE MTIME_NS CTIME_NS`` per line, the last line of a
+    key winning. KEY is an object's digest or ``pack:<name>``. A seal says "these bytes were
+    hashed whole when the file had this stat"; any write to the file moves its ctime (which
+    user space can't set back), so a matching stat means unchanged bytes short of a disk fault
+    (``mloop dataset verify`` hashes everything for that). Appended with ``O_APPEND`` in one
+    write per batch (concurrent writers interleave whole lines); a lost or torn line only
+    costs one more full hash. Rewritten, atomically, when mostly superseded lines."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._seals: dict[str, tuple[int, int, int, int]] | None = None
+        self._lines = 0
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[int, int, int, int]:
+        return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    def _load(self) -> dict[str, tuple[int, int, int, int]]:
+        if self._seals is None:
+            seals: dict[str, tuple[int, int, int, int]] = {}
+            lines = 0
+            if self.path is not None:
+                try:
+                    with open(self.path, "rb") as fh:
+                        for line in fh:
+                            parts = line.split()
+                            lines += 1
+                            if len(parts) == 5 and line.endswith(b"\n"):
+                                try:
+                                    seals[parts[0].decode()] = (int(parts[1]), int(parts[2]), int(parts[3]),
+                                                                int(parts[4]))
+                                except ValueError:
+                                    continue
+                except FileNotFoundError:
+                    pass
+            self._seals, self._lines = seals, lines
+        return self._seals
+
+    def matches(self, key: str, st: os.stat_result) -> bool:
+        with self._lock:
+            return self._load().get(key) == self._key(st)
+
+    def add(self, key: str, st: os.stat_result) -> None:
+        if self.path is None:
+            return
+        value = self._key(st)
+        with self._lock:
+            seals = self._load()
+            if seals.get(key) != value:
+                seals[key] = value
+                self._pending.append(f"{key} {value[0]} {value[1]} {value[2]} {value[3]}\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            if self.path is None or not self._pending:
+                return
+            blob = "".join(self._pending).encode()
+            self._lines += len(self._pending)
+            self._pending = []
+            seals = self._seals or {}
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                if self._lines > 2 * len(seals) + 10_000:
+                    tmp = f"{self.path}.{uuid.uuid4().hex[:12]}.tmp"
+                    with open(tmp, "w") as fh:
+                        fh.writelines(f"{k} {v[0]} {v[1]} {v[2]} {v[3]}\n" for k, v in seals.items())
+                    os.replace(tmp, self.path)
+                    self._lines = len(seals)
+                    return
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_BINARY, 0o644)
+                try:
+                    os.write(fd, blob)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass  # seals are a cache: without them the next check hashes in full
 
 
 def _missing(digest: str, where: str) -> ArtifactError:

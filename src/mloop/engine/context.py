@@ -181,15 +181,20 @@ class RunContext(Context):
         try:
             record = self._step(step)
         except NotFoundError:
-            # Partial run: a producer outside the selected steps counts as done; its output
-            # is where it would have written it in this run.
-            producer = self.spec.step(step)
-            out = producer.output(output) if producer else None
-            if out is None:
+            # Partial run: a producer outside the selected steps gives what it recorded in the
+            # run named with --from-run (checked when the run was created); nothing is assumed
+            # to be where it would have written it in this run.
+            if self.spec.step(step) is None:
                 raise
-            if out.type == "obs":
-                return self.resolve(out.config.get("obs_url"))
-            raise InputUnavailable(f"step {step!r} is not part of this run, so its {output!r} output is unknown")
+            outputs = self.from_run_steps().get(step)
+            if outputs is None:
+                raise InputUnavailable(f"step {step!r} is not part of this run, so its {output!r} output is "
+                                       "unknown (take it from an earlier run with --from-run RUN)") from None
+            produced = outputs.get(output)
+            if produced is None:
+                raise NotFoundError(f"step {step!r} recorded no output {output!r} in run "
+                                    f"{self.from_run_id()}") from None
+            return produced.get("url", produced) if isinstance(produced, dict) else produced
         if record.status == "skipped" or record.outputs_skipped:
             raise InputUnavailable(f"step {step!r} was skipped, so its output {output!r} was not produced")
         if record.status != "succeeded":
@@ -199,15 +204,31 @@ class RunContext(Context):
             raise NotFoundError(f"step {step!r} recorded no output {output!r}")
         return produced.get("url", produced) if isinstance(produced, dict) else produced
 
+    def from_run_steps(self) -> dict[str, dict[str, Any]]:
+        """A partial run's outputs of unselected upstream steps, taken from the run it named
+        with ``--from-run`` (step -> recorded outputs); empty otherwise."""
+        taken = (self.run.origin or {}).get("from_run") or {}
+        steps = taken.get("steps") if isinstance(taken, dict) else None
+        return steps if isinstance(steps, dict) else {}
+
+    def from_run_id(self) -> str | None:
+        taken = (self.run.origin or {}).get("from_run") or {}
+        return taken.get("run_id") if isinstance(taken, dict) else None
+
     def metric(self, step: str, key: str) -> float:
         """A float metric written by ``step`` in this run."""
+        run_id = self.run_id
         try:
             record = self._step(step)
         except NotFoundError:
-            raise InputUnavailable(f"step {step!r} is not part of this run, so metric {key!r} is unknown") from None
-        if record.status == "skipped":
-            raise InputUnavailable(f"step {step!r} was skipped, so it wrote no metric {key!r}")
-        floats = float_values(self.store.list_metrics(self.run_id, step))  # type: ignore[arg-type]
+            if step not in self.from_run_steps():
+                raise InputUnavailable(f"step {step!r} is not part of this run, so metric {key!r} is unknown "
+                                       "(take it from an earlier run with --from-run RUN)") from None
+            run_id = self.from_run_id() or run_id  # a partial run: the metric of the run it named
+        else:
+            if record.status == "skipped":
+                raise InputUnavailable(f"step {step!r} was skipped, so it wrote no metric {key!r}")
+        floats = float_values(self.store.list_metrics(run_id, step))  # type: ignore[arg-type]
         if key not in floats:
             have = ", ".join(sorted(floats)) or "none"
             raise NotFoundError(f"step {step!r} wrote no float metric {key!r} (float metrics it wrote: {have})",

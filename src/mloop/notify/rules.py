@@ -105,11 +105,11 @@ def check_target(channel: str, target: str) -> str:
     check_channel(channel)
     target = target.strip()
     if channel in ("webhook", "slack"):
-        if not _URL_RE.match(target):
+        if not _URL_RE.fullmatch(target):
             raise ValueError(f"a {channel} target must be an http(s) URL, not {target!r}")
         return target
     addresses = [a.strip() for a in target.split(",") if a.strip()]
-    bad = [a for a in addresses if not _ADDRESS_RE.match(a)]
+    bad = [a for a in addresses if not _ADDRESS_RE.fullmatch(a)]
     if not addresses or bad:
         raise ValueError(f"an email target is one or more addresses, comma separated; not an address: "
                          f"{', '.join(repr(b) for b in bad) or repr(target)}")

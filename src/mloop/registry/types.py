@@ -37,7 +37,7 @@ from typing import Any
 from mloop.errors import ModelError
 
 __all__ = ["MODEL_TYPES", "UNSUPPORTED_TYPES", "ModelLayout", "canonical_type", "detect_model_type",
-           "inspect_model_folder", "is_torchscript"]
+           "inspect_model_folder", "is_torchscript", "why_not_torchscript"]
 
 TORCHSCRIPT = "torchscript"
 STATE_DICT = "pytorch_state_dict"
@@ -105,6 +105,30 @@ def is_torchscript(path: str | os.PathLike[str]) -> bool:
     return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
 
 
+def why_not_torchscript(path: str | os.PathLike[str]) -> str:
+    """Why ``path`` is not TorchScript, as :func:`is_torchscript` checked it (for messages)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    how = "checked: a TorchScript file is a zip archive holding code/ and constants.pkl"
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return f"is not TorchScript: a damaged zip archive ({how})"
+        if any(n.endswith("/data.pkl") for n in names):
+            return (f"is not TorchScript: a torch.save() archive (data.pkl, no code/ or constants.pkl; {how})")
+        return f"is not TorchScript: a zip archive without code/ or constants.pkl ({how})"
+    if head[:1] == b"\x80":
+        return f"is not TorchScript: a pickle (legacy torch.save() format), not a zip archive ({how})"
+    if not head:
+        return f"is not TorchScript: the file is empty ({how})"
+    return f"is not TorchScript: not a zip archive ({how})"
+
+
 def detect_model_type(folder: str | os.PathLike[str]) -> str:
     """The canonical type of the model in ``folder``, from ``config.json``'s ``model_type`` and its files.
 
@@ -131,8 +155,13 @@ def inspect_model_folder(folder: str | os.PathLike[str], model_type: str | None 
             (the message names it).
     """
     root = Path(folder)
+    if root.is_file():
+        raise ModelError(f"{root} is a file; a model is registered from the folder that holds it",
+                         hint=f"pass its folder: --from {root.parent}" + (
+                             " (with --type torchscript it must be a torch.jit.save archive)"
+                             if root.name.endswith(_TORCH_SUFFIXES) else ""), folder=str(root))
     if not root.is_dir():
-        raise ModelError(f"model folder {root} does not exist or is not a folder",
+        raise ModelError(f"model folder {root} does not exist",
                          hint="pass the folder the training job wrote its model into", folder=str(root))
     files = _files(root)
     if not files:
@@ -204,9 +233,17 @@ def _resolve(kind: str, root: Path, files: set[str], config: dict[str, Any]) -> 
         name = _find_torchscript(root, files, config)
         if name is None:
             wanted = config.get("model_file") or "model.pt"
-            raise ModelError(f"TorchScript model folder {root} has no TorchScript file {wanted}",
-                             hint="save it with torch.jit.script(model).save('model.pt')", folder=str(root),
-                             missing=wanted)
+            present = [wanted] if wanted in files else sorted(f for f in files if f.endswith(_TORCH_SUFFIXES))
+            if present:  # there, but not TorchScript: say what it is, not that it is missing
+                reasons = "; ".join(f"{f} {why_not_torchscript(root / f)}" for f in present[:3])
+                raise ModelError(f"TorchScript model folder {root}: {reasons}",
+                                 hint="save the model with torch.jit.script(model).save('model.pt') (or "
+                                      "torch.jit.trace); a state dict saved with torch.save() registers as "
+                                      "--type pytorch_state_dict", folder=str(root),
+                                 not_torchscript=present[0])
+            raise ModelError(f"TorchScript model folder {root} has no TorchScript file {wanted} (no .pt/.pth "
+                             "file at all)", hint="save it with torch.jit.script(model).save('model.pt')",
+                             folder=str(root), missing=wanted)
         return ModelLayout(TORCHSCRIPT, {"model_file": name})
     if kind == STATE_DICT:
         return _state_dict(root, files, config)

@@ -442,7 +442,10 @@ def _lay_out(files: list, dest: str) -> None:
 
     Each entry is ``{"path", "url", "size", "offset"?, "text"?}``: ``text`` is written as it
     is (mloop's ``manifest.json``), ``offset`` reads ``size`` bytes of a pack, otherwise the
-    whole object at ``url`` is hard-linked when local (objects are read-only), else copied.
+    whole object at ``url`` is reflinked when local and the file system can, else copied. Never
+    hard-linked: the job (root ignores modes) would write through to the store and change every
+    version holding the object. The engine checked the objects before the launch; a size that
+    differs here (the object changed since) fails the staging, nothing is served.
     """
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise StagingError(f"{dest} already exists and is not an empty folder")
@@ -471,13 +474,52 @@ def _lay_out(files: list, dest: str) -> None:
                 fh.write(data)
         elif source is not None:
             try:
-                os.link(source, target)
+                _clone_file(source, target)
             except FileNotFoundError as exc:
                 raise StagingError(f"dataset object {url} is missing from the artifact store") from exc
-            except OSError:
-                _copy_file(source, target)
         else:
             _fsspec().download_file(url, target)
+        if f.get("size") is not None and os.stat(target).st_size != f["size"]:
+            raise StagingError(f"dataset file {f['path']} is damaged in the artifact store ({url}: "
+                               f"{os.stat(target).st_size} bytes instead of {f['size']}); run "
+                               "`mloop dataset verify NAME` to list the damaged files")
+
+
+def _clone_file(src: str, dst: str) -> None:
+    """``dst`` as a file of its own with ``src``'s bytes: a reflink (``FICLONE``) where the file
+    system has them, else a copy (see :func:`mloop.datasets.objects.clone_file`; stdlib only)."""
+    fd_in = os.open(src, os.O_RDONLY)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                import fcntl
+
+                fcntl.ioctl(fd_out, 0x40049409, fd_in)  # FICLONE
+                return
+            except (ImportError, OSError):
+                pass  # no reflinks here (ext4, tmpfs, another file system): copy
+            size = os.fstat(fd_in).st_size
+            done = 0
+            copy_range = getattr(os, "copy_file_range", None)
+            try:
+                while copy_range is not None and done < size:
+                    n = copy_range(fd_in, fd_out, size - done)
+                    if n == 0:
+                        break
+                    done += n
+            except OSError:
+                if done:
+                    raise
+            if done == 0 and size:
+                while chunk := os.read(fd_in, 1 << 20):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd_out, view):]
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
 
 
 def _read_all(path: str) -> bytes:

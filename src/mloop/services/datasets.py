@@ -40,6 +40,7 @@ __all__ = [
     "CLASS_FOLDER_FORMATS", "DatasetDiff", "LabelChange", "Progress", "check_dataset_name", "create_dataset",
     "diff_versions", "export_version", "get_version", "import_data", "list_datasets", "list_versions",
     "load_manifest", "materialize", "parse_ref", "relabel", "release_version",
+    "DamagedFile", "VerifyReport", "ensure_intact", "verify_version",
 ]
 
 #: ``progress(phase, done, total)``: phases are ``"checking"`` (verifying new files) and
@@ -246,6 +247,7 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
     scan is a function of the files' paths and bytes, so it would find ``base``'s samples).
     """
     from mloop.datasets.formats import canonical_format, scan
+    from mloop.datasets.formats._common import image_pixel_limit
 
     started = time.perf_counter()
     started_ns = time.time_ns()
@@ -304,10 +306,13 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
         # Files known to the cache were verified when first read: only the others are read, each
         # once, on every core: size, sha256, the image check, and the bytes of small files to
         # store (see mloop.datasets.reading). The format scan then uses those checks.
-        reads = _read_unread([(f[0], f[1]) for f in walked if f[0] in unread], on_checked)
-        result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
-                      params=dict(params) if params else None, only=unread, progress=on_checked,
-                      files=[f[0] for f in walked], verified=reads.verified)
+        # Images declaring more pixels than the max_image_pixels setting are refused from their
+        # header, before any of their data is inflated (decompression bombs).
+        with image_pixel_limit(getattr(backend.settings, "max_image_pixels", None)):
+            reads = _read_unread([(f[0], f[1]) for f in walked if f[0] in unread], on_checked)
+            result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
+                          params=dict(params) if params else None, only=unread, progress=on_checked,
+                          files=[f[0] for f in walked], verified=reads.verified)
 
         by_rel = {f[0]: f for f in walked}
         samples = [SampleEntry.from_sample(s) for s in result.samples]
@@ -566,9 +571,98 @@ def _empty_dest(dest: str | os.PathLike[str]) -> Path:
     return path
 
 
+@dataclass
+class DamagedFile:
+    """A file of a version whose stored object is not what the version says."""
+
+    path: str  # the file's path in the version
+    hash: str  # the sha256 the version records
+    problem: str  # what is wrong: missing, wrong size, bytes no longer matching the sha256
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_version` found for one version."""
+
+    dataset: str
+    version: str
+    files: int
+    bytes: int
+    damaged: list[DamagedFile] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_files(backend: Context, record: DatasetVersionRecord, files: Sequence[FileEntry], *,
+                full: bool = False, progress: Progress | None = None) -> list[DamagedFile]:
+    """The files of ``record`` whose stored object is damaged (see :meth:`ObjectStore.check`:
+    cheap unless ``full``)."""
+    total = len(files)
+    done = 0
+
+    def on_done(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("verifying", done, total)
+
+    damaged = _objects(backend).check([(f.hash, f.size) for f in files], full=full, progress=on_done)
+    return [DamagedFile(f.path, f.hash, damaged[f.hash]) for f in files if f.hash in damaged]
+
+
+def ensure_intact(backend: Context, record: DatasetVersionRecord, files: Sequence[FileEntry]) -> None:
+    """Refuse to serve ``record`` if an object of ``files`` is damaged (the cheap check).
+
+    Raises:
+        DatasetError: naming the damaged files and the version, with the hint to run
+            ``mloop dataset verify``; nothing is written.
+    """
+    damaged = check_files(backend, record, files)
+    missing = [d for d in damaged if "missing" in d.problem]
+    if missing:  # gone rather than changed: the artifact store's error, as before
+        from mloop.errors import ArtifactError
+
+        d = missing[0]
+        raise ArtifactError(f"{record.dataset_name}:{record.version}: {d.path}: dataset object {d.hash} is "
+                            f"{d.problem}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                            hint="the artifact store was changed outside mloop; restore it from a backup "
+                                 f"(`mloop dataset verify {record.dataset_name}` lists every file affected)")
+    if damaged:
+        raise _damaged_error(record, damaged)
+
+
+def _damaged_error(record: DatasetVersionRecord, damaged: Sequence[DamagedFile]) -> DatasetError:
+    ref = f"{record.dataset_name}:{record.version}"
+    shown = "; ".join(f"{d.path} ({d.problem})" for d in damaged[:5])
+    more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+    return DatasetError(
+        f"{ref}: {len(damaged)} file(s) damaged in the artifact store, not served: {shown}{more}",
+        hint=f"run `mloop dataset verify {record.dataset_name}` to list them; restore the artifact store "
+             "from a backup, or import the files again", dataset=record.dataset_name, version=record.version,
+        files=[d.path for d in damaged])
+
+
+def verify_version(backend: Context, name: str, version: str | None = None, *,
+                   progress: Progress | None = None) -> VerifyReport:
+    """Hash every object ``name:version`` references, in full, against its sha256.
+
+    Raises:
+        NotFoundError: no such dataset or version.
+    """
+    record = get_version(backend, name, version)
+    manifest = load_manifest(backend, record)
+    damaged = check_files(backend, record, manifest.files, full=True, progress=progress)
+    return VerifyReport(record.dataset_name, record.version, len(manifest.files),
+                        sum(f.size for f in manifest.files), damaged)
+
+
 def _place(backend: Context, placements: Sequence[tuple[str, str]], dest: Path, *, link: bool,
            progress: Progress | None) -> int:
-    """Write object ``digest`` at ``dest/rel`` for each ``(rel, digest)``; how many were linked.
+    """Write object ``digest`` at ``dest/rel`` for each ``(rel, digest)``; how many were reflinked.
+
+    Every file is a file of its own (a reflink or a copy), never the store's inode. Callers
+    check the objects first (:func:`ensure_intact`).
 
     Raises:
         DatasetError: a ``rel`` that would land outside ``dest`` (nothing is written): whatever
@@ -601,14 +695,16 @@ def export_version(backend: Context, name: str, version: str | None, dest: str |
                    progress: Progress | None = None) -> Path:
     """Write the files of a version into ``dest``, byte for byte as they went in, at their paths.
 
-    The files are copies (not links into the store), so they may be edited freely.
+    The files are copies (not links into the store), so they may be edited freely. The
+    objects are checked first (:func:`ensure_intact`): a damaged one is refused, not exported.
 
     Raises:
-        DatasetError: ``dest`` exists and is not an empty folder.
+        DatasetError: ``dest`` exists and is not an empty folder, or an object is damaged.
         NotFoundError: no such dataset or version.
     """
     record = get_version(backend, name, version)
     manifest = load_manifest(backend, record)
+    ensure_intact(backend, record, manifest.files)
     path = _empty_dest(dest)
     _place(backend, [(f.path, f.hash) for f in manifest.files], path, link=False, progress=progress)
     return path
@@ -631,17 +727,18 @@ def materialize(backend: Context, name: str, version: str | None, dest: str | os
 
     Other formats: every file at its original path, plus ``manifest.json``.
 
-    Files are hard links into the local object store where possible (they are read-only; copy
-    one before changing it), copies otherwise.
+    Files are the job's own (reflinks where the file system has them, copies otherwise): a
+    job may write to them without changing the store. Damaged objects are refused first.
 
     Raises:
-        DatasetError: ``dest`` exists and is not an empty folder, or a source file is itself
-            named ``manifest.json``.
+        DatasetError: ``dest`` exists and is not an empty folder, a source file is itself
+            named ``manifest.json``, or an object is damaged.
         NotFoundError: no such dataset or version.
     """
     import json
 
     layout = job_layout(backend, name, version)
+    ensure_intact(backend, layout.record, [f for _, f in layout.placements])
     path = _empty_dest(dest)
     _place(backend, [(where, f.hash) for where, f in layout.placements], path, link=True, progress=progress)
     doc = layout.manifest_doc

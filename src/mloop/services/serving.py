@@ -65,6 +65,7 @@ def list_deployments(backend: Context, name: str, limit: int = 20) -> list[Deplo
 def deploy(backend: Context, service_name: str, model_ref: str, *, port: int | None = None, host: str = "127.0.0.1",
            max_batch_size: int | None = None, max_wait_ms: float | None = None, batching: bool = True,
            max_body_bytes: int | None = None, threads: int | None = None, envs: dict[str, str] | None = None,
+           inference_timeout: float | None = None, max_memory_mb: float | None = None,
            schedule_hours: float | None = None, wait: bool = True, timeout: float = DEFAULT_DEPLOY_TIMEOUT,
            run_id: str | None = None, step_name: str | None = None,
            on_deployment: Callable[[str], None] | None = None) -> ServiceRecord:
@@ -81,6 +82,9 @@ def deploy(backend: Context, service_name: str, model_ref: str, *, port: int | N
         max_batch_size, max_wait_ms, batching, max_body_bytes, threads: the worker's options
             (None: the server's defaults).
         envs: environment variables for the worker process.
+        inference_timeout: seconds one prediction may take before it is answered 504 (None:
+            the worker's default, 60; 0: no limit); a worker stuck in a call past it is replaced.
+        max_memory_mb: a worker whose memory (RSS) grows past this is replaced (None: no limit).
         schedule_hours: stop the service this many hours from now (None or -1: keep running).
         wait: return once the version is live (or failed); False returns at once (``deploying``).
         timeout: seconds the new worker gets to load and become ready.
@@ -118,7 +122,9 @@ def deploy(backend: Context, service_name: str, model_ref: str, *, port: int | N
     # The type the registry recorded at registration: the worker loads with it, not a second guess.
     options = {k: v for k, v in {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
                                  "batching": batching, "max_body_bytes": max_body_bytes,
-                                 "threads": threads, "model_type": version.model_type}.items() if v is not None}
+                                 "threads": threads, "model_type": version.model_type,
+                                 "inference_timeout": inference_timeout,
+                                 "max_memory_mb": max_memory_mb}.items() if v is not None}
     stop_at = None if schedule_hours is None or schedule_hours < 0 else \
         datetime.now(timezone.utc) + timedelta(hours=schedule_hours)
     deployment = repo.add_deployment(record.id, model_name=version.name, model_version=version.version,
@@ -138,6 +144,8 @@ def deploy(backend: Context, service_name: str, model_ref: str, *, port: int | N
             repo.finish_deployment(deployment.id, "failed", str(exc))
             repo.update(record.id, status="failed", message=str(exc))
             raise
+    else:
+        record = manager.secure_legacy_token(repo, record)  # a plain token in the row: to hash + file
     body = {"deployment": {"model_dir": str(model_dir), "model_name": version.name,
                            "model_version": version.version, "model_id": version.model_id,
                            "options": options, "envs": dict(envs or {})},
@@ -203,7 +211,8 @@ def start_service(backend: Context, name: str, *, timeout: float = DEFAULT_DEPLO
     return deploy(backend, record.name, f"{model}:{version}", envs=record.config.get("envs") or None,
                   max_batch_size=opts.get("max_batch_size"), max_wait_ms=opts.get("max_wait_ms"),
                   batching=opts.get("batching", True), max_body_bytes=opts.get("max_body_bytes"),
-                  threads=opts.get("threads"), timeout=timeout)
+                  threads=opts.get("threads"), inference_timeout=opts.get("inference_timeout"),
+                  max_memory_mb=opts.get("max_memory_mb"), timeout=timeout)
 
 
 def stop_service(backend: Context, name: str, *, timeout: float = 60.0) -> ServiceRecord:
@@ -224,6 +233,9 @@ def service_logs(backend: Context, name: str, *, tail: int | None = 200, follow:
     """Lines of the service log (supervisor and workers), the last ``tail`` (None: all); with
     ``follow``, then every new line as it is written, until the caller stops iterating.
 
+    The log rotates (``service.log.1``, ``.2`` ... hold older lines): lines the current file
+    lacks are taken from the rotated ones, and ``follow`` moves on to the new file.
+
     Raises:
         NotFoundError: no such service.
     """
@@ -237,8 +249,15 @@ def service_logs(backend: Context, name: str, *, tail: int | None = 200, follow:
         while not path.exists():
             time.sleep(poll_seconds)
         fh = open(path, "rb")
-    with fh:
+    try:
         lines = fh.read().decode("utf-8", "replace").splitlines()
+        for older in _rotated_logs(path):  # newest first
+            if tail is not None and len(lines) >= tail:
+                break
+            try:
+                lines = older.read_bytes().decode("utf-8", "replace").splitlines() + lines
+            except OSError:
+                break
         yield from (lines if tail is None else lines[-tail:] if tail > 0 else [])
         if not follow:
             return
@@ -246,12 +265,42 @@ def service_logs(backend: Context, name: str, *, tail: int | None = 200, follow:
         while True:
             chunk = fh.read()
             if not chunk:
+                if _rotated_away(path, fh):  # all of the old file is read: go on in the new one
+                    try:
+                        newer = open(path, "rb")
+                    except FileNotFoundError:
+                        newer = None
+                    if newer is not None:
+                        fh.close()
+                        fh = newer
+                        continue
                 time.sleep(poll_seconds)
                 continue
             partial += chunk
             *done, partial = partial.split(b"\n")
             for line in done:
                 yield line.decode("utf-8", "replace")
+    finally:
+        fh.close()
+
+
+def _rotated_logs(path: Path) -> list[Path]:
+    """``path.1``, ``path.2`` ... as long as they exist (newest first)."""
+    found = []
+    for i in range(1, 100):
+        older = path.with_name(f"{path.name}.{i}")
+        if not older.is_file():
+            break
+        found.append(older)
+    return found
+
+
+def _rotated_away(path: Path, fh: Any) -> bool:
+    """Whether the file open as ``fh`` is no longer the one at ``path`` (the log rotated)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(fh.fileno()).st_ino
+    except OSError:
+        return False
 
 
 def predict(backend: Context, name: str, payload: Any = None, *, file: str | os.PathLike[str] | None = None,

@@ -25,11 +25,14 @@ Errors are JSON ``{"error": message, "code": ..., "hint": ...}``: 400 unreadable
 413 body over ``max_body_bytes`` (refused from ``Content-Length`` before anything is read, or
 as soon as a streamed body passes the limit), 415 a content type the model cannot take, 422
 inputs of the wrong shape or dtype (the message says what was expected), 500 the user's code or
-the model raised (traceback in the server log; the server keeps serving).
+the model raised (traceback in the server log; the server keeps serving), 504 the prediction
+took longer than the inference timeout, 503 the model thread is stuck (still inside a call past
+that timeout: ``/health`` and ``/ready`` say ``stuck`` too, until the call returns).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -53,10 +56,19 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
 
 from mloop.errors import BadInputError, MloopError, ServiceCodeError
 from mloop.serving.handlers import Handler, UploadedFile, load_handler
+from mloop.serving.inputs import (DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_PIXELS,
+                                  ImageLimits, check_json_depth)
 
 logger = logging.getLogger("mloop.serving")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Seconds a request's body may take to arrive, from its headers on (a client trickling a body
+#: must not hold the server): 408 past it.
+DEFAULT_BODY_TIMEOUT = 60.0
+#: Deepest nesting of arrays and objects a JSON body may have (numpy takes 64 dimensions at most).
+MAX_JSON_DEPTH = 64
+#: Seconds one prediction may take (queue wait and the model's call) before it is answered 504.
+DEFAULT_INFERENCE_TIMEOUT = 60.0
 PREDICT_PATHS = ("/predict", "/")
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
@@ -69,6 +81,13 @@ class BodyTooLarge(BadInputError):
         super().__init__(f"request body too large: this server takes at most {limit} bytes, got {what}",
                          hint="send smaller files, or start the server with a larger --max-body-bytes",
                          status=413, limit=limit)
+
+
+class BodyTimeout(BadInputError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s",
+                         hint="send the whole body at once; the limit is the server's body timeout",
+                         status=408, body_timeout=seconds)
 
 
 class ServerMetrics:
@@ -189,6 +208,32 @@ def _limited(receive: Callable[[], Awaitable[dict[str, Any]]],
     return limited_receive
 
 
+def _body_deadline(receive: Callable[[], Awaitable[dict[str, Any]]],
+                   seconds: float | None) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``receive`` that raises :class:`BodyTimeout` when the body is not complete ``seconds`` after
+    the request began (its headers): a deadline for the whole body, not per chunk, so trickling
+    bytes does not extend it. Once the body is complete, later calls (disconnect) are left alone."""
+    if not seconds:
+        return receive
+    deadline = asyncio.get_running_loop().time() + seconds
+    complete = False
+
+    async def receive_by_deadline() -> dict[str, Any]:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise BodyTimeout(seconds) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            complete = True
+        return message
+
+    return receive_by_deadline
+
+
 def _media_type(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 
@@ -238,7 +283,10 @@ def _loads(raw: bytes) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # nested deeper than the interpreter's stack (orjson stops at 1024)
+        raise ValueError("arrays or objects nested too deeply") from None
 
 
 def _finite(value: Any) -> bool:
@@ -294,6 +342,8 @@ _PREDICT_OPENAPI = {
         "415": {"description": "a content type this model does not take"},
         "422": {"description": "inputs of the wrong shape, dtype or fields; the message says what is expected"},
         "500": {"description": "the model or customize_service.py raised (see the server log)"},
+        "503": {"description": "the model thread is stuck in an earlier call (past the inference timeout)"},
+        "504": {"description": "the prediction took longer than the inference timeout"},
     },
 }
 
@@ -301,7 +351,10 @@ _PREDICT_OPENAPI = {
 def create_app(model_dir: str | Path | None = None, *, model_name: str, model_version: str = "",
                model_type: str | None = None, batching: bool = True, max_batch_size: int = 32,
                max_wait_ms: float = 5.0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, threads: int | None = None,
-               handler: Handler | None = None) -> Any:
+               handler: Handler | None = None, inference_timeout: float | None = DEFAULT_INFERENCE_TIMEOUT,
+               body_timeout: float | None = DEFAULT_BODY_TIMEOUT, max_images: int = DEFAULT_MAX_IMAGES,
+               max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+               max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS) -> Any:
     """The FastAPI app serving the model in ``model_dir``; the model is loaded here.
 
     Args:
@@ -313,6 +366,16 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
         max_body_bytes: larger request bodies get 413.
         threads: torch / onnxruntime intra-op threads (default: the library's).
         handler: a handler from :func:`mloop.serving.handlers.load_handler` (skips loading).
+        inference_timeout: seconds one prediction may take before it is answered 504 (None or
+            0: no limit). A model thread still inside one call past this limit is *stuck*:
+            ``/health`` and ``/ready`` answer 503 ``{"status": "stuck", ...}`` and new
+            predictions 503 at once (the thread is not handed more work behind the hung call),
+            until the call returns; the supervisor replaces a worker that stays stuck.
+        body_timeout: seconds a request body may take to arrive, from its headers on (408 past
+            it; None or 0: no limit).
+        max_images, max_image_pixels, max_request_pixels: images one request may carry, pixels
+            one image may declare, pixels all of them together (413 beyond, from the headers,
+            before anything is decoded; images are decoded on a pool of one thread per CPU).
 
     Raises:
         ModelLoadError: the model folder cannot be loaded.
@@ -323,17 +386,32 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
         handler = load_handler(Path(model_dir), model_name=model_name, model_type=model_type, batching=batching,
                                max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, threads=threads)
     served: Handler = handler
+    if hasattr(served, "image_limits"):
+        served.image_limits = ImageLimits(max_pixels=max_image_pixels, max_images=max_images,
+                                          max_request_pixels=max_request_pixels)
     metrics = ServerMetrics(model_name, model_version, served.model_type)
     served.batcher.on_batch = metrics.on_batch
+    timeout = inference_timeout if inference_timeout and inference_timeout > 0 else None
     info = {"model_name": model_name, "model_version": model_version, "model_dir": str(model_dir or ""),
-            "max_body_bytes": max_body_bytes, "max_wait_ms": max_wait_ms, **served.info()}
+            "max_body_bytes": max_body_bytes, "max_wait_ms": max_wait_ms, "inference_timeout": timeout,
+            **served.info()}
+
+    def stuck_for() -> float:
+        """Seconds the model thread has been inside one call beyond the timeout's length (0: not stuck)."""
+        busy = served.batcher.busy_for()
+        return busy if timeout is not None and busy > timeout else 0.0
+
+    def stuck_body(busy: float) -> dict[str, Any]:
+        return {"status": "stuck", "stuck_seconds": round(busy, 1), "inference_timeout": timeout,
+                "reason": f"the model thread has been inside one call for {busy:.0f} s, longer than the "
+                          f"inference timeout ({timeout:g} s)"}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
         app.state.ready = True
         yield
         app.state.ready = False
-        await served.batcher.aclose()
+        await served.batcher.aclose(stuck_after=timeout)
 
     app = ServingApp(title=f"mloop · {model_name}" + (f" v{model_version}" if model_version else ""),
                      description="Inference server for one model version (mloop serve).", lifespan=lifespan)
@@ -355,6 +433,11 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
         ``ctype``: the media type, lower case, no parameters; ``read_body``: the whole body;
         ``request``: a Starlette request on the same ASGI channel (multipart forms)."""
         batcher = served.batcher
+        busy = stuck_for()
+        if busy:
+            body = stuck_body(busy)
+            return 503, _dumps({"error": body["reason"], "code": "model_stuck", **body,
+                                "hint": "the server is replaced by its supervisor; retry shortly"}, 503)
         try:
             with batcher.arrival():
                 if ctype == "multipart/form-data":
@@ -371,12 +454,25 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
                         raise BadInputError(f"the body is not valid JSON ({exc})",
                                             hint='send {"inputs": [...]} with Content-Type: application/json',
                                             status=400) from exc
+                    check_json_depth(raw, body, MAX_JSON_DEPTH)
                     job = served.handle_json(body)
                 else:
                     raise BadInputError(f"content type {ctype!r} is not accepted",
                                         hint="send application/json, multipart/form-data or an image/* body",
                                         status=415)
-            result = await job
+            if timeout is None:
+                result = await job
+            else:
+                try:
+                    result = await asyncio.wait_for(job, timeout)
+                except asyncio.TimeoutError:
+                    logger.error("a prediction did not finish within the inference timeout (%g s)", timeout)
+                    return 504, _dumps({"error": f"inference did not finish within the inference timeout "
+                                                 f"({timeout:g} s)", "code": "inference_timeout",
+                                        "inference_timeout": timeout,
+                                        "hint": "the model or its service code is slow or hung; the timeout "
+                                                "is the worker's --inference-timeout (inference_timeout of "
+                                                "a deploy)"}, 504)
         except BadInputError as exc:
             status = int(exc.fields.get("status", 422))
             return status, _dumps(error_body(exc), status)
@@ -408,6 +504,7 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
             elif key == b"content-type":
                 ctype = value
         status = 500
+        receive = _body_deadline(receive, body_timeout)
         try:
             if length is not None and length > max_body_bytes:
                 status = 413
@@ -435,7 +532,8 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
                 lambda: Request(scope, receive if length is not None else _limited(receive, max_body_bytes)))
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-length", str(len(data)).encode()),
-                                    (b"content-type", b"application/json")]})
+                                    (b"content-type", b"application/json")]
+                        + ([(b"connection", b"close")] if status == 408 else [])})
             await send({"type": "http.response.body", "body": data})
         finally:
             metrics.on_request(scope["path"], status, time.perf_counter() - started)
@@ -445,12 +543,17 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
     app.add_api_route("/", predict, methods=["POST"], summary="Predict (ModelArts path)",
                       openapi_extra=_PREDICT_OPENAPI)
 
-    @app.get("/health", summary="The process is up")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/health", summary="The process is up and its model thread is not stuck")
+    async def health() -> Response:
+        busy = stuck_for()
+        return json_response(503, stuck_body(busy)) if busy else json_response(200, {"status": "ok"})
 
     @app.get("/ready", summary="The model is loaded and the server takes requests")
     async def ready(request: Request) -> Response:
+        busy = stuck_for()
+        if busy:
+            return json_response(503, {**stuck_body(busy), "model_name": model_name,
+                                       "model_version": model_version})
         ok = bool(request.app.state.ready) and not request.app.state.draining
         return json_response(200 if ok else 503, {"status": "ready" if ok else
                                                   ("draining" if request.app.state.draining else "loading"),

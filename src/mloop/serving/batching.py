@@ -62,6 +62,9 @@ class Batcher:
         self.on_batch = on_batch
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-model")
         self.arriving = 0
+        #: When the call now running on the model thread started (``time.monotonic()``), None when idle:
+        #: what tells a slow call from a stuck one (see :meth:`busy_for`).
+        self.busy_since: float | None = None
         self._queue: asyncio.Queue[_Pending] | None = None
         self._collector: asyncio.Task[None] | None = None
         self._closed = False
@@ -93,7 +96,7 @@ class Batcher:
         """Run ``item`` as a batch of its own (batching off)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        results = await loop.run_in_executor(self.executor, self.run_batch, [item])
+        results = await loop.run_in_executor(self.executor, self._timed, self.run_batch, [item])
         if self.on_batch is not None:
             self.on_batch(self.size_of(item), 1, time.perf_counter() - started)
         result = results[0]
@@ -103,7 +106,20 @@ class Batcher:
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the model thread (pre- and post-processing of custom services)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._timed, fn, *args)
+
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the model thread, with :attr:`busy_since` set while it runs."""
+        self.busy_since = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self.busy_since = None
+
+    def busy_for(self) -> float:
+        """Seconds the model thread has spent in the call it runs now (0 when idle)."""
+        since = self.busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     # -- collector -----------------------------------------------------------------------------------
     async def _collect(self) -> None:
@@ -143,7 +159,8 @@ class Batcher:
                 continue
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [p.item for p in live])
+                results = await loop.run_in_executor(self.executor, self._timed, self.run_batch,
+                                                     [p.item for p in live])
                 if len(results) != len(live):
                     raise RuntimeError(f"run_batch returned {len(results)} results for {len(live)} items")
             except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
@@ -163,15 +180,19 @@ class Batcher:
                 else:
                     p.future.set_result(result)
 
-    async def aclose(self) -> None:
-        """Stop collecting (after the queue drained) and release the model thread."""
+    async def aclose(self, stuck_after: float | None = None) -> None:
+        """Stop collecting (after the queue drained) and release the model thread.
+
+        ``stuck_after``: a model thread busy in one call for longer than this many seconds is
+        not waited for (it may never return; the process exits without it)."""
         self._closed = True
-        if self._queue is not None:
+        stuck = stuck_after is not None and self.busy_for() > stuck_after
+        if self._queue is not None and not stuck:
             while not self._queue.empty():
                 await asyncio.sleep(0.005)
         if self._collector is not None:
             self._collector.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._collector
-        self.executor.shutdown(wait=True)
+        self.executor.shutdown(wait=not stuck, cancel_futures=stuck)
 

@@ -17,7 +17,8 @@ from typing import Any, Protocol, Sequence
 
 from mloop.errors import BadInputError, ServiceCodeError
 from mloop.serving.batching import Batcher
-from mloop.serving.inputs import ImageSpec, check_instance_count, decode_image, to_batch
+from mloop.serving.inputs import (ImageLimits, ImageSpec, check_finite, check_images, check_instance_count,
+                                  decode_images, to_batch)
 from mloop.serving.loaders import LoadedModel, detect_model_type, load_model, normalize_model_type, read_model_config
 
 logger = logging.getLogger("mloop.serving")
@@ -61,6 +62,12 @@ class BuiltinHandler:
         self.batching = batching
         self.max_instances = max_instances
         self.image = ImageSpec.from_config(model.config, model.input_shape)
+        #: What one request may ask to decode (set by the app from its settings).
+        self.image_limits = ImageLimits()
+        #: Whether NaN and infinity reach the model: config.json's ``allow_nan``, else what the model
+        #: says (scikit-learn's tag), else yes (torch and ONNX compute with them).
+        allow = model.config.get("allow_nan", model.allow_nan)
+        self.allow_nan = True if allow is None else bool(allow)
         self.batcher = Batcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                size_of=len)
         self.warmup()
@@ -113,9 +120,16 @@ class BuiltinHandler:
         return results
 
     def _forward_error(self, exc: Exception, item: Any) -> Exception:
-        if self.model.input_shape is None:
-            # The model declares no input shape, so its own refusal is the best message we have.
+        import numpy as np
+
+        if item.dtype.kind in "fc" and not np.isfinite(item).all():
+            # The model refused NaN or infinity it was let through (allow_nan): the client's inputs.
             err: Exception = BadInputError(
+                f"the model refused inputs holding NaN or infinity: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}", hint="send finite numbers", status=422)
+        elif self.model.input_shape is None:
+            # The model declares no input shape, so its own refusal is the best message we have.
+            err = BadInputError(
                 f"the model refused inputs of shape {tuple(item.shape)} ({self.model.input_dtype}): "
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                 hint="send inputs of the shape the model was trained on; add input_shape to config.json "
@@ -144,6 +158,8 @@ class BuiltinHandler:
                 status=422)
         inputs = body["inputs"] if "inputs" in body else body["instances"]
         batch = to_batch(inputs, self.model.input_shape, self.model.input_dtype)
+        if not self.allow_nan:
+            check_finite(batch)
         return await self._predict(batch)
 
     async def handle_files(self, files: list[UploadedFile], fields: dict[str, str]) -> Any:
@@ -155,7 +171,10 @@ class BuiltinHandler:
         if not files:
             raise BadInputError("the multipart request holds no file", hint="curl -F file=@digit.png URL", status=422)
         check_instance_count(len(files), self.max_instances)
-        arrays = [decode_image(f.content, self.image, self.model.input_dtype, f.filename) for f in files]
+        named = [(f.filename, f.content) for f in files]
+        check_images(named, self.image_limits)  # from the headers, before decoding anything
+        # Decoded on the decoding threads: the event loop keeps answering (/health) meanwhile.
+        arrays = await decode_images(named, self.image, self.model.input_dtype, self.image_limits.max_pixels)
         batch = np.stack(arrays)
         if self.model.input_shape is not None:
             batch = to_batch(batch, self.model.input_shape, self.model.input_dtype)
@@ -180,6 +199,8 @@ class CustomHandler:
         self.batching = self.batched
         run = self._run_batch if self.batched else self._run_each
         self.batcher = Batcher(run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+        #: Uploaded images are checked against these from their headers before the service sees them.
+        self.image_limits = ImageLimits()
 
     def info(self) -> dict[str, Any]:
         return {"model_type": "custom", "service_class": type(self.service).__name__,
@@ -232,6 +253,7 @@ class CustomHandler:
 
     async def handle_files(self, files: list[UploadedFile], fields: dict[str, str]) -> Any:
         # ModelArts' shape: {field: {filename: file-like}} for files, {field: text} for the rest.
+        check_images([(f.filename, f.content) for f in files], self.image_limits)
         data: dict[str, Any] = dict(fields)
         for f in files:
             data.setdefault(f.field, {})[f.filename] = io.BytesIO(f.content)

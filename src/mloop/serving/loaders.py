@@ -150,6 +150,8 @@ class LoadedModel:
     classes: list[str] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: Whether the model takes NaN and infinity (None: unknown; config.json's ``allow_nan`` wins).
+    allow_nan: bool | None = None
 
     def forward(self, batch: Any) -> dict[str, Any]:
         return self.predict(batch)
@@ -410,7 +412,17 @@ def _load_sklearn(root: Path, config: dict[str, Any], threads: int | None) -> Lo
         return out
 
     return LoadedModel("sklearn", predict, shape, str(config.get("input_dtype", "float64")), classes, config,
-                       description=f"{type(model).__name__} from {path.name}")
+                       description=f"{type(model).__name__} from {path.name}", allow_nan=_sklearn_allows_nan(model))
+
+
+def _sklearn_allows_nan(model: Any) -> bool | None:
+    """The estimator's own ``allow_nan`` tag (HistGradientBoosting: yes; LogisticRegression: no)."""
+    try:
+        if hasattr(model, "__sklearn_tags__"):
+            return bool(model.__sklearn_tags__().input_tags.allow_nan)
+        return bool(model._get_tags()["allow_nan"])
+    except Exception:  # noqa: BLE001 - not a scikit-learn estimator, or tags it can't give
+        return None
 
 
 # -- ONNX ------------------------------------------------------------------------------------------

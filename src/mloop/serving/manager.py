@@ -6,7 +6,10 @@ reported at once, to the caller) together with a loopback control socket, and ha
 the supervisor it starts (``pass_fds``, ``start_new_session=True``: the supervisor outlives
 ``mloop run``). Everything needed to find the supervisor again is in the ``services`` row:
 ``supervisor_pid`` and ``supervisor_started_at`` (a dead supervisor whose pid was reused is
-not mistaken for alive), ``control_port`` and ``token``.
+not mistaken for alive), ``control_port`` and ``token``: the SHA-256 of the control token
+(``sha256:<hex>``), never the token itself, which lives in an owner-only file in the service's
+folder (:func:`token_path`; 0600 in a 0700 folder). A row holding a plain token (written by an
+older mloop) is legacy: it is used once more and rewritten as hash + file on the next deploy.
 
 The control protocol is small JSON over HTTP on 127.0.0.1 (see the supervisor):
 ``GET /status``, ``POST /deploy`` (answers once the new version is live, or with the loader's
@@ -16,6 +19,7 @@ error), ``POST /stop``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -40,11 +44,79 @@ __all__ = ["SUPERVISOR_MODULE", "bind_service_socket", "control", "kill_orphans"
 SUPERVISOR_MODULE = "mloop.serving.supervisor"
 WORKER_MODULE = "mloop.serving.worker"
 TOKEN_HEADER = "X-Mloop-Token"
+TOKEN_FILE = "control.token"
+TOKEN_DIGEST_PREFIX = "sha256:"
 
 
 def service_dir(home: Path, name: str) -> Path:
     """The folder of service ``name`` (its log, the workers' ready files)."""
     return home / "services" / name
+
+
+def token_digest(token: str) -> str:
+    """What the ``services`` row stores for a control token: ``sha256:<hex>`` (it authorises nothing)."""
+    return TOKEN_DIGEST_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_path(record: ServiceRecord) -> Path:
+    """The owner-only file holding the control token of ``record``'s supervisor (in the
+    service's folder, beside its log)."""
+    return Path(record.log_path).parent / TOKEN_FILE
+
+
+def _write_token_file(path: Path, token: str) -> None:
+    # Owner-only whatever the umask: the folder 0700, the file created 0600 (then renamed into
+    # place, so a reader never sees it half written or with looser bits).
+    from mloop.context import make_private_home
+
+    make_private_home(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, token.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def control_token(record: ServiceRecord) -> str | None:
+    """The token to send to ``record``'s supervisor: from its owner-only file (checked against
+    the hash the row holds), or the plain token of a legacy row. None: the row has none.
+
+    Raises:
+        ManagedServiceError: the file is missing or unreadable, or holds another token.
+    """
+    stored = record.token
+    if not stored:
+        return None
+    if not stored.startswith(TOKEN_DIGEST_PREFIX):
+        return stored  # legacy row: rewritten as hash + file on the next deploy
+    path = token_path(record)
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ManagedServiceError(f"cannot read the control token of service {record.name!r} ({path}): "
+                                  f"{exc.strerror or exc}",
+                                  hint=f"`mloop service stop {record.name}` then `mloop service start "
+                                       f"{record.name}` gives it a new one", service=record.name) from exc
+    if token_digest(token) != stored:
+        raise ManagedServiceError(f"the control token file of service {record.name!r} ({path}) does not match "
+                                  f"its supervisor", hint=f"`mloop service stop {record.name}` then `mloop service "
+                                  f"start {record.name}` gives it a new one", service=record.name)
+    return token
+
+
+def secure_legacy_token(repo: ServiceRepository, record: ServiceRecord) -> ServiceRecord:
+    """A row holding a plain control token (older mloop): move the token to the owner-only
+    file and keep only its hash in the row. Other rows are returned as they are."""
+    stored = record.token
+    if not stored or stored.startswith(TOKEN_DIGEST_PREFIX):
+        return record
+    _write_token_file(token_path(record), stored)
+    return repo.update(record.id, token=token_digest(stored))
 
 
 def supervisor_alive(record: ServiceRecord) -> bool:
@@ -103,14 +175,15 @@ def control(record: ServiceRecord, method: str, path: str, body: dict[str, Any] 
     Raises:
         ManagedServiceError: the supervisor did not answer.
     """
-    if not record.control_port or not record.token:
+    token = control_token(record) if record.control_port else None
+    if not record.control_port or not token:
         raise ManagedServiceError(f"service {record.name!r} has no supervisor to talk to",
                                   hint=f"start it with `mloop service start {record.name}`", service=record.name)
     conn = http.client.HTTPConnection("127.0.0.1", record.control_port, timeout=timeout)
     try:
         data = json.dumps(body or {}).encode()
         conn.request(method, path, body=data if method == "POST" else None,
-                     headers={TOKEN_HEADER: record.token, "Content-Type": "application/json"})
+                     headers={TOKEN_HEADER: token, "Content-Type": "application/json"})
         response = conn.getresponse()
         raw = response.read()
         try:
@@ -157,10 +230,12 @@ def start_supervisor(repo: ServiceRepository, record: ServiceRecord, *, database
     log_path = Path(record.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        _write_token_file(token_path(record), token)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", SUPERVISOR_MODULE, "--service-id", record.id,
-                 "--listen-fd", str(listen.fileno()), "--control-fd", str(ctl.fileno()), "--dir", str(folder)],
+                 "--listen-fd", str(listen.fileno()), "--control-fd", str(ctl.fileno()), "--dir", str(folder),
+                 "--log-file", str(log_path)],
                 pass_fds=(listen.fileno(), ctl.fileno()), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 cwd=str(folder), start_new_session=True)
     finally:
@@ -171,7 +246,8 @@ def start_supervisor(repo: ServiceRepository, record: ServiceRecord, *, database
         started = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         started = None
-    record = repo.update(record.id, port=port, url=url, control_port=ctl_port, token=token, supervisor_pid=proc.pid,
+    record = repo.update(record.id, port=port, url=url, control_port=ctl_port, token=token_digest(token),
+                         supervisor_pid=proc.pid,
                          supervisor_started_at=started, supervisor_host=socket.gethostname())
     return _await_supervisor(record, proc, timeout=timeout)
 

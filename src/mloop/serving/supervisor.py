@@ -21,9 +21,19 @@ A current worker that exits is restarted with backoff (0.5 s, 1 s, 2 s ... up to
 service is marked failed. A worker whose ``/health`` stops answering is killed (and so
 restarted). A supervisor with nothing left to serve, or past the service's ``stop_at``, stops.
 
+A worker whose ``/health`` says ``stuck`` (its model thread has been inside one call for longer
+than its inference timeout) for longer than :data:`STUCK_GRACE`, or whose memory (RSS, its
+children included) passes the deployment's ``max_memory_mb``, is replaced the way a deploy
+replaces one: a new worker is started, made current once ready, and the old one is SIGTERMed
+(SIGKILLed after :data:`STUCK_KILL_SECONDS` when stuck: its hung call will not finish). Each
+replacement counts as a restart and its reason is recorded in the store and the log.
+
 State goes to the metadata store (``MLOOP_DATABASE_URL``): status, current version, worker
 pid, restarts, and each deployment's outcome. Every worker's output goes, line by line and
-prefixed with its version and pid, to the service log (the supervisor's stderr).
+prefixed with its version and pid, to the service log (the supervisor's stderr). With
+``--log-file`` (what the manager passes) that log rotates: past :data:`LOG_MAX_BYTES` it is
+renamed ``service.log.1`` (older ones shift up to ``.LOG_BACKUPS``, the oldest is dropped) and a
+new one is started, which the supervisor's stdout and stderr then point at.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import hmac
 import http.client
 import json
 import os
@@ -46,13 +57,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Sequence
 
+
+
+def _env_number(name: str, default: float) -> float:
+    """A positive number from the environment (tests shorten intervals with these), else ``default``."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 #: Crashes in a row (each within STABLE_SECONDS of the worker's start) before giving up.
 MAX_FAST_CRASHES = 5
 STABLE_SECONDS = 30.0
 #: Health checks: every HEALTH_INTERVAL s; a worker that fails HEALTH_FAILURES in a row is killed.
-HEALTH_INTERVAL = 5.0
+HEALTH_INTERVAL = _env_number("MLOOP_SERVICE_HEALTH_INTERVAL", 5.0)
 HEALTH_TIMEOUT = 10.0
 HEALTH_FAILURES = 3
+#: How long a worker may report itself stuck before it is replaced.
+STUCK_GRACE = _env_number("MLOOP_SERVICE_STUCK_GRACE", 2 * HEALTH_INTERVAL)
+#: How long a replaced stuck worker gets after SIGTERM before SIGKILL.
+STUCK_KILL_SECONDS = _env_number("MLOOP_SERVICE_STUCK_KILL_SECONDS", 5.0)
+#: The service log rotates past this size, keeping this many older files.
+LOG_MAX_BYTES = int(_env_number("MLOOP_SERVICE_LOG_MAX_BYTES", 10 * 1024 * 1024))
+LOG_BACKUPS = int(_env_number("MLOOP_SERVICE_LOG_BACKUPS", 3))
 #: How long a SIGTERMed worker gets before SIGKILL (its own graceful timeout is shorter).
 RETIRE_SECONDS = 40.0
 #: How long a deploy waits for the SIGTERMed worker to close its listener before it returns.
@@ -62,12 +91,59 @@ TOKEN_HEADER = "X-Mloop-Token"
 
 def log(message: str) -> None:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    write_log(f"{stamp} supervisor: {message}\n")
+
+
+def write_log(text: str) -> None:
+    """Append ``text`` (whole lines) to the service log, rotating it first when it is full."""
     with _log_lock:
-        sys.stderr.write(f"{stamp} supervisor: {message}\n")
+        if _log_file is not None:
+            _log_file.before_write(len(text.encode("utf-8", "replace")))
+        sys.stderr.write(text)
         sys.stderr.flush()
 
 
+class RotatingLog:
+    """The service log at ``path``, which is the supervisor's stdout and stderr: past
+    ``max_bytes`` it becomes ``path.1`` (``path.1`` becomes ``path.2`` ... up to ``backups``)
+    and a new ``path`` takes its place on file descriptors 1 and 2 (so stray output, a
+    traceback included, lands in the current file too). Called under ``_log_lock``."""
+
+    def __init__(self, path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = max(1, backups)
+
+    def before_write(self, size: int) -> None:
+        try:
+            current = os.fstat(sys.stderr.fileno()).st_size
+        except (OSError, ValueError):
+            return
+        if current and current + size > self.max_bytes:
+            try:
+                self.rotate()
+            except OSError as exc:  # a full disk or a removed folder: keep writing where we are
+                sys.stderr.write(f"supervisor: could not rotate {self.path}: {exc}\n")
+
+    def rotate(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        if self.path.exists():
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.dup2(fd, sys.stdout.fileno())
+            os.dup2(fd, sys.stderr.fileno())
+        finally:
+            os.close(fd)
+
+
 _log_lock = threading.Lock()
+_log_file: RotatingLog | None = None
 
 
 @dataclass
@@ -102,6 +178,9 @@ class Worker:
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=60))
     ready_at: float | None = None
     retiring: float | None = None  # when it was told to stop
+    kill_after: float = RETIRE_SECONDS  # seconds after SIGTERM before SIGKILL
+    stuck_since: float | None = None  # first health check that found it stuck (None: not stuck)
+    ready_mb: float | None = None  # its memory once ready (measured when it has a max_memory_mb)
 
     @property
     def pid(self) -> int:
@@ -187,6 +266,10 @@ class Supervisor:
             argv += ["--threads", str(int(opts["threads"]))]
         if opts.get("graceful_timeout") is not None:
             argv += ["--graceful-timeout", str(float(opts["graceful_timeout"]))]
+        if opts.get("inference_timeout") is not None:
+            argv += ["--inference-timeout", str(float(opts["inference_timeout"]))]
+        if opts.get("access_log"):
+            argv.append("--access-log")
         env = {**os.environ, **dep.envs}
         env.pop("MLOOP_SERVICE_TOKEN", None)
         env["PYTHONUNBUFFERED"] = "1"
@@ -204,9 +287,7 @@ class Supervisor:
         for raw in worker.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             worker.tail.append(line)
-            with _log_lock:
-                sys.stderr.write(prefix + line + "\n")
-                sys.stderr.flush()
+            write_log(prefix + line + "\n")
 
     def wait_ready(self, worker: Worker, timeout: float) -> None:
         """Return once ``worker`` accepts connections.
@@ -228,6 +309,13 @@ class Supervisor:
                     data = {}
                 if data.get("pid") == worker.pid:
                     worker.ready_at = time.monotonic()
+                    limit = worker.deployment.options.get("max_memory_mb")
+                    if limit:
+                        worker.ready_mb = memory_mb(worker.pid)
+                        if worker.ready_mb is not None and worker.ready_mb > float(limit):
+                            log(f"worker pid {worker.pid} uses {worker.ready_mb:.0f} MB once loaded, more than "
+                                f"max_memory_mb {float(limit):g}: the limit is too low for this model, it is "
+                                "not enforced on this worker")
                     return
             if self.cancel_deploy.is_set():
                 self.kill(worker)
@@ -239,7 +327,8 @@ class Supervisor:
                 raise DeployFailed(f"{why}; its last output:\n{worker.error_text()}")
             time.sleep(0.05)
 
-    def retire(self, worker: Worker, *, wait: float = STOP_ACCEPTING_SECONDS) -> None:
+    def retire(self, worker: Worker, *, wait: float = STOP_ACCEPTING_SECONDS,
+               kill_after: float = RETIRE_SECONDS) -> None:
         """Ask a worker to stop: it stops accepting and finishes its in-flight requests.
 
         Returns once the worker has closed its listener (it says so in its ready file) or
@@ -247,6 +336,7 @@ class Supervisor:
         that does not say so within ``wait`` seconds is logged and left to drain.
         """
         worker.retiring = time.monotonic()
+        worker.kill_after = kill_after
         with self.state_lock:
             self.retiring.append(worker)
         with contextlib.suppress(ProcessLookupError):
@@ -352,8 +442,8 @@ class Supervisor:
                 if code is not None:
                     log(f"retired worker pid {worker.pid} exited with code {code}")
                     self.retiring.remove(worker)
-                elif worker.retiring is not None and time.monotonic() - worker.retiring > RETIRE_SECONDS:
-                    log(f"retired worker pid {worker.pid} did not stop in {RETIRE_SECONDS:g} s: killing it")
+                elif worker.retiring is not None and time.monotonic() - worker.retiring > worker.kill_after:
+                    log(f"retired worker pid {worker.pid} did not stop in {worker.kill_after:g} s: killing it")
                     worker.proc.kill()
 
     def _check_current(self) -> None:
@@ -407,20 +497,74 @@ class Supervisor:
             return
         self._last_health = now
         worker = self.current
-        if worker is None or worker.proc.poll() is not None or self.deploy_lock.locked() or self.retiring:
+        if worker is None or worker.proc.poll() is not None or self.deploy_lock.locked():
             return
+        limit = worker.deployment.options.get("max_memory_mb")
+        if limit:
+            used = memory_mb(worker.pid)
+            # A worker over the limit from its start is not recycled: that would only start another like it.
+            if used is not None and used > float(limit) and (worker.ready_mb or 0) <= float(limit):
+                self.replace(worker, f"uses {used:.0f} MB of memory, more than its limit of {float(limit):g} MB "
+                                     "(max_memory_mb)")
+                return
+        if self.retiring:
+            return
+        status, body = None, {}
         try:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=HEALTH_TIMEOUT)
             conn.request("GET", "/health")
-            ok = conn.getresponse().status == 200
+            response = conn.getresponse()
+            status = response.status
+            with contextlib.suppress(ValueError):
+                body = json.loads(response.read() or b"{}")
             conn.close()
-        except OSError:
-            ok = False
+        except (OSError, http.client.HTTPException):
+            pass
+        if status == 503 and isinstance(body, dict) and body.get("status") == "stuck":
+            # Alive, but its model thread hangs in a call: replaced (not just killed) once it stays so.
+            self.health_failures = 0
+            if worker.stuck_since is None:
+                worker.stuck_since = now
+                log(f"worker pid {worker.pid} is stuck: {body.get('reason')}")
+            elif now - worker.stuck_since >= STUCK_GRACE:
+                self.replace(worker, f"stuck for more than {STUCK_GRACE:g} s ({body.get('reason')})", stuck=True)
+            return
+        worker.stuck_since = None
+        ok = status == 200
         self.health_failures = 0 if ok else self.health_failures + 1
         if self.health_failures >= HEALTH_FAILURES:
             log(f"worker pid {worker.pid} did not answer /health {self.health_failures} times: killing it")
             self.health_failures = 0
             worker.proc.kill()
+
+    def replace(self, worker: Worker, why: str, *, stuck: bool = False) -> bool:
+        """Replace the current ``worker`` (stuck, or over its memory limit) as a deploy would:
+        start a new one, switch once it is ready, then retire the old one (SIGKILLed after
+        :data:`STUCK_KILL_SECONDS` when ``stuck``). A replacement that fails to start leaves the
+        old one killed, so the crash path restarts it with backoff. True if replaced."""
+        with self.deploy_lock:
+            if self.current is not worker or self.stopping.is_set() or worker.proc.poll() is not None:
+                return False
+            self.cancel_deploy.clear()
+            self.restarts += 1
+            log(f"worker pid {worker.pid} ({worker.deployment.label}) {why}: starting a replacement "
+                f"(restart {self.restarts})")
+            self.record(restarts=self.restarts, message=f"replacing worker pid {worker.pid}: it {why}")
+            new = self.spawn(worker.deployment)
+            try:
+                self.wait_ready(new, float(worker.deployment.options.get("ready_timeout", 120)))
+            except DeployFailed as exc:
+                log(f"the replacement of worker pid {worker.pid} failed to start: {exc}; killing the old one")
+                self.kill(worker)
+                return False
+            with self.state_lock:
+                self.current = new
+                self.health_failures = 0
+            self.record(status="running", worker_pid=new.pid, restarts=self.restarts,
+                        message=f"replaced worker pid {worker.pid}: it {why}")
+            self.retire(worker, kill_after=STUCK_KILL_SECONDS if stuck else RETIRE_SECONDS)
+            log(f"replaced worker pid {worker.pid} by pid {new.pid}")
+            return True
 
     # -- stop ----------------------------------------------------------------------------------
     def stop(self, message: str = "stopped", status: str = "stopped") -> None:
@@ -451,6 +595,21 @@ class Supervisor:
         self.stopped.set()
 
 
+def memory_mb(pid: int) -> float | None:
+    """Resident memory of process ``pid`` and its children, in MiB (None: it is gone)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        total = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+    except psutil.Error:
+        return None
+    return total / (1024 * 1024)
+
+
 class ControlHandler(BaseHTTPRequestHandler):
     server: ControlServer
     protocol_version = "HTTP/1.1"
@@ -467,8 +626,9 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _authorized(self) -> bool:
-        if self.headers.get(TOKEN_HEADER) != self.server.token:
-            self._reply(403, {"ok": False, "error": "wrong or missing token"})
+        given = (self.headers.get(TOKEN_HEADER) or "").encode("utf-8", "replace")
+        if not self.server.token or not hmac.compare_digest(given, self.server.token.encode()):
+            self._reply(401, {"ok": False, "error": "wrong or missing token"})
             return False
         return True
 
@@ -558,11 +718,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--listen-fd", type=int, required=True, help="the service's listening socket")
     p.add_argument("--control-fd", type=int, required=True, help="the loopback control socket")
     p.add_argument("--dir", required=True, help="the service's folder")
+    p.add_argument("--log-file", default=None,
+                   help="the service log, this process's stdout and stderr: rotated past its size limit")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    global _log_file
+    if args.log_file:
+        _log_file = RotatingLog(Path(args.log_file))
     token = os.environ.pop("MLOOP_SERVICE_TOKEN", "")
     url = os.environ.get("MLOOP_DATABASE_URL")
     if not token or not url:

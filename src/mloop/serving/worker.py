@@ -5,6 +5,7 @@ The service manager starts one of these per model version::
     python -m mloop.serving.worker --model-dir DIR --model-name N --model-version V
         [--fd FD | --host H --port P] [--ready-file PATH]
         [--max-batch-size 32] [--max-wait-ms 5] [--no-batching] [--max-body-bytes B] [--threads T]
+        [--inference-timeout 60] [--access-log]
 
 1. The model is loaded first. If that fails the process prints ``error: ...`` (the loader's
    error) and ``hint: ...`` on stderr and exits with code 3 (:data:`EXIT_LOAD_FAILED`); nothing
@@ -17,7 +18,13 @@ The service manager starts one of these per model version::
 4. On SIGTERM (or SIGINT) it stops accepting, rewrites the ready file with ``accepting: false``
    (so the supervisor knows every later connection goes to its successor), ``/ready`` answers
    503, in-flight requests finish (up to ``--graceful-timeout`` seconds), then it exits with
-   code 0.
+   code 0. A model thread stuck in a call (past ``--inference-timeout``) is not waited for:
+   the process exits without it.
+
+A prediction that takes longer than ``--inference-timeout`` seconds is answered 504; while the
+model thread stays inside one call beyond that, ``/health`` and ``/ready`` answer 503
+``{"status": "stuck", ...}`` (the supervisor replaces a worker that stays so). Requests are not
+logged one by one unless ``--access-log`` is given.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-batching", action="store_true", help="one forward pass per request")
     p.add_argument("--max-body-bytes", type=int, default=None, help="larger request bodies get 413")
     p.add_argument("--threads", type=int, default=None, help="torch/onnxruntime intra-op threads")
+    p.add_argument("--inference-timeout", type=float, default=None,
+                   help="seconds one prediction may take before it is answered 504 (default 60; 0: no limit)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish after SIGTERM")
     p.add_argument("--log-level", default="info")
@@ -62,6 +71,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_batch_size < 1:
         p.error("--max-batch-size must be at least 1")
+    if args.inference_timeout is not None and args.inference_timeout < 0:
+        p.error("--inference-timeout must be 0 (no limit) or more")
     if args.fd is None and args.port is None:
         args.port = 8080
     return args
@@ -159,6 +170,7 @@ def run_server(app: Any, *, sock: socket.socket, ready_file: str | None = None, 
     # uvicorn re-raises the signal it caught once it has shut down; with these handlers that
     # is a no-op, so a graceful stop ends with exit code 0 rather than death by SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)  # Ctrl-C on `mloop serve` too: a clean stop, exit 0
     server.run(sockets=[sock])
 
 
@@ -180,13 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mloop.errors import MloopError
 
     try:
-        from mloop.serving.app import DEFAULT_MAX_BODY_BYTES, create_app
+        from mloop.serving.app import DEFAULT_INFERENCE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, create_app
 
         app = create_app(args.model_dir, model_name=args.model_name, model_version=args.model_version,
                          model_type=args.model_type, batching=not args.no_batching,
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                          max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES,
-                         threads=args.threads or default_threads())
+                         threads=args.threads or default_threads(),
+                         inference_timeout=DEFAULT_INFERENCE_TIMEOUT if args.inference_timeout is None
+                         else args.inference_timeout)
     except MloopError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
@@ -213,6 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_server(app, sock=sock, ready_file=args.ready_file, model_name=args.model_name,
                model_version=args.model_version, log_level=args.log_level, access_log=args.access_log,
                graceful_timeout=args.graceful_timeout)
+    if app.state.handler.batcher.busy_since is not None:
+        # The model thread is still inside a call (a stuck one: the batcher did not wait for it);
+        # a normal exit would join it forever.
+        logging.getLogger("mloop.serving").warning("exiting with the model thread still inside a call")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

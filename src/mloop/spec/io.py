@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,20 +44,37 @@ def upgrade_dict(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows (a spec's numbers are finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range (a spec's numbers are finite)")
+    return value
+
+
 def load_spec(data: dict[str, Any] | str | Path, *, validate: bool = True) -> WorkflowSpec:
     """Load a spec from a dict, a JSON string or a JSON file; upgrade and validate it."""
     if isinstance(data, Path):
         data = data.read_text()
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            data = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
         except json.JSONDecodeError as exc:
             raise SpecValidationError([Problem("spec", f"not valid JSON: {exc}")]) from exc
+        except ValueError as exc:  # NaN, Infinity, 1e999
+            raise SpecValidationError([Problem("spec", f"not valid JSON: {exc}")]) from None
+        except RecursionError:
+            raise SpecValidationError([Problem("spec", "not valid JSON: nested too deeply to read")]) from None
     if not isinstance(data, dict):
         raise SpecValidationError([Problem("spec", "a spec is a JSON object")])
     data = upgrade_dict(data)
     try:
         spec = WorkflowSpec.model_validate(data)
+    except RecursionError:
+        raise SpecValidationError([Problem("spec", "nested too deeply to validate")]) from None
     except ValidationError as exc:
         problems = [Problem("spec." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
         raise SpecValidationError(problems) from exc

@@ -8,6 +8,7 @@ expected type and the value given.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from mloop.errors import Problem, PlaceholderValueError
@@ -17,8 +18,52 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
 
+MAX_VALUE_DEPTH = 64  # nesting of a JSON/list value: deeper is refused, not a RecursionError later
+
+
 class _Bad(Exception):
     pass
+
+
+class _Unsafe(Exception):
+    """A value no store can keep: a non-finite number, a NUL character, nesting too deep."""
+
+
+def check_storable(value: Any) -> None:
+    """Refuse what SQLite takes but PostgreSQL (or JSON) does not: NaN/Infinity anywhere, NUL
+    characters in strings or keys, nesting deeper than :data:`MAX_VALUE_DEPTH`.
+
+    Raises:
+        _Unsafe: the reason, in words.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            raise _Unsafe(f"nested deeper than {MAX_VALUE_DEPTH} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise _Unsafe(f"{item!r} is not a finite number (NaN and infinity, e.g. 1e999, cannot be stored)")
+        if isinstance(item, str) and "\x00" in item:
+            raise _Unsafe("it holds a NUL character (\\x00)")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise _Unsafe("a key holds a NUL character (\\x00)")
+                stack.append((sub, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((sub, depth + 1) for sub in item)
+
+
+def _unsafe_problem(field: str, name: str, given: Any, reason: str) -> Problem:
+    shown = given if not isinstance(given, str) or len(given) <= 80 else given[:77] + "..."
+    return Problem(field, f"value {shown!r} is refused: {reason}", placeholder=name)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _Unsafe(f"JSON nested deeper than Python can read (keep it under {MAX_VALUE_DEPTH} levels)") from None
 
 
 def _coerce_scalar(ptype: str, value: Any) -> Any:
@@ -69,18 +114,28 @@ def coerce_parameter(p: ParameterSpec, value: Any) -> Any:
     """
     given = value  # reported as given, not as parsed
     try:
+        value = _coerce(p, value)
+        check_storable(value)
+        return value
+    except _Unsafe as exc:
+        raise PlaceholderValueError([_unsafe_problem(f"parameters[{p.name}]", p.name, given, str(exc))]) from None
+
+
+def _coerce(p: ParameterSpec, value: Any) -> Any:
+    given = value  # reported as given, not as parsed
+    try:
         if p.type in ("int", "float", "bool", "str"):
             return _coerce_scalar(p.type, value)
         if p.type == "json":
             if isinstance(value, str):
-                value = json.loads(value)
+                value = _loads(value)
             if not isinstance(value, dict):
                 raise _Bad
             return value
         if p.type == "list":
             if isinstance(value, str):
                 text = value.strip()
-                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+                value = _loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
             if not isinstance(value, list):
                 raise _Bad
             return [_coerce_scalar(p.format or "str", v) for v in value]
@@ -123,10 +178,17 @@ def _data_value(d: DataRequirementSpec, value: Any) -> Any:
         return value
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return _loads(value)
         except json.JSONDecodeError:
             return value
     return value
+
+
+def _checked_data_value(d: DataRequirementSpec, value: Any) -> Any:
+    """:func:`_data_value`, then :func:`check_storable` (raises _Bad or _Unsafe)."""
+    out = _data_value(d, value)
+    check_storable(out)
+    return out
 
 
 def resolve_values(spec: WorkflowSpec, given: dict[str, Any], *, steps: set[str] | None = None,
@@ -179,7 +241,9 @@ def resolve_values(spec: WorkflowSpec, given: dict[str, Any], *, steps: set[str]
             out[d.name] = None
             continue
         try:
-            out[d.name] = _data_value(d, raw)
+            out[d.name] = _checked_data_value(d, raw)
+        except _Unsafe as exc:
+            problems.append(_unsafe_problem(f"data_requirements[{d.name}]", d.name, raw, str(exc)))
         except _Bad:
             problems.append(Problem(f"data_requirements[{d.name}]", f"value {raw!r} is not a valid {d.type} "
                                     "value", "for obs give a path, e.g. -p data=./data/", placeholder=d.name))
@@ -207,7 +271,9 @@ def coerce_given(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
                 problems.extend(exc.problems)
         elif name in datas:
             try:
-                out[name] = _data_value(datas[name], raw)
+                out[name] = _checked_data_value(datas[name], raw)
+            except _Unsafe as exc:
+                problems.append(_unsafe_problem(f"data_requirements[{name}]", name, raw, str(exc)))
             except _Bad:
                 problems.append(Problem(f"data_requirements[{name}]", f"value {raw!r} is not a valid "
                                         f"{datas[name].type} value", placeholder=name))

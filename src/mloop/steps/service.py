@@ -99,6 +99,10 @@ class ServiceHandler(StepHandler):
         name = self._service_name(step, ctx, config)
         envs = {**_str_dict(config.get("envs")), **_str_dict(model.get("envs"))}
         schedule = _hours(config.get("schedule"), step.name)
+        # Worker limits ride in ServiceConfig.additional_properties: {"inference_timeout": s, "max_memory_mb": mb}.
+        extra = config.get("additional_properties") if isinstance(config.get("additional_properties"), dict) else {}
+        limits = {key: float(extra[key]) for key in ("inference_timeout", "max_memory_mb")
+                  if isinstance(extra.get(key), (int, float)) and not isinstance(extra.get(key), bool)}
         ref = f"{model['model_name']}:{model['model_version']}"
 
         log_path = os.path.join(ctx.run_dir, "steps", step.name, "deploy.log")
@@ -111,7 +115,7 @@ class ServiceHandler(StepHandler):
             before = backend.store.services.find(name)
             previous = before.model_ref if before is not None and before.status == "running" else None
             try:
-                record = deploy(backend, name, ref, envs=envs or None, schedule_hours=schedule,
+                record = deploy(backend, name, ref, envs=envs or None, schedule_hours=schedule, **limits,
                                 timeout=DEFAULT_DEPLOY_TIMEOUT, run_id=ctx.run_id, step_name=step.name,
                                 on_deployment=lambda deployment_id: _deploying(backend, state, deployment_id, handle))
             except MloopError as exc:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,6 +59,38 @@ def leaf_dirs_without_files(source: Path) -> list[str]:
         if not dirnames and not files and os.path.normpath(dirpath) != os.path.normpath(source):
             empty.append(Path(dirpath).relative_to(source).as_posix())
     return sorted(empty)
+
+
+#: Most pixels (width x height, as the header declares them) an image may have: a 3.5 MB PNG can
+#: declare 60000 x 60000 and inflate to 14 GB. Settings' ``max_image_pixels`` (``MLOOP_MAX_IMAGE_PIXELS``)
+#: sets it for a dataset import (see :func:`image_pixel_limit`).
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+
+_max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+# Inflate PNG data this much at a time: memory stays bounded whatever the stream holds.
+_INFLATE_STEP = 1 << 20
+
+
+@contextlib.contextmanager
+def image_pixel_limit(pixels: int | None) -> Iterator[None]:
+    """Verify images against ``pixels`` (None: the default) inside the block. A module value,
+    not an argument, so that the forked reader processes of :mod:`mloop.datasets.reading`
+    inherit it without every caller in between passing it on."""
+    global _max_image_pixels
+    before = _max_image_pixels
+    _max_image_pixels = int(pixels) if pixels else DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        yield
+    finally:
+        _max_image_pixels = before
+
+
+def _too_many_pixels(width: int, height: int, limit: int) -> str | None:
+    if width * height > limit:
+        return (f"image too large: it declares {width}x{height} = {width * height:,} pixels, more than the "
+                f"limit of {limit:,} (setting max_image_pixels); its data was not decoded")
+    return None
 
 
 def verify_image(path: str | os.PathLike[str]) -> str | None:
@@ -150,18 +183,49 @@ def _verify_png(data: bytes) -> str | None:
     width, height, depth, color, _, _, interlace = header
     if width == 0 or height == 0 or color not in _PNG_CHANNELS or not idat:
         return "corrupt image: PNG header is invalid or the image has no data"
+    # The declared size first: a few KB of zlib can claim gigabytes (a decompression bomb).
+    too_large = _too_many_pixels(width, height, _max_image_pixels)
+    if too_large is not None:
+        return too_large
+    expected = _png_data_size(width, height, _PNG_CHANNELS[color] * depth, interlace)
+    # Inflated step by step and counted, never kept: memory stays bounded whatever the stream holds,
+    # and a stream that inflates to more than the header announces is stopped there.
     inflater = zlib.decompressobj()
+    total = 0
     try:
-        raw = inflater.decompress(b"".join(idat))
+        for chunk in idat:
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, _INFLATE_STEP))
+                if total > expected:
+                    return f"corrupt image: PNG image data holds more than the {expected} bytes its header says"
+                chunk = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        if not inflater.eof:
+            total += len(inflater.flush(_INFLATE_STEP))
     except zlib.error as exc:
         return f"corrupt image: PNG image data does not inflate ({exc})"
     if not inflater.eof:
         return "corrupt image: PNG image data is truncated"
-    if interlace == 0:
-        expected = height * (1 + (width * _PNG_CHANNELS[color] * depth + 7) // 8)
-        if len(raw) != expected:
-            return f"corrupt image: PNG image data holds {len(raw)} bytes, its header says {expected}"
+    if total > expected or (interlace == 0 and total != expected):
+        return f"corrupt image: PNG image data holds {total} bytes, its header says {expected}"
     return None
+
+
+# Adam7 passes: (x start, y start, x step, y step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_size(width: int, height: int, bits_per_pixel: int, interlace: int) -> int:
+    """Bytes of inflated PNG image data (a filter byte per row) the header announces."""
+    if interlace == 0:
+        return height * (1 + (width * bits_per_pixel + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w > 0 and h > 0:
+            total += h * (1 + (w * bits_per_pixel + 7) // 8)
+    return total
 
 
 def _verify_with_pillow(path: str | os.PathLike[str] | BinaryIO) -> str | None:
@@ -169,9 +233,14 @@ def _verify_with_pillow(path: str | os.PathLike[str] | BinaryIO) -> str | None:
 
     try:
         with Image.open(path) as im:
+            too_large = _too_many_pixels(int(im.width), int(im.height), _max_image_pixels)
+            if too_large is not None:
+                return too_large
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (2 x Image.MAX_IMAGE_PIXELS)
+        return f"image too large: {exc}; its data was not decoded"
     except UnidentifiedImageError:
         return "not an image Pillow can read (unknown or corrupt header)"
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

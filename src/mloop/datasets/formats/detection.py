@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import posixpath
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -146,6 +147,9 @@ def parse_voc_xml(data: bytes) -> dict[str, Any] | str:
 
     size = root.find("size")
     width, height = number(size, "width"), number(size, "height")
+    for tag, value in (("width", width), ("height", height)):
+        if value is not None and not math.isfinite(value):
+            return f"<size><{tag}> is {value!r}, not a finite number"
     objects: list[dict[str, Any]] = []
     for i, obj in enumerate(root.findall("object"), 1):
         name = (obj.findtext("name") or "").strip()
@@ -155,6 +159,9 @@ def parse_voc_xml(data: bytes) -> dict[str, Any] | str:
         coords = [number(box, t) for t in ("xmin", "ymin", "xmax", "ymax")]
         if box is None or any(v is None for v in coords):
             return f"object {i} ({name!r}) has no complete <bndbox> (xmin, ymin, xmax, ymax)"
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), coords):
+            if value is not None and not math.isfinite(value):
+                return f"object {i} ({name!r}): <bndbox><{tag}> is {value!r}, not a finite number"
         xmin, ymin, xmax, ymax = (float(v) for v in coords if v is not None)
         if xmin >= xmax or ymin >= ymax:
             return f"object {i} ({name!r}): empty box {[xmin, ymin, xmax, ymax]} (min must be < max)"

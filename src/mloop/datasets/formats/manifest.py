@@ -19,6 +19,7 @@ with its files works unchanged, as long as the files keep their paths below some
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 from pathlib import Path
@@ -121,11 +122,28 @@ def scan_manifest(c: Collector, classes: list[str] | None, params: dict[str, Any
     return c.finish("a manifest file of JSON lines, each with a 'source' and an optional 'annotation'")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def _read_line(c: Collector, where: str, line: str) -> dict[str, Any] | None:
     try:
-        entry = json.loads(line)
+        entry = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         c.bad_file(where, f"not a JSON object: {exc.msg} (column {exc.colno})")
+        return None
+    except ValueError as exc:  # NaN, Infinity, 1e999
+        c.bad_file(where, f"not a JSON object: {exc}")
+        return None
+    except RecursionError:
+        c.bad_file(where, "not a JSON object: nested too deeply to read")
         return None
     if not isinstance(entry, dict) or not isinstance(entry.get("source"), str) or not entry["source"]:
         c.bad_file(where, "a manifest line needs a \"source\" string")
