@@ -1,0 +1,297 @@
+"""The console's run page: ``/ui/runs/{id}``.
+
+The step graph (laid out with dagre and drawn as SVG by ``static/run.js``), a step panel (inputs,
+outputs, parameters, status, the log as it grows, metrics with uPlot charts), a timeline of step
+durations, and the actions stop and retry. Everything here calls the same functions as the REST
+API (:func:`mloop.runs.run_detail`, :func:`mloop.runs.service.stop_run` / ``retry_run``, the
+event stream of :mod:`mloop.server.api.runs`, the live points of :mod:`mloop.server.api.mlflow`);
+the routes under ``/ui/runs/{id}/...`` exist because the page authenticates with the console's
+session cookie, which the API (bearer tokens only) does not take.
+
+::
+
+    GET  /ui/runs/{id}                     the page
+    GET  /ui/runs/{id}/state               the run and its steps' states (JSON)
+    GET  /ui/runs/{id}/events              its transitions as Server-Sent Events (``?after=``)
+    GET  /ui/runs/{id}/step?name=          one step: inputs, outputs, parameters, metrics (JSON)
+    GET  /ui/runs/{id}/log?name=&offset=   a step's log from a byte offset, whole lines (JSON)
+    GET  /ui/runs/{id}/points?name=&after= live metric points of a step's jobs (JSON)
+    POST /ui/runs/{id}/stop                stop it (form with ``csrf``)
+    POST /ui/runs/{id}/retry               queue it again (form with ``csrf``)
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any, Optional
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from mloop.context import Context
+from mloop.errors import ForbiddenError, MloopError, NotFoundError
+from mloop.store.base import RunRecord, StepRecord
+from mloop.server.web.session import Session, require_session
+
+__all__ = ["router", "graph_of", "LOG_CHUNK_BYTES"]
+
+router = APIRouter(include_in_schema=False)
+
+#: The most log bytes one poll returns (the page asks again at once when there is more).
+LOG_CHUNK_BYTES = 256 * 1024
+_TERMINAL_STEP = frozenset({"succeeded", "failed", "stopped", "skipped"})
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.backend
+    return ctx
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _step_state(s: StepRecord) -> dict[str, Any]:
+    return {"name": s.name, "type": s.type, "status": s.status, "attempt": s.attempt,
+            "started_at": _iso(s.started_at), "finished_at": _iso(s.finished_at), "message": s.message,
+            "exit_code": s.exit_code}
+
+
+def _run_state(r: RunRecord) -> dict[str, Any]:
+    return {"id": r.id, "workflow": r.workflow_name, "number": r.number, "status": r.status, "attempt": r.attempt,
+            "created_at": _iso(r.created_at), "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+            "message": r.message, "queued": r.status == "pending" and r.engine_pid is None}
+
+
+def _ref_steps(value: Any) -> set[str]:
+    """The steps whose outputs ``value`` (any JSON) refers to."""
+    from mloop.spec.refs import ConsumptionRef, MetricRef, OutputVariableRef, SelectorRef, parse_ref, walk_refs
+
+    found: set[str] = set()
+    for text in walk_refs(value):
+        try:
+            ref = parse_ref(text)
+        except ValueError:
+            continue
+        if isinstance(ref, (ConsumptionRef, OutputVariableRef, MetricRef)):
+            found.add(ref.step)
+        elif isinstance(ref, SelectorRef):
+            found.update(item.step for item in ref.items)
+    return found
+
+
+def graph_of(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """The steps of a released spec (name, type, title) and its edges ``[from, to, kind]``:
+    ``depend`` (``depend_steps``), ``data`` (an input or property refers to another step's
+    output) and ``branch`` (a condition step's then/else steps)."""
+    steps = [s for s in spec.get("steps", []) if isinstance(s, dict) and isinstance(s.get("name"), str)]
+    names = {s["name"] for s in steps}
+    edges: dict[tuple[str, str], str] = {}
+    for s in steps:
+        name = s["name"]
+        # A data dependency is also in depend_steps (the SDK adds it): shown as data.
+        for src in _ref_steps([s.get("inputs"), s.get("properties"), s.get("conditions")]):
+            if src in names and src != name:
+                edges.setdefault((src, name), "data")
+        for dep in s.get("depend_steps") or []:
+            if dep in names and dep != name:
+                edges.setdefault((dep, name), "depend")
+        for target in [*(s.get("if_then_steps") or []), *(s.get("else_then_steps") or [])]:
+            if target in names and target != name:
+                edges.setdefault((name, target), "branch")
+    nodes = [{"name": s["name"], "type": s.get("type", ""), "title": s.get("title") or None} for s in steps]
+    return nodes, [[a, b, kind] for (a, b), kind in edges.items()]
+
+
+def _parameters(step_spec: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A step's algorithm parameters, references to the run's placeholders resolved."""
+    from mloop.spec.refs import ParameterRef, is_ref, parse_ref
+
+    props = step_spec.get("properties") or {}
+    algorithm = props.get("algorithm") if isinstance(props, dict) else None
+    raw = algorithm.get("parameters") if isinstance(algorithm, dict) else None
+    out: list[dict[str, Any]] = []
+    for p in raw or []:
+        if not isinstance(p, dict) or "name" not in p:
+            continue
+        value = p.get("value")
+        if isinstance(value, str) and is_ref(value):
+            try:
+                ref = parse_ref(value)
+            except ValueError:
+                ref = None
+            if isinstance(ref, ParameterRef):
+                value = params.get(ref.name, value)
+        out.append({"name": str(p["name"]), "value": value})
+    return out
+
+
+def _page_data(request: Request, ctx: Context, session: Session, run_id: str) -> dict[str, Any]:
+    from mloop.runs.queries import run_detail
+
+    run = ctx.store.get_run(run_id)  # 404 first; a prefix becomes the full id
+    # Events first: a transition after this id is streamed to the page, so the states read
+    # below can only be newer than the stream's start, never older.
+    events = ctx.store.list_events(run.id)
+    detail = run_detail(ctx, run.id)
+    nodes, edges = graph_of(detail.release.spec)
+    records = {s.name: s for s in detail.steps}
+    steps = []
+    for node in nodes:
+        record = records.get(node["name"])
+        state = _step_state(record) if record else {"name": node["name"], "type": node["type"],
+                                                     "status": "not in run", "attempt": 0}
+        steps.append({**state, "title": node["title"], "type": node["type"] or state.get("type")})
+    in_spec = {n["name"] for n in nodes}
+    steps += [{**_step_state(r), "title": None} for r in detail.steps if r.name not in in_spec]
+    base = f"/ui/runs/{quote(run.id, safe='')}"
+    return {
+        "run": _run_state(detail.run), "steps": steps, "edges": edges,
+        "last_event_id": events[-1].id if events else 0,
+        "csrf": session.csrf, "can_act": session.allows("run"),
+        "urls": {"page": base, "state": base + "/state", "events": base + "/events", "step": base + "/step",
+                 "log": base + "/log", "points": base + "/points", "stop": base + "/stop",
+                 "retry": base + "/retry"},
+    }
+
+
+@router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    from mloop.server.app import http_status
+    from mloop.server.web.pages import render  # the console's template environment
+
+    try:
+        data = _page_data(request, _ctx(request), session, run_id)
+    except MloopError as exc:
+        return render(request, "error.html", status_code=http_status(exc), title="Run", message=exc.message)
+    notice = request.query_params.get("notice") or ""
+    error = request.query_params.get("error") or ""
+    return render(request, "run.html", data=data, run=data["run"], notice=notice[:300], error=error[:300])
+
+
+@router.get("/ui/runs/{run_id}/state")
+def run_state(request: Request, run_id: str, session: Session = Depends(require_session)) -> JSONResponse:
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    return JSONResponse({"run": _run_state(run), "steps": [_step_state(s) for s in ctx.store.list_steps(run.id)]},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/runs/{run_id}/events")
+def run_events(request: Request, run_id: str, after: Optional[int] = Query(None, ge=0, le=2**63 - 1),
+               session: Session = Depends(require_session)) -> StreamingResponse:
+    """The API's event stream of the run (the same generator), for the page's session."""
+    from mloop.server.api.runs import _start_after, _stream
+
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    return _stream(request, ctx, _start_after(request, after), run.id)
+
+
+def _step_record(ctx: Context, run_id: str, name: str) -> StepRecord:
+    from mloop.runs.queries import step_log_path
+
+    return step_log_path(ctx, run_id, name)[0]  # NotFoundError naming the run's steps
+
+
+@router.get("/ui/runs/{run_id}/step")
+def step_detail(request: Request, run_id: str, name: str = Query(..., min_length=1, max_length=200),
+                session: Session = Depends(require_session)) -> JSONResponse:
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    record = _step_record(ctx, run.id, name)
+    release = ctx.store.get_release(run.release_id)
+    spec = next((s for s in release.spec.get("steps", []) if isinstance(s, dict) and s.get("name") == name), {})
+    metrics = [{"key": m.key, "title": m.title, "type": m.type, "value": m.value, "data": m.data}
+               for m in ctx.store.list_metrics(run.id, name)]
+    body = {**_step_state(record), "title": spec.get("title"), "description": spec.get("description"),
+            "inputs": record.inputs, "outputs": record.outputs, "parameters": _parameters(spec, run.params),
+            "depend_steps": spec.get("depend_steps") or [], "metrics": metrics, "has_log": bool(record.log_path)}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/runs/{run_id}/log")
+def step_log(request: Request, run_id: str, name: str = Query(..., min_length=1, max_length=200),
+             offset: int = Query(0, ge=0, le=2**62), session: Session = Depends(require_session)) -> JSONResponse:
+    """Whole lines of a step's log from byte ``offset``; ``offset`` in the answer is the next
+    poll's. A last line without its newline is held back until the step ends."""
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    record = _step_record(ctx, run.id, name)
+    done = record.status in _TERMINAL_STEP
+    data = b""
+    if record.log_path and os.path.exists(record.log_path):
+        with open(record.log_path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(LOG_CHUNK_BYTES + 1)
+    more = len(data) > LOG_CHUNK_BYTES
+    data = data[:LOG_CHUNK_BYTES]
+    if not (done and not more):  # hold a last line back until its newline is written
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut or (len(data) if more else 0)]  # a line longer than a chunk comes in pieces
+    lines = data.decode("utf-8", "replace").splitlines()
+    return JSONResponse({"lines": lines, "offset": offset + len(data), "more": more, "done": done and not more},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/runs/{run_id}/points")
+def step_points(request: Request, run_id: str, name: Optional[str] = Query(None, max_length=200),
+                after: int = Query(0, ge=0, le=2**63 - 1), limit: int = Query(10_000, ge=1, le=100_000),
+                session: Session = Depends(require_session)) -> JSONResponse:
+    """The live metric points of the run's jobs (the API's ``/runs/{id}/metrics/points``)."""
+    from mloop.server.api.mlflow import _points
+
+    points = _points(_ctx(request), run_id, name, None, after, limit)
+    return JSONResponse({"points": points, "last": points[-1]["id"] if points else after},
+                        headers={"Cache-Control": "no-store"})
+
+
+def _back(run_id: str, **message: str) -> RedirectResponse:
+    query = "&".join(f"{k}={quote(v[:300], safe='')}" for k, v in message.items())
+    return RedirectResponse(f"/ui/runs/{quote(run_id, safe='')}" + (f"?{query}" if query else ""), status_code=303)
+
+
+def _may_act(session: Session) -> None:
+    if not session.allows("run"):
+        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; stopping or retrying "
+                             "a run needs 'run'", needed="run")
+
+
+@router.post("/ui/runs/{run_id}/stop")
+def stop(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    from mloop.runs.service import stop_run
+
+    _may_act(session)
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    try:
+        stop_run(ctx, run.id)
+    except NotFoundError:
+        raise
+    except MloopError as exc:
+        return _back(run.id, error=exc.message)
+    return _back(run.id, notice="stop requested")
+
+
+@router.post("/ui/runs/{run_id}/retry")
+def retry(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    from mloop.runs.service import retry_run
+
+    _may_act(session)
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    try:
+        run = retry_run(ctx, run.id)
+    except NotFoundError:
+        raise
+    except MloopError as exc:
+        return _back(run.id, error=exc.message)
+    # Into the queue, as POST /api/v1/runs/{id}/retry does: the owner of its last attempt is
+    # forgotten, so a server takes it.
+    ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+    return _back(run.id, notice=f"queued again (attempt {run.attempt})")
