@@ -24,7 +24,9 @@ from mloop.commands.server import server
 from mloop.commands.service import service_app
 from mloop.commands.token import token_app
 from mloop.commands.trigger import trigger_app
-from mloop.errors import MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
+from mloop.commands.user import user_app
+from mloop.commands.workflow import copy as copy_run_command, delete as delete_run_command, workflow_app
+from mloop.errors import BadArgumentError, MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
 
 if TYPE_CHECKING:
     from mloop.config import Settings
@@ -44,6 +46,10 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(notify_app, name="notify")
 app.add_typer(token_app, name="token")
 app.add_typer(trigger_app, name="trigger")
+app.add_typer(user_app, name="user")
+app.add_typer(workflow_app, name="workflow")
+app.command("copy")(copy_run_command)
+app.command("delete")(delete_run_command)
 app.command("serve")(serve)
 app.command("server")(server)
 
@@ -88,16 +94,30 @@ def _settings() -> Settings:
 
 
 def _backend() -> Any:
-    from mloop.runs import open_backend
+    from mloop.commands._common import open_cli_backend
 
-    return open_backend(_settings())
+    return open_cli_backend(_settings())
+
+
+def _client() -> Any:
+    """The server's client in client mode (MLOOP_SERVER_URL / ``mloop login``), else None."""
+    from mloop.client import client_for
+
+    return client_for(_settings())
 
 
 # -- workflow commands -------------------------------------------------------------------------
 @app.command()
 def validate(file: str = typer.Argument(..., help="workflow file (FILE or FILE:VARIABLE) or spec .json")) -> None:
-    """Check a workflow against every rule; lists all problems found."""
+    """Check a workflow against every rule and make the pre-flight checks of a run (code_dir,
+    boot file, algorithm, flavor) without starting anything; lists all problems found."""
+    from mloop.runs.preflight import check_spec
+
     spec = load_workflow(file)
+    report = check_spec(spec, _settings())
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    report.raise_for_problems()
     params = ", ".join([p.name for p in spec.parameters] + [d.name for d in spec.data_requirements]) or "none"
     out.print(f"[green]ok[/green] workflow [bold]{spec.name}[/bold]: {len(spec.steps)} steps, "
               f"placeholders: {params}", highlight=False)
@@ -118,12 +138,46 @@ def compile(file: str = typer.Argument(..., help="workflow file"),
 
 
 @app.command()
+def login(url: str = typer.Argument(..., help="the server, e.g. http://mloop.internal:8080"),
+          token: Optional[str] = typer.Option(None, "--token", help="an API token (default: asked for, hidden)")) -> None:
+    """Use a server from now on (client mode): checks the token, then keeps URL and token in an
+    owner-only file (~/.config/mloop/credentials.json)."""
+    from mloop.client import Client, save_credentials
+
+    token = token or typer.prompt("token", hide_input=True)
+    with Client(url, token) as client:
+        client.call("GET", "/runs", params={"limit": 1})  # a bad token or URL fails here, before saving
+    path = save_credentials(url.rstrip("/"), token)
+    out.print(f"logged in to {url}; saved to {path} (`mloop logout` forgets it)", highlight=False)
+
+
+@app.command()
+def logout() -> None:
+    """Forget the server `mloop login` saved (back to running here)."""
+    from mloop.client import credentials_path
+
+    path = credentials_path()
+    if path.exists():
+        path.unlink()
+        out.print(f"logged out (removed {path})", highlight=False)
+    else:
+        out.print("not logged in")
+
+
+@app.command()
 def release(file: str = typer.Argument(..., help="workflow file (FILE or FILE:VARIABLE) or spec .json")) -> None:
     """Release a workflow: store its spec as the next version (unchanged: the same version), so
     schedules, triggers and `POST /api/v1/runs` can start it by name."""
     from mloop.runs import release_spec
 
     spec = load_workflow(file)
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            remote.release(client, spec)
+        return
     with _backend() as backend:
         rec = release_spec(backend, spec)
     out.print(f"released [bold]{rec.workflow_name}[/bold] version {rec.version} ({rec.spec_hash[:12]})",
@@ -135,6 +189,9 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         param: Optional[list[str]] = typer.Option(None, "-p", "--param", help="placeholder value NAME=VALUE (repeatable)"),
         steps: Optional[str] = typer.Option(None, "--steps", help="run only these steps (comma separated)"),
         scene: Optional[str] = typer.Option(None, "--scene", help="run only the steps of this policy scene"),
+        from_run: Optional[str] = typer.Option(None, "--from-run", help="with --steps/--scene: take the inputs "
+                                               "the steps need from unselected upstream steps from this earlier "
+                                               "run (id or prefix)"),
         storage: Optional[list[str]] = typer.Option(None, "-s", "--storage", help="storage root NAME=PATH_OR_URL"),
         follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs while they run"),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id (first, so a failed run "
@@ -148,10 +205,30 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
     spec = load_workflow(file)
     values = parse_pairs(param, "--param")
     step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+        from mloop.runs.service import select_steps
+
+        if storage:
+            raise BadArgumentError("-s/--storage is not supported in client mode yet",
+                                   hint="set the storage's default to a URL the server reaches")
+        if from_run:
+            raise BadArgumentError("--from-run is not supported in client mode yet",
+                                   hint="run the whole workflow, or run it on the server's machine")
+        with client:
+            result = remote.run(client, spec, values, select_steps(spec, step_list, scene), quiet=quiet,
+                                follow=follow, no_wait=no_wait)
+        raise_for_result(result)
+        return
+    from mloop.runs.preflight import resource_warnings
+
+    for warning in resource_warnings(spec, _settings()):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     with _backend() as backend:
         # A path typed on the command line is relative to where it was typed.
         result = start_run(backend, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
-                           scene=scene, base_dir=os.getcwd(), detach_when_waiting=no_wait,
+                           scene=scene, base_dir=os.getcwd(), detach_when_waiting=no_wait, from_run=from_run,
                            watch=Watcher(out, quiet=quiet, follow_logs=follow, print_id=True))
     raise_for_result(result)
 
@@ -178,17 +255,29 @@ def runs(workflow: Optional[str] = typer.Option(None, "-w", "--workflow", help="
     from mloop.console import status_text
     from mloop.runs import list_runs
 
-    with _backend() as backend:
-        records = list_runs(backend, workflow, [status] if status else None, limit)
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            records = remote.list_runs(client, workflow, status, limit)
+    else:
+        with _backend() as backend:
+            records = list_runs(backend, workflow, [status] if status else None, limit)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
+    from mloop.tables import fit_table, short_when
+
     table = Table()
     for col in ("run", "workflow", "#", "status", "started", "duration", "message"):
-        table.add_column(col, no_wrap=col != "message")
+        table.add_column(col)
     for r in records:
-        table.add_row(r.id[:12], r.workflow_name, str(r.number), status_text(r.status), _ago(r.started_at or r.created_at),
-                      _dur(r.started_at, r.finished_at), Text(r.message or "", style="dim"))
+        table.add_row(r.id[:12], r.workflow_name, str(r.number), status_text(r.status),
+                      short_when(r.started_at or r.created_at), _dur(r.started_at, r.finished_at),
+                      Text(r.message or "", style="dim"))
+    # The run id whole on one line at any width; the free text gives way (`mloop show` has it all).
+    fit_table(table, ("workflow", "message"))
     out.print(table if records else "no runs yet: start one with `mloop run FILE`")
 
 
@@ -199,6 +288,13 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
     from mloop.console import status_text
     from mloop.runs import run_detail
 
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            remote.show(client, run_id, as_json)
+        return
     with _backend() as backend:
         detail = run_detail(backend, run_id)
     r, steps, events, release = detail.run, detail.steps, detail.events, detail.release
@@ -247,6 +343,13 @@ def logs(run_id: str = typer.Argument(..., help="run id or prefix"),
     """Print (and follow) the logs of a run's jobs."""
     from mloop.runs import log_lines, step_log_path
 
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            remote.logs(client, run_id, step, follow)
+        return
     with _backend() as backend:
         targets = step_log_path(backend, run_id, step)
         if not targets:
@@ -323,6 +426,13 @@ def stop(run_id: str = typer.Argument(..., help="run id or prefix")) -> None:
     """Stop a run: its running jobs (and the processes they started) end; it is marked stopped."""
     from mloop.runs import stop_run
 
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            remote.stop(client, run_id)
+        return
     with _backend() as backend:
         r = stop_run(backend, run_id)
     out.print(f"run {r.id[:12]} is {r.status}")
@@ -339,6 +449,14 @@ def input_(run_id: str = typer.Argument(..., help="run id or prefix"),
     from mloop.runs import provide_input, raise_for_result, resumable, resume_and_run
 
     given = parse_pairs(values, "input")
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            result = remote.give_input(client, run_id, given, quiet)
+        raise_for_result(result)
+        return
     with _backend() as backend:
         run = provide_input(backend, run_id, given)
         err.print(f"recorded {', '.join(given)} for run {run.id[:12]}")
@@ -371,6 +489,14 @@ def retry(run_id: str = typer.Argument(..., help="run id or prefix"),
     from mloop.console import Watcher
     from mloop.runs import raise_for_result, retry_and_run
 
+    client = _client()
+    if client is not None:
+        from mloop.commands import remote
+
+        with client:
+            result = remote.retry(client, run_id)
+        raise_for_result(result)
+        return
     with _backend() as backend:
         result = retry_and_run(backend, run_id, watch=Watcher(out, follow_logs=follow,
                                                               note=" (retry, attempt {attempt})"))
@@ -423,11 +549,14 @@ def algorithm_list() -> None:
 @app.command()
 def flavors() -> None:
     """List the resource flavors jobs can ask for."""
+    from mloop.tables import fit_table
+
     table = Table()
-    for col in ("flavor_id", "cpu", "gpu", "memory GiB", "description"):
+    for col in ("flavor_id", "cpu", "gpu", "GiB", "description"):
         table.add_column(col)
     for fid, f in sorted(_settings().flavors.items()):
         table.add_row(fid, f"{f.cpu:g}", str(f.gpu), f"{f.memory_gb:g}", f.description)
+    fit_table(table, ("description",))
     out.print(table)
 
 
@@ -470,7 +599,11 @@ def _app_for(args: list[str]) -> typer.Typer:
 def main() -> None:
     """Entry point: one handler turns mloop errors into a message, a hint and an exit code."""
     try:
-        _app_for(sys.argv[1:])(standalone_mode=False)
+        # Without standalone mode click hands back the code of `raise typer.Exit(n)` instead of
+        # exiting with it (commands return None otherwise).
+        code = _app_for(sys.argv[1:])(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except StepFailed as exc:
         sys.exit(exc.exit_code)  # the run display already printed the failing step and its log
     except MloopError as exc:

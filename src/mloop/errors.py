@@ -39,6 +39,9 @@ don't know about mloop. Messages say what is wrong *and* what to do next.
     │   ├── GitFetchError                      the commit could not be fetched (HTTP 502)
     │   └── TriggerWorkflowError               the commit's workflow file can't be loaded or run (HTTP 422)
     ├── ScheduleError (ValueError)             a bad schedule name, cron expression, time zone, catch-up
+    ├── UserError (ValueError)                 a bad console user name, scope or password
+    │   └── UserExistsError                    that user name is taken (HTTP 409)
+    ├── TooManyRequestsError                   too many failed logins from one client (HTTP 429)
     ├── StoreError                             database problems, translated at the edge
     │   └── SchemaVersionError                 database needs ``mloop db upgrade``
     ├── ArtifactError                          storage/fsspec problems, translated at the edge
@@ -319,6 +322,31 @@ class ForbiddenError(AuthError):
     """A token whose scope does not allow the action (the message names the scope needed)."""
 
     code = "forbidden"
+
+
+class UserError(MloopError, ValueError):
+    """A console user refused: a bad name, scope or password (HTTP 422)."""
+
+    code = "user_error"
+    exit_code = 2
+
+
+class UserExistsError(UserError):
+    """A console user of that name exists already (HTTP 409)."""
+
+    code = "user_exists"
+
+
+class TooManyRequestsError(MloopError):
+    """Too many failed attempts (e.g. logins) from one client in a short while (HTTP 429);
+    ``retry_after`` is how many seconds to wait before trying again."""
+
+    code = "too_many_requests"
+    exit_code = 4
+    retry_after: int
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, retry_after=retry_after)
 
 
 class TriggerError(MloopError, ValueError):

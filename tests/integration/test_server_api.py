@@ -354,3 +354,72 @@ def test_the_server_notifies_subscribers_of_the_runs_it_executes(server: Server)
             assert client.delete("/subscriptions/ticker-ends").status_code == 200
     finally:
         receiver.server.shutdown()
+
+
+def test_queueing_an_older_version_runs_that_version(tmp_path: Path) -> None:
+    from mloop.cli import load_workflow
+    from mloop.config import Settings
+    from mloop.runs import open_backend, release_spec
+    from mloop.runs.queue import queued_runs, submit
+
+    prepare(tmp_path)  # releases version 1
+    (tmp_path / "flow.py").write_text((tmp_path / "flow.py").read_text().replace('desc=""', 'desc="v2"'))
+    with open_backend(Settings(home=tmp_path / ".mloop")) as ctx:
+        assert release_spec(ctx, load_workflow(str(tmp_path / "flow.py"))).version == 2
+        run = submit(ctx, "ticker", {}, version=1, origin={"kind": "api"})
+        assert ctx.store.get_release(run.release_id).version == 1
+        assert [r.version for r in ctx.store.list_releases("ticker")] == [1, 2]  # no version 3
+        assert [r.id for r in queued_runs(ctx)] == [run.id]
+
+
+@pytest.mark.parametrize("path", ["/runs", "/triggers", "/schedules", "/subscriptions", "/tokens"])
+def test_a_lone_surrogate_in_any_json_body_is_400_and_stores_nothing(server: Server, path: str) -> None:
+    """Text no store can encode is refused before any route: a record saved with it would
+    answer 500 from then on."""
+    raw = b'{"workflow": "ticker", "name": "x\\ud800", "parameters": {"pause": "\\udfff"}}'
+    with server.client() as client:
+        before = client.get("/runs", params={"limit": 500}).json()["runs"]
+        answer = client.post(path, content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 400 and "surrogate" in answer.json()["message"], answer.text
+        gate = server.home / "gate-😀"
+        gate.write_text("open")
+        paired = client.post("/runs", json={"workflow": "ticker", "parameters": {"release": str(gate)}})
+        assert paired.status_code == 201, paired.text  # a real pair (an emoji) is fine
+        assert wait_run(client, paired.json()["id"])["status"] == "succeeded"
+        assert len(client.get("/runs", params={"limit": 500}).json()["runs"]) == len(before) + 1
+
+
+def test_the_log_stream_follows_a_running_job_and_resumes_after_its_id(server: Server) -> None:
+    gate = server.home / "gate-logs"
+    with server.client() as client:
+        run_id = client.post("/runs", json={"workflow": "ticker", "parameters": {"release": str(gate)}}).json()["id"]
+        seen: list[str] = []
+        last_id = None
+        with client.stream("GET", f"/runs/{run_id}/logs/stream") as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("id: "):
+                    last_id = line[4:]
+                if line.startswith("data: ") and '"line"' in line:
+                    seen.append(json.loads(line[6:])["line"])
+                    if any("tick ran for" in s for s in seen) and not gate.exists():
+                        gate.write_text("go")  # the job printed while running; now let it end
+                if line == "event: end":
+                    break
+        assert any(f"tick ran for {run_id}" in s for s in seen), seen
+        assert last_id and last_id.startswith("tick=")
+        again = sse_lines(client, f"/runs/{run_id}/logs/stream", {"Last-Event-ID": last_id})
+        assert again == []  # nothing after the offsets it had
+        assert client.get(f"/runs/{run_id}/logs/stream", headers={"Last-Event-ID": "../x"}).status_code == 400
+        assert client.get(f"/runs/{run_id}/logs/stream", params={"step": "nope"}).status_code == 404
+
+
+def sse_lines(client: httpx.Client, path: str, headers: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    with client.stream("GET", path, headers=headers) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"line"' in line:
+                out.append(json.loads(line[6:])["line"])
+            if line == "event: end":
+                break
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from mloop.errors import MetricsError
 
+from mloop.metrics.live import live_poster
 from mloop.metrics.reading import _PRETTY_BYTES, MAX_METRICS_BYTES, PathLike
 
 # --------------------------------------------------------------------------- writing
@@ -308,6 +309,9 @@ class MetricLogger:
         self._dirty = False
         if min_write_interval > 0:
             atexit.register(_flush_at_exit, weakref.ref(self))
+        # Inside an mloop job: points also go to the live endpoint, in batches (charts move
+        # while the job trains); without MLOOP_METRICS_URL only the file is written.
+        self._live = live_poster()
 
     @property
     def path(self) -> str:
@@ -330,11 +334,16 @@ class MetricLogger:
         elif not isinstance(metric, ListMetric):
             raise MetricsError(f"metric '{key}' was logged as {metric.type}; a line chart needs another key")
         metric.add_value(value, step)
+        if self._live is not None:
+            self._live.add(key, metric.values[-1], metric.steps[-1], metric.timestamps[-1])
         self._changed()
 
     def log_float(self, key: str, value: Any, title: str | None = None) -> None:
         """Set the ``float`` entry ``key`` (replacing an earlier value) and rewrite the file."""
-        self._put(FloatMetric(key, value, title))
+        metric = FloatMetric(key, value, title)
+        self._put(metric)
+        if self._live is not None:
+            self._live.add(key, metric.value, 0, get_timestamp())
 
     def log_histogram(self, key: str, x_values: Sequence[Any], y_values: Sequence[Any], title: str | None = None) -> None:
         """Set the ``histogram`` entry ``key``: bars at ``x_values`` of heights ``y_values``."""

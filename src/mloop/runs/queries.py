@@ -38,13 +38,14 @@ def has_live_engine(run: RunRecord) -> bool:
 
 
 def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] | None = None,
-              limit: int = 20, offset: int = 0) -> list[RunRecord]:
+              limit: int = 20, offset: int = 0, before: str | None = None) -> list[RunRecord]:
     """Runs, newest first, of one workflow and/or in some statuses.
 
     Raises:
         BadArgumentError: a status that no run can have (a filter that would quietly match
             nothing is refused).
-        NotFoundError: no workflow of that name was ever run or released here.
+        NotFoundError: no workflow of that name was ever run or released here, or ``before``
+            (keyset paging: only runs older than this run's full id) is no run.
     """
     from mloop.engine.transitions import RUN_STATUSES
 
@@ -57,7 +58,7 @@ def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] |
         shown = ", ".join(known[:10]) + (f" (and {len(known) - 10} more)" if len(known) > 10 else "")
         raise NotFoundError(f"no workflow named {workflow!r} has been run here",
                             hint=f"workflows: {shown}" if known else "no workflow has been run here yet")
-    return ctx.store.list_runs(workflow, list(status) if status else None, limit, offset)
+    return ctx.store.list_runs(workflow, list(status) if status else None, limit, offset, before=before)
 
 
 def run_detail(ctx: Context, run_id: str) -> RunDetail:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mloop.context import Context
     from mloop.store.base import RunRecord
 
-__all__ = ["Dispatcher", "QueueLimits", "queued_runs", "submit"]
+__all__ = ["Dispatcher", "QueueLimits", "copy_run", "queued_runs", "submit"]
 
 log = logging.getLogger("mloop.queue")
 
@@ -53,7 +53,30 @@ def submit(ctx: Context, workflow_name: str, values: dict[str, Any] | None = Non
                             hint="release it first (`mloop release WORKFLOW.py`, or workflow.release())",
                             workflow=workflow_name)
     spec = load_spec(release.spec, validate=False)
-    return create_run(ctx, spec, values or {}, steps=steps, origin=origin, queued=True)
+    # That very release (an older version stays that version: releasing its spec again would
+    # make it the newest).
+    return create_run(ctx, spec, values or {}, steps=steps, origin=origin, queued=True, release=release)
+
+
+def copy_run(ctx: Context, run_id: str, *, origin: dict[str, Any] | None = None,
+             queued: bool = True) -> RunRecord:
+    """A new run of the same release with the same values, steps and storages as ``run_id``
+    (any status): queued for a server, or (``queued=False``) owned by this process, which
+    executes it next.
+
+    Raises:
+        NotFoundError: no such run.
+    """
+    from mloop.engine.ownership import process_owner
+
+    source = ctx.store.get_run(run_id)
+    steps = [(s.name, s.type) for s in ctx.store.list_steps(source.id)]
+    run = ctx.store.create_run(source.release_id, steps, params=dict(source.params), storages=dict(source.storages),
+                               selected_steps=source.selected_steps,
+                               origin={**(origin or {"kind": "copy"}), "copied_from": source.id,
+                                       # a partial run's inputs taken with --from-run go with it
+                                       **{k: v for k, v in (source.origin or {}).items() if k == "from_run"}})
+    return run if queued else ctx.store.update_run(run.id, **process_owner())
 
 
 def queued_runs(ctx: Context, limit: int = 1000) -> list[RunRecord]:
@@ -74,6 +97,7 @@ class QueueLimits:
 class _Slot:
     workflow: str
     thread: threading.Thread
+    done: bool = False  # set as the run's thread ends, so its slot is free before the thread exits
 
 
 @dataclass
@@ -126,7 +150,7 @@ class Dispatcher:
         """Start what the limits allow; the ids of the runs started."""
         self.last_tick = time.time()
         with self._lock:
-            for run_id in [r for r, slot in self._running.items() if not slot.thread.is_alive()]:
+            for run_id in [r for r, slot in self._running.items() if slot.done or not slot.thread.is_alive()]:
                 del self._running[run_id]
             free = self.limits.concurrency - len(self._running) if self.limits.concurrency > 0 else 1_000_000
             per: dict[str, int] = {}
@@ -168,16 +192,32 @@ class Dispatcher:
                 query = query.with_for_update(skip_locked=True)
             return [row.to_record() for row in session.scalars(query)]
 
-    def _execute(self, run_id: str) -> None:
+    def resume(self, run_id: str, workflow: str) -> bool:
+        """Continue a run that waited for input with no engine (its input arrived); False if
+        this server executes it already."""
+        with self._lock:
+            if run_id in self._running:
+                return False
+            thread = threading.Thread(target=self._execute, args=(run_id, True), name=f"run-{run_id[:8]}",
+                                      daemon=True)
+            self._running[run_id] = _Slot(workflow, thread)
+        thread.start()
+        return True
+
+    def _execute(self, run_id: str, resume: bool = False) -> None:
         from mloop.runs.service import InProcessLauncher
 
         try:
             # The engine claims it (pending -> running, compare-and-set): if another server
             # took it first, the engine finds it no longer pending and leaves it.
-            InProcessLauncher().launch(self.ctx, run_id, listener=None, detach_when_waiting=True, resume=False)
+            InProcessLauncher().launch(self.ctx, run_id, listener=None, detach_when_waiting=True, resume=resume)
         except Exception as exc:  # noqa: BLE001 - one run's failure is that run's, not the queue's
             log.warning("run %s: %s", run_id[:8], exc)
             if self.on_error is not None:
                 self.on_error(run_id, exc)
         finally:
+            with self._lock:
+                slot = self._running.get(run_id)
+                if slot is not None:
+                    slot.done = True
             self._wake.set()  # a slot is free

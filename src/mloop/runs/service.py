@@ -70,8 +70,37 @@ def release_spec(backend: Context, spec: WorkflowSpec) -> ReleaseRecord:
     latest = backend.store.latest_release(spec.name)
     if latest is not None and latest.spec_hash == spec_hash(data):
         return latest  # the common case: no git subprocesses for a release that already exists
-    return backend.store.create_release(spec.name, data, reuse_if_unchanged=True,
-                                        extend={**spec.extend, **ci_metadata(spec.source_dir)})
+    extend = {**spec.extend, **ci_metadata(spec.source_dir)}
+    snapshots = code_snapshots(backend, spec)
+    if snapshots:
+        extend["code_snapshots"] = snapshots
+    return backend.store.create_release(spec.name, data, reuse_if_unchanged=True, extend=extend)
+
+
+def code_snapshots(backend: Context, spec: WorkflowSpec) -> dict[str, dict[str, str]]:
+    """Per job step with a literal local ``code_dir``: its code stored content-addressed in the
+    artifact store (``{"code_dir", "digest", "url"}``), so a release records the code it was made
+    with. Registered algorithms and code folders given by placeholders are left out; a folder
+    that can't be read is skipped (the run that needs it reports it)."""
+    from mloop.errors import MloopError
+    from mloop.steps.job import snapshot_code
+
+    base = spec.source_dir or os.getcwd()
+    out: dict[str, dict[str, str]] = {}
+    for step in spec.steps:
+        algo = step.properties.get("algorithm") if isinstance(step.properties, dict) else None
+        code_dir = algo.get("code_dir") if isinstance(algo, dict) else None
+        if not isinstance(code_dir, str) or not code_dir:
+            continue
+        full = os.path.normpath(os.path.expanduser(code_dir if os.path.isabs(code_dir) else os.path.join(base, code_dir)))
+        if not os.path.isdir(full):
+            continue
+        try:
+            url, digest = snapshot_code(backend.artifacts, full)
+        except (MloopError, OSError):
+            continue
+        out[step.name] = {"code_dir": full, "digest": digest, "url": url}
+    return out
 
 
 def select_steps(spec: WorkflowSpec, steps: Iterable[str] | None, scene: str | None) -> list[str] | None:
@@ -125,7 +154,8 @@ def resolve_data_paths(ctx: Context, spec: WorkflowSpec, values: dict[str, Any],
 def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | None = None, *,
                storages: dict[str, str] | None = None, steps: Iterable[str] | None = None,
                scene: str | None = None, require_defaults: bool = False, base_dir: str | None = None,
-               origin: dict[str, Any] | None = None, queued: bool = False) -> RunRecord:
+               origin: dict[str, Any] | None = None, queued: bool = False,
+               release: ReleaseRecord | None = None, from_run: str | None = None) -> RunRecord:
     """Release the spec and create a pending run with checked values. Nothing runs yet.
 
     Args:
@@ -134,6 +164,10 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
         origin: what started it (``{"kind": "schedule", ...}``), kept on the run.
         queued: leave it to whichever server takes it from the queue (no creator is recorded,
             so reconcile leaves it pending); otherwise the caller executes it.
+        release: run this existing release of ``spec`` (an older version) instead of releasing it.
+        from_run: a partial run takes the inputs its steps need from unselected upstream steps
+            from this earlier run (their recorded outputs and metrics); without it, such a
+            partial run is refused (see :mod:`mloop.runs.partial`).
 
     Raises:
         PlaceholderValueError: a bad, unknown or missing value (nothing is recorded).
@@ -145,7 +179,12 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
     given = resolve_data_paths(backend, spec, dict(values or {}), base_dir)
     params = resolve_values(spec, given, steps=chosen, require_defaults=require_defaults)
     roots = storage_roots(spec, dict(storages or {}), backend.settings)
-    release = release_spec(backend, spec)
+    from mloop.runs.partial import take_from_run
+
+    taken = take_from_run(backend.store, spec, chosen, from_run)
+    if taken is not None:
+        origin = {**(origin or {}), "from_run": taken}
+    release = release or release_spec(backend, spec)
     step_rows = [(s.name, s.type) for s in spec.steps if chosen is None or s.name in chosen]
     run = backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected,
                                    origin=origin)
@@ -180,8 +219,11 @@ class InProcessLauncher:
 
 def launcher_for(settings: Settings) -> Launcher:
     """The launcher the settings ask for."""
-    if settings.server_url:
-        raise NotSupportedYetError(f"client mode (server_url={settings.server_url!r}) comes with the team server",
+    server = settings.server_url or os.environ.get("MLOOP_SERVER")
+    if server:
+        raise NotSupportedYetError(f"this runs workflows on this machine, but client mode is on (server_url="
+                                   f"{server!r}); in client mode `mloop run/release/runs/show/logs/"
+                                   "stop/retry/input` and the SDK verbs work through the server",
                                    hint="unset MLOOP_SERVER_URL (and server_url in mloop.toml) to run here")
     if settings.token:
         raise ConfigError("a token is set (MLOOP_TOKEN or token in mloop.toml) but no server_url",
@@ -284,12 +326,13 @@ def _unwatched(run: RunRecord, execute: Callable[[Optional[Listener]], RunResult
 def start_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | None = None, *,
               storages: dict[str, str] | None = None, steps: Iterable[str] | None = None, scene: str | None = None,
               require_defaults: bool = False, base_dir: str | None = None, watch: Watch | None = None,
-              detach_when_waiting: bool = False, launcher: Launcher | None = None) -> RunResult:
+              detach_when_waiting: bool = False, launcher: Launcher | None = None,
+              from_run: str | None = None) -> RunResult:
     """Create a run (:func:`create_run`) and execute it to the end (:func:`run_to_end`): what
     ``mloop run``, ``workflow.run()`` and ``workflow.release_and_run()`` do. ``watch`` is the
     door's display (it gets the run and the function that executes it)."""
     run = create_run(backend, spec, values, storages=storages, steps=steps, scene=scene,
-                     require_defaults=require_defaults, base_dir=base_dir)
+                     require_defaults=require_defaults, base_dir=base_dir, from_run=from_run)
     return (watch or _unwatched)(run, lambda listener: run_to_end(
         backend, run.id, listener, detach_when_waiting=detach_when_waiting, launcher=launcher))
 

@@ -32,6 +32,8 @@ HTTP_STATUS: dict[str, int] = {
     "schedule_exists": 409,
     "trigger_error": 400, "trigger_unauthorized": 401, "payload_too_large": 413, "git_fetch_failed": 502,
     "trigger_workflow_invalid": 422,
+    "spec_error": 422, "spec_version": 422, "too_many_requests": 429,
+    "user_error": 422, "user_exists": 409,
 }
 
 
@@ -56,11 +58,14 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
     try:
         from fastapi import Depends, FastAPI, Request, Response
         from fastapi.exceptions import RequestValidationError
+        from starlette.exceptions import HTTPException as StarletteHTTPException
         from fastapi.responses import JSONResponse
     except ImportError as exc:
         raise MissingExtraError("fastapi", "serve") from exc
     from mloop import __version__
-    from mloop.server.api import labels, notify, runs, schedules, triggers
+    from mloop.server.api import code, labels, notify, runs, schedules, triggers, users, workflows
+    from mloop.server.api import mlflow as mlflow_api
+    from mloop.server.api._errors import ERROR_RESPONSES
     from mloop.server.auth import requires
     from mloop.server.runtime import ServerRuntime
 
@@ -82,13 +87,16 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
             runtime.stop()
             app.state.backend.close()
 
-    app = FastAPI(title="mloop", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="mloop", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="The mloop team server: runs and their queue, workflows, events, tokens, "
                               "labeling. Every endpoint but /api/v1/health and /metrics needs an API token "
                               "(`Authorization: Bearer <token>`).")
     app.state.settings = settings
     metrics = ServerMetrics()
     app.state.metrics = metrics
+    from mloop.server.textcheck import LoneSurrogateGuard
+
+    app.add_middleware(LoneSurrogateGuard)
 
     @app.middleware("http")
     async def timed(request: Request, call_next: Any) -> Any:
@@ -109,6 +117,15 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
         return JSONResponse({"error": message, "code": "bad_request", "type": "RequestValidationError",
                              "message": message, "hint": "see /docs for the request's shape"}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (a body that is not JSON, no such route, a method the route
+        # lacks) in the same shape as every other error.
+        message = str(exc.detail)
+        err_code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": message, "code": err_code, "type": "HTTPException", "message": message},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.get("/api/v1/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
@@ -119,13 +136,23 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
 
     authorized = [Depends(requires())]
     app.include_router(runs.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(code.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(workflows.router, prefix="/api/v1", dependencies=authorized)
     app.include_router(runs.admin_router, prefix="/api/v1")
+    app.include_router(users.router, prefix="/api/v1", dependencies=[Depends(requires("admin"))])
+    app.include_router(users.login_router, prefix="/api/v1")  # name and password: no token yet
     app.include_router(labels.router, prefix="/api/v1", dependencies=authorized)
     app.include_router(triggers.router, prefix="/api/v1", dependencies=authorized)
     app.include_router(schedules.router, prefix="/api/v1", dependencies=authorized)
     app.include_router(notify.router, prefix="/api/v1", dependencies=authorized)
+    # MLflow-compatible tracking (/api/2.0/mlflow/..., its artifacts proxy) and live metric points.
+    app.include_router(mlflow_api.router, prefix="/api/v1", dependencies=authorized)
+    app.include_router(mlflow_api.wire_router, dependencies=authorized)
     # Signed per trigger (HMAC of the body with the trigger's secret): no API token.
     app.include_router(triggers.webhook_router, prefix="/api/v1")
+    from mloop.server.web import mount_console
+
+    mount_console(app)  # the web console under /ui (mloop.server.web)
     return app
 
 

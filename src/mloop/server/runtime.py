@@ -76,7 +76,9 @@ class ServerRuntime:
     def _schedule(self) -> float:
         if self.scheduler.tick():
             self.dispatcher.wake()
-        return self.scheduler.seconds_until_due(5.0)
+        # At most a second between looks: a schedule created meanwhile (here or by another
+        # server) fires within the 1 s of its due time.
+        return self.scheduler.seconds_until_due(1.0)
 
     def add_loop(self, name: str, tick: Callable[[], float]) -> Loop:
         loop = Loop(name, tick)

@@ -36,6 +36,7 @@ from mloop.metrics import load_metrics_file, parse_metrics
 from mloop.spec.models import StepSpec
 from mloop.spec.validate import VERSION_RE
 from mloop.store.base import MetricRecord, NewArtifact, Store
+from mloop.tracking.jobs import METRIC_SOURCE, close_job_tracking, open_job_tracking
 from mloop.engine.handlers import Launched, Outcome, StepHandler
 
 
@@ -224,6 +225,7 @@ def dataset_files(ctx: RunContext, step: str, inp: str, value: Any) -> tuple[lis
     backend = _backend(ctx)
     layout = ds.job_layout(backend, name, version)
     record, placements = layout.record, layout.placements
+    ds.ensure_intact(backend, record, [f for _, f in placements])  # a damaged object is never staged
     objects = ds._objects(backend)
     index = objects.pack_index()
     out: list[StagedFile] = []
@@ -294,20 +296,30 @@ class JobHandler(StepHandler):
                 raise JobSetupError(f"output {out.name!r} of type {out.type!r} is not supported yet by local jobs",
                                     hint="use obs_config or metrics_config outputs")
         minutes = step.policy.max_execution_minutes if step.policy else 10080
+        # MLflow-compatible tracking and live metrics (MLFLOW_TRACKING_URI, MLOOP_METRICS_URL, ...)
+        tracking = open_job_tracking(ctx.store, ctx.artifacts, run_id=ctx.run_id, step_name=step.name,
+                                     attempt=attempt, workflow=ctx.spec.name)
         request = JobRequest(
             ctx.run_id, step.name, code_url, code_name, log_path, boot_file=algo.boot_file, command=algo.command,
             parameters=[(name, _as_arg(value)) for name, value in algo.parameters.items()],
             inputs=inputs, outputs=outputs, metrics=metrics, metrics_outputs=metrics_outputs,
-            env={k: _as_arg(v) for k, v in algo.environments.items()}, resources=resources,
+            env={**(tracking.env if tracking else {}), **{k: _as_arg(v) for k, v in algo.environments.items()}},
+            resources=resources,
             timeout_seconds=float(minutes) * 60, workdir=workdir, workflow_name=ctx.spec.name, attempt=attempt,
             boot_code_url=boot_code_url,
             log_header=(f"mloop: attempt {attempt} of step {step.name} on flavor {resources.flavor_id} "
                         f"(code {code_hash[:12]} from {algo.code_dir})"))
         wire = request.to_dict()
         argv, _ = runner.contract(wire)
-        handle = self.executor.launch(request, on_exit)
+        try:
+            handle = self.executor.launch(request, on_exit)
+        except BaseException:
+            close_job_tracking(ctx.store, tracking.to_state() if tracking else None, run_id=ctx.run_id,
+                               step_name=step.name, attempt=attempt, succeeded=False)
+            raise
         values = {i["name"]: runner.input_path(wire, i) for i in wire["inputs"]}
-        return Launched(handle, state={"outputs": produced, "metric_files": metric_files, "log_path": log_path},
+        return Launched(handle, state={"outputs": produced, "metric_files": metric_files, "log_path": log_path,
+                                       "tracking": tracking.to_state() if tracking else None, "attempt": attempt},
                         fields={"workdir": workdir, "log_path": log_path, "code_hash": code_hash, "pid": handle.pid,
                                 "executor_ref": handle.ref,
                                 "inputs": {"values": values, "staged": staged_in, "algorithm": algo.source,
@@ -315,7 +327,10 @@ class JobHandler(StepHandler):
 
     def finish(self, step: StepSpec, ctx: RunContext, launched: Launched, exit: JobExit) -> Outcome:
         """The job's outcome, with its metrics and artifacts for the engine to commit (this
-        writes nothing to the store)."""
+        writes nothing to the store but the end of the job's tracking runs)."""
+        tracked = close_job_tracking(ctx.store, launched.state.get("tracking"), run_id=ctx.run_id,
+                                     step_name=step.name, attempt=launched.state.get("attempt", 1),
+                                     succeeded=exit.exit_code == 0)
         if exit.exit_code != 0:
             if exit.timed_out:
                 reason = f"{exit.reason} (max_execution_minutes)"
@@ -340,6 +355,10 @@ class JobHandler(StepHandler):
                     return Outcome("failed", str(exc), exit_code=0)
                 records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=e.key, title=e.title,
                                             type=e.type, value=e.value, data=e.data, source=where) for e in entries)
+        from_files = {r.key for r in records}
+        records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=key, title=key, type="float",
+                                    value=value, data={"value": value}, source=METRIC_SOURCE)
+                       for key, value in tracked.items() if key not in from_files)
         artifacts = [NewArtifact(name, produced["type"], str(produced.get("url")))
                      for name, produced in launched.state["outputs"].items()]
         return Outcome("succeeded", None, outputs=launched.state["outputs"], exit_code=0, metrics=records,

@@ -21,8 +21,11 @@ if TYPE_CHECKING:  # the repositories' modules import this one (for _Record)
     from mloop.store.registry import ModelRepository
     from mloop.store.schedules import ScheduleRepository
     from mloop.store.services import ServiceRepository
+    from mloop.store.tracking import TrackingRepository
     from mloop.store.triggers import TriggerRepository
     from mloop.store.tokens import TokenRepository
+    from mloop.store.users import UserRepository
+    from mloop.store.workflows import WorkflowRepository
 
 RunStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "stopped"]
 StepStatus = Literal["pending", "running", "waiting_input", "succeeded", "failed", "skipped", "stopped"]
@@ -210,6 +213,11 @@ class Store(abc.ABC):
 
     @property
     @abc.abstractmethod
+    def tracking(self) -> TrackingRepository:
+        """MLflow-compatible tracking runs: params, tags and metric points."""
+
+    @property
+    @abc.abstractmethod
     def schedules(self) -> ScheduleRepository:
         """Schedules (cron-driven runs) and their fires."""
 
@@ -225,8 +233,18 @@ class Store(abc.ABC):
 
     @property
     @abc.abstractmethod
+    def users(self) -> UserRepository:
+        """Console users of the server (argon2 password hashes, scoped, disable-able)."""
+
+    @property
+    @abc.abstractmethod
     def notify(self) -> NotifyRepository:
         """Notification subscriptions, the outbox of notifications and the notifier's cursor."""
+
+    @property
+    @abc.abstractmethod
+    def workflows(self) -> WorkflowRepository:
+        """Saved run configurations; deleting ended runs and whole workflows."""
 
     # -- releases -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -271,8 +289,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
-                  limit: int = 50, offset: int = 0) -> list[RunRecord]:
-        """Newest first (skipping the first ``offset``)."""
+                  limit: int = 50, offset: int = 0, before: str | None = None) -> list[RunRecord]:
+        """Newest first (skipping the first ``offset``; with ``before``, a run's full id, only the
+        runs after it in that order: keyset paging)."""
 
     @abc.abstractmethod
     def count_runs_by_status(self) -> dict[str, int]:

@@ -85,8 +85,11 @@ class Release(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    # The unique pair also serves "runs of this workflow" lookups and counting.
-    __table_args__ = (UniqueConstraint("workflow_name", "number"),)
+    # The unique pair also serves "runs of this workflow" lookups and counting; the two indexes
+    # serve the newest-first pages of all runs and of one workflow in some status (the server's
+    # run list: without them every page sorts every run).
+    __table_args__ = (UniqueConstraint("workflow_name", "number"), Index(None, "created_at", "number"),
+                      Index(None, "workflow_name", "status", "created_at", "number"))
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
     release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)

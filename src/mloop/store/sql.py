@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any, cast, get_args
 
-from sqlalchemy import CursorResult, Engine, Table, bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import CursorResult, Engine, Table, and_, bindparam, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -50,9 +50,12 @@ from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run,
 from mloop.store.registry import ModelRepository
 from mloop.store.schedules import ScheduleRepository
 from mloop.store.services import ServiceRepository
+from mloop.store.tracking import TrackingRepository
 from mloop.store.triggers import TriggerRepository
 from mloop.store import notify, schedules, tracking, triggers, users, workflows  # noqa: F401 - tables
 from mloop.store.tokens import TokenRepository
+from mloop.store.users import UserRepository
+from mloop.store.workflows import WorkflowRepository
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -257,10 +260,13 @@ class SQLStore(Store):
         self._labels = LabelRepository(self.db)
         self._registry = ModelRepository(self.db)
         self._services = ServiceRepository(self.db)
+        self._tracking = TrackingRepository(self.db)
         self._schedules = ScheduleRepository(self.db)
         self._triggers = TriggerRepository(self.db)
         self._tokens = TokenRepository(self.db)
+        self._users = UserRepository(self.db)
         self._notify = NotifyRepository(self.db)
+        self._workflows = WorkflowRepository(self.db)
 
     def __enter__(self) -> SQLStore:
         return self
@@ -289,6 +295,10 @@ class SQLStore(Store):
         return self._services
 
     @property
+    def tracking(self) -> TrackingRepository:
+        return self._tracking
+
+    @property
     def schedules(self) -> ScheduleRepository:
         return self._schedules
 
@@ -301,8 +311,16 @@ class SQLStore(Store):
         return self._tokens
 
     @property
+    def users(self) -> UserRepository:
+        return self._users
+
+    @property
     def notify(self) -> NotifyRepository:
         return self._notify
+
+    @property
+    def workflows(self) -> WorkflowRepository:
+        return self._workflows
 
     # -- transactions -----------------------------------------------------------------------
     def _session(self, *, write: bool) -> AbstractContextManager[Session]:
@@ -412,8 +430,9 @@ class SQLStore(Store):
             if session.get(Run, new_id) is not None:
                 raise StoreError(f"a run with id '{new_id}' already exists", run_id=new_id)
             self.db.lock_numbering(session, release.workflow_name)
+            # The highest number, not the count: a deleted run's number is never given again.
             earlier = session.scalar(
-                select(func.count()).select_from(Run).where(Run.workflow_name == release.workflow_name)
+                select(func.max(Run.number)).where(Run.workflow_name == release.workflow_name)
             )
             now = _now()
             run = Run(id=new_id, release_id=release_id, workflow_name=release.workflow_name,
@@ -457,21 +476,34 @@ class SQLStore(Store):
             return matches[0].to_record()
 
     def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
-                  limit: int = 50, offset: int = 0) -> list[RunRecord]:
-        """Runs, newest first.
+                  limit: int = 50, offset: int = 0, before: str | None = None) -> list[RunRecord]:
+        """Runs, newest first (by created_at, number, id).
 
         Args:
             workflow_name: only runs of this workflow.
             status: only runs in one of these statuses.
             limit: at most this many runs.
             offset: skip this many first (pages).
+            before: keyset paging: only runs after this run (full id) in that order — one indexed
+                query per page however deep, where an offset reads and drops every row before it.
+
+        Raises:
+            NotFoundError: ``before`` is no run's id.
         """
-        query = select(Run).order_by(Run.created_at.desc(), Run.number.desc()).limit(limit).offset(offset)
+        query = select(Run).order_by(Run.created_at.desc(), Run.number.desc(), Run.id.desc()).limit(limit).offset(offset)
         if workflow_name is not None:
             query = query.where(Run.workflow_name == workflow_name)
         if status is not None:
             query = query.where(Run.status.in_(list(status)))
         with self._session(write=False) as session:
+            if before is not None:
+                cursor = session.get(Run, before)
+                if cursor is None:
+                    raise NotFoundError(f"no run with id '{before}'", run_id=before)
+                query = query.where(or_(Run.created_at < cursor.created_at,
+                                        and_(Run.created_at == cursor.created_at, Run.number < cursor.number),
+                                        and_(Run.created_at == cursor.created_at, Run.number == cursor.number,
+                                             Run.id < cursor.id)))
             return [row.to_record() for row in session.scalars(query)]
 
     def count_runs_by_status(self) -> dict[str, int]:

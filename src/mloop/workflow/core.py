@@ -195,6 +195,12 @@ class Workflow:
 
         if _skip_verb("release"):
             return ""
+        from mloop.client import client_for
+
+        client = client_for(runs.default_settings())
+        if client is not None:  # client mode: the code goes up, the release is the server's
+            with client:
+                return str(client.release(self.compile())["id"])
         return runs.release_spec_with_settings(runs.default_settings(), self.compile()).id
 
     def run(self, steps: Any = None, experiment_id: str | None = None, take_snapshot: bool = True,
@@ -240,8 +246,25 @@ def _run_verb(spec: Any, values: dict[str, Any], *, quiet: bool = False, **optio
     import os
 
     from mloop import runs
+    from mloop.client import client_for, watch_remote
     from mloop.console import Watcher
 
+    client = client_for(runs.default_settings())
+    if client is not None:  # client mode: released, queued and run on the server, shown here
+        from mloop.runs.service import select_steps
+
+        if options.get("storages"):
+            from mloop.errors import BadArgumentError
+
+            raise BadArgumentError("storages= is not supported in client mode yet",
+                                   hint="set the storage's default to a URL the server reaches")
+        with client:
+            released = client.release(spec)
+            queued = client.submit(released["workflow"], released["version"], values,
+                                   select_steps(spec, options.get("steps"), None))
+            result = watch_remote(client, queued, Watcher(quiet=quiet))
+        runs.raise_for_result(result)
+        return str(result.run.id)
     with runs.open_backend(runs.default_settings()) as ctx:
         # A path given to run() is relative to where the script runs, as on the command line.
         result = runs.start_run(ctx, spec, values, base_dir=os.getcwd(), watch=Watcher(quiet=quiet), **options)

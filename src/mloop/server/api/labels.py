@@ -43,17 +43,17 @@ def _backend(request: Request) -> Context:
 
 
 class CreateTask(BaseModel):
-    dataset: str = Field(description="the dataset to label")
-    version: Optional[str] = Field(None, description="its version (default: the latest)")
-    name: str = Field(description="the task's name, unique in the dataset")
+    dataset: str = Field(max_length=200, description="the dataset to label")
+    version: Optional[str] = Field(None, max_length=200, description="its version (default: the latest)")
+    name: str = Field(max_length=200, description="the task's name, unique in the dataset")
     task_type: Any = Field("IMAGE_CLASSIFICATION", description="a LabelTaskTypeEnum name or number")
     labels: Optional[list[str]] = Field(None, description="the label set (default: the version's classes)")
-    description: str = ""
+    description: str = Field("", max_length=10_000)
 
 
 class SubmitLabels(BaseModel):
     labels: dict[str, Any] = Field(description='{"sample_id": ["label", ...]} (a single label may be a string)')
-    annotator: Optional[str] = Field(None, description="who gave them")
+    annotator: Optional[str] = Field(None, max_length=200, description="who gave them")
 
 
 class Complete(BaseModel):

@@ -34,12 +34,12 @@ def _backend(request: Request) -> Context:
 
 class SubscriptionIn(BaseModel):
     name: str = Field(min_length=1, max_length=64, description="unique name")
-    channel: str = Field(description="webhook, slack or email")
-    target: str = Field(description="http(s) URL, or comma-separated e-mail addresses")
-    workflow: Optional[str] = Field(None, description="only this workflow (default: every workflow)")
-    step: Optional[str] = Field(None, description="only this step's events")
+    channel: str = Field(max_length=32, description="webhook, slack or email")
+    target: str = Field(max_length=4000, description="http(s) URL, or comma-separated e-mail addresses")
+    workflow: Optional[str] = Field(None, max_length=200, description="only this workflow (default: every workflow)")
+    step: Optional[str] = Field(None, max_length=200, description="only this step's events")
     events: Optional[list[str]] = Field(None, description="event names (full or short); default: run ends")
-    secret: Optional[str] = Field(None, description="HMAC-SHA256 key signing webhook bodies")
+    secret: Optional[str] = Field(None, max_length=1000, description="HMAC-SHA256 key signing webhook bodies")
     enabled: bool = True
     replace: bool = Field(False, description="update the subscription of that name if there is one")
 

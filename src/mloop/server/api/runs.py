@@ -14,6 +14,7 @@
     GET    /runs/{id}/metrics                 metrics (?step=)
     GET    /runs/{id}/events                  Server-Sent Events: its transitions, until it ends
     GET    /events                            Server-Sent Events: every run's transitions
+    GET    /runs/{id}/logs/stream             Server-Sent Events: log lines as written (?step=)
     GET    /tokens, POST /tokens, DELETE /tokens/{id}   (admin) API tokens
 
 Event streams carry the event id; a client that reconnects with ``Last-Event-ID`` (or
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -34,6 +36,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from mloop.context import Context
+from mloop.server.api._errors import INT64_MAX
 from mloop.errors import BadArgumentError
 from mloop.server.auth import requires
 from mloop.store.base import EventRecord, RunRecord, StepRecord
@@ -60,7 +63,7 @@ def _wake(request: Request) -> None:
 # -- shapes -------------------------------------------------------------------------------------
 class SubmitRun(BaseModel):
     workflow: str = Field(description="a released workflow's name", min_length=1, max_length=200)
-    version: Optional[int] = Field(None, ge=1, description="its release version (default: the latest)")
+    version: Optional[int] = Field(None, ge=1, le=INT64_MAX, description="its release version (default: the latest)")
     parameters: dict[str, Any] = Field(default_factory=dict, description="placeholder and data values")
     steps: Optional[list[str]] = Field(None, description="run only these steps")
 
@@ -157,8 +160,9 @@ class TokenOut(BaseModel):
 
 
 class NewToken(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    scope: str = Field("run", description="read | run | admin")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$",
+                      description="1-64 letters, digits, '-', '_' or '.', e.g. ci-bot")
+    scope: Literal["read", "run", "admin"] = Field("run", description="read | run | admin")
 
 
 class CreatedToken(TokenOut):
@@ -212,10 +216,12 @@ def submit_run(request: Request, body: SubmitRun) -> RunOut:
 @router.get("/runs", response_model=RunPage)
 def list_runs(request: Request, workflow: Optional[str] = None,
               status: Optional[list[str]] = Query(None, description="one or more run statuses"),
-              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10_000_000)) -> RunPage:
+              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10_000_000),
+              before: Optional[str] = Query(None, max_length=200,
+                                            description="keyset paging: only runs older than this run (full id)")) -> RunPage:
     from mloop.runs.queries import list_runs as query
 
-    runs = query(_ctx(request), workflow, status, limit, offset)
+    runs = query(_ctx(request), workflow, status, limit, offset, before=before)
     return RunPage(runs=[RunOut.of(r) for r in runs], limit=limit, offset=offset)
 
 
@@ -249,10 +255,15 @@ def retry(request: Request, run_id: str) -> RunDetailOut:
 def give_input(request: Request, run_id: str, body: GiveInput) -> RunDetailOut:
     from mloop.runs.service import provide_input
 
+    from mloop.runs.service import resumable
+
     ctx = _ctx(request)
     run = provide_input(ctx, run_id, body.values)
-    _wake(request)
-    return _detail(ctx, run)
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    # A run that waited with no engine goes on here; one an engine still runs picks the values up.
+    if dispatcher is not None and resumable(ctx, run):
+        dispatcher.resume(run.id, run.workflow_name)
+    return _detail(ctx, ctx.store.get_run(run.id))
 
 
 @router.get("/runs/{run_id}/logs", response_model=list[LogLine])
@@ -316,14 +327,77 @@ def _stream(request: Request, ctx: Context, after: int, run_id: str | None) -> S
 
 
 @router.get("/runs/{run_id}/events")
-def run_events(request: Request, run_id: str, after: Optional[int] = Query(None, ge=0)) -> StreamingResponse:
+def run_events(request: Request, run_id: str,
+               after: Optional[int] = Query(None, ge=0, le=INT64_MAX)) -> StreamingResponse:
     ctx = _ctx(request)
     run = ctx.store.get_run(run_id)  # 404 before the stream starts
     return _stream(request, ctx, _start_after(request, after), run.id)
 
 
+def _log_offsets(text: str | None) -> dict[str, int]:
+    """``step=offset,...`` (a log stream's event id) as a dict; refused when malformed."""
+    if not text:
+        return {}
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, offset = part.rpartition("=")
+        if not sep or not name or not offset.isdigit() or len(offset) > 18 or len(out) > 1000:
+            raise BadArgumentError("Last-Event-ID of a log stream must be step=offset,... as the stream sent it")
+        out[name] = int(offset)
+    return out
+
+
+@router.get("/runs/{run_id}/logs/stream")
+def log_stream(request: Request, run_id: str, step: Optional[str] = Query(None, max_length=200)) -> StreamingResponse:
+    """Server-Sent Events: the log lines of a run's steps as they are written (``event: log``,
+    data ``{"step", "line"}``), until its steps end. Each event's id holds the byte offsets
+    read so far (``step=offset,...``); reconnecting with it as ``Last-Event-ID`` resumes there."""
+    from mloop.runs.queries import step_log_path
+
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    step_log_path(ctx, run.id, step)  # 404 for a step the run lacks, before the stream starts
+    offsets = _log_offsets(request.headers.get("last-event-id"))
+
+    def read_new() -> tuple[list[tuple[str, str]], bool]:
+        lines: list[tuple[str, str]] = []
+        steps = [s for s in ctx.store.list_steps(run.id) if step is None or s.name == step]
+        for s in steps:
+            if not s.log_path or not os.path.exists(s.log_path):
+                continue
+            with open(s.log_path, "rb") as fh:
+                fh.seek(offsets.get(s.name, 0))
+                data = fh.read(1 << 20)
+            end = data.rfind(b"\n") + 1  # whole lines only; a partial one waits for its end
+            if end:
+                offsets[s.name] = offsets.get(s.name, 0) + end
+                lines += [(s.name, line) for line in data[:end].decode("utf-8", "replace").splitlines()]
+        ended = all(s.status in _TERMINAL or s.status == "skipped" for s in steps) and \
+            ctx.store.get_run(run.id).status != "running"
+        return lines, ended
+
+    async def frames() -> AsyncIterator[str]:
+        yield ": mloop log stream\n\n"
+        while not await request.is_disconnected():
+            lines, ended = await run_in_threadpool(read_new)
+            if lines:
+                mark = ",".join(f"{name}={offset}" for name, offset in offsets.items())
+                for i, (name, line) in enumerate(lines):
+                    # The batch's last line carries the offsets: a client that reconnects with it
+                    # gets every line after the batch (a drop mid-batch repeats the batch).
+                    head = f"id: {mark}\n" if i == len(lines) - 1 else ""
+                    yield f"{head}event: log\ndata: {json.dumps({'step': name, 'line': line})}\n\n"
+            elif ended:
+                yield "event: end\ndata: {}\n\n"
+                return
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 @router.get("/events")
-def all_events(request: Request, after: Optional[int] = Query(None, ge=0)) -> StreamingResponse:
+def all_events(request: Request, after: Optional[int] = Query(None, ge=0, le=INT64_MAX)) -> StreamingResponse:
     return _stream(request, _ctx(request), _start_after(request, after), None)
 
 

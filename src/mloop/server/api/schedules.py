@@ -37,11 +37,12 @@ router = APIRouter(tags=["schedules"])
 
 
 class CreateSchedule(BaseModel):
-    workflow: str = Field(description="a released workflow")
-    cron: str = Field(description="five-field cron expression, e.g. '0 3 * * 1-5'")
-    timezone: str = Field("UTC", description="IANA zone the expression is read in, e.g. Asia/Shanghai")
+    workflow: str = Field(max_length=200, description="a released workflow")
+    cron: str = Field(max_length=200, description="five-field cron expression, e.g. '0 3 * * 1-5'")
+    timezone: str = Field("UTC", max_length=64, description="IANA zone the expression is read in, e.g. Asia/Shanghai")
     params: dict[str, Any] = Field(default_factory=dict, description="placeholder values of each run")
-    name: Optional[str] = Field(None, description="1-64 letters, digits, '-' or '_' (default: WORKFLOW-N)")
+    name: Optional[str] = Field(None, max_length=64,
+                                description="1-64 letters, digits, '-' or '_' (default: WORKFLOW-N)")
     catchup: Literal["skip", "one", "all"] = Field("one", description="what to do with fire times missed while "
                                                                      "no server ran")
     paused: bool = False

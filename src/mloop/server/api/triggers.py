@@ -73,13 +73,14 @@ async def git_push(request: Request, name: str) -> JSONResponse:
 
 
 class CreateTrigger(BaseModel):
-    name: str = Field(description="1-64 letters, digits, '-' or '_'")
-    repo_url: str = Field(description="the git URL the server fetches pushed commits from")
-    workflow_path: str = Field(description="the workflow file's path in the repository, e.g. flows/train.py")
+    name: str = Field(max_length=64, description="1-64 letters, digits, '-' or '_'")
+    repo_url: str = Field(max_length=2000, description="the git URL the server fetches pushed commits from")
+    workflow_path: str = Field(max_length=1000,
+                               description="the workflow file's path in the repository, e.g. flows/train.py")
     branches: list[str] = Field(default_factory=list, description="fnmatch patterns of branches (default: any)")
     paths: list[str] = Field(default_factory=list, description="fnmatch patterns of changed paths (default: any)")
     params: dict[str, Any] = Field(default_factory=dict, description="placeholder values for the runs")
-    secret: Optional[str] = Field(None, description="the webhook secret (default: a new random one)")
+    secret: Optional[str] = Field(None, max_length=1000, description="the webhook secret (default: a new random one)")
 
 
 def _public(trigger: Any) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""The CLI's run commands in client mode: the same output and exit codes, the work on the server."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from mloop.client import Client, RemoteRun, run_record, step_record, watch_remote
+from mloop.commands._common import err, out
+
+
+def run(client: Client, spec: Any, values: dict[str, Any], steps: list[str] | None, *, quiet: bool,
+        follow: bool, no_wait: bool) -> Any:
+    """Release ``spec`` on the server, queue a run of it and watch it; the RunResult."""
+    from mloop.console import Watcher
+
+    released = client.release(spec)
+    if not quiet:
+        err.print(f"released {released['workflow']} version {released['version']} on {client.url}", highlight=False)
+    queued = client.submit(released["workflow"], released["version"], values, steps)
+    watcher = Watcher(out, quiet=quiet, follow_logs=False, print_id=True)
+    if follow and not quiet:
+        err.print("(-f: job logs stay on the server; `mloop logs RUN -f` streams them)", style="dim")
+    if no_wait:
+        return _until_waiting(client, queued, watcher)
+    return watch_remote(client, queued, watcher)
+
+
+def _until_waiting(client: Client, queued: dict[str, Any], watcher: Any) -> Any:
+    remote = RemoteRun(client, queued["id"])
+
+    def execute(listener: Any) -> Any:
+        while client.run(queued["id"])["status"] not in ("succeeded", "failed", "stopped", "waiting_input"):
+            time.sleep(0.3)
+        return remote.result()
+
+    return watcher(run_record(queued), execute)
+
+
+def release(client: Client, spec: Any) -> None:
+    released = client.release(spec)
+    out.print(f"released [bold]{released['workflow']}[/bold] version {released['version']} "
+              f"({released['spec_hash'][:12]}) on {client.url}", highlight=False)
+
+
+def list_runs(client: Client, workflow: str | None, status: str | None, limit: int) -> list[Any]:
+    params: dict[str, Any] = {"limit": limit}
+    if workflow:
+        params["workflow"] = workflow
+    if status:
+        params["status"] = status
+    page = client.call("GET", "/runs", params=params)
+    return [run_record(r) for r in page["runs"]]
+
+
+def show(client: Client, run_id: str, as_json: bool) -> None:
+    from mloop.console import status_text
+
+    detail = client.run(run_id)
+    if as_json:
+        print(json.dumps(detail, indent=2))
+        return
+    r = run_record(detail)
+    out.print(Text.assemble(("run ", ""), (r.id, "bold"), (f"  {r.workflow_name} #{r.number}  ", ""),
+                            status_text(r.status), (f"  attempt {r.attempt}", "dim")), highlight=False)
+    if r.message:
+        out.print(f"  {r.message}", style="dim", highlight=False)
+    if r.params:
+        out.print("values: " + ", ".join(f"{k}={v!r}" for k, v in r.params.items()), highlight=False)
+    table = Table()
+    for col in ("step", "type", "status", "attempt", "message"):
+        table.add_column(col, overflow="fold", no_wrap=col != "message")
+    for s in (step_record(r, s) for s in detail["steps"]):
+        table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), Text(s.message or "", style="dim"))
+    out.print(table)
+
+
+def logs(client: Client, run_id: str, step: str | None, follow: bool) -> None:
+    seen = 0
+    params: dict[str, Any] = {"tail": 100_000}
+    if step:
+        params["step"] = step
+    while True:
+        lines = client.call("GET", f"/runs/{run_id}/logs", params=params)
+        prefix = step is None and len({entry["step"] for entry in lines}) > 1
+        for entry in lines[seen:]:
+            print(f"[{entry['step']}] {entry['line']}" if prefix else entry["line"], flush=True)
+        seen = len(lines)
+        if not follow or client.run(run_id)["status"] in ("succeeded", "failed", "stopped"):
+            if follow:  # what arrived between the last read and the end
+                lines = client.call("GET", f"/runs/{run_id}/logs", params=params)
+                for entry in lines[seen:]:
+                    print(f"[{entry['step']}] {entry['line']}" if prefix else entry["line"], flush=True)
+            return
+        time.sleep(0.5)
+
+
+def metrics(client: Client, run_id: str, step: str | None) -> list[dict[str, Any]]:
+    params = {"step": step} if step else {}
+    result: list[dict[str, Any]] = client.call("GET", f"/runs/{run_id}/metrics", params=params)
+    return result
+
+
+def stop(client: Client, run_id: str) -> None:
+    r = client.call("POST", f"/runs/{run_id}/stop")
+    out.print(f"run {r['id'][:12]} is {r['status']}")
+
+
+def retry(client: Client, run_id: str) -> Any:
+    from mloop.console import Watcher
+
+    queued = client.call("POST", f"/runs/{run_id}/retry")
+    return watch_remote(client, queued, Watcher(out, note=" (retry, attempt {attempt})"))
+
+
+def give_input(client: Client, run_id: str, given: dict[str, Any], quiet: bool) -> Any:
+    from mloop.console import Watcher
+
+    run = client.call("POST", f"/runs/{run_id}/input", json={"values": given})
+    err.print(f"recorded {', '.join(given)} for run {run['id'][:12]}")
+    return watch_remote(client, run, Watcher(out, quiet=quiet, note=", resumed", print_id=True))
