@@ -54,7 +54,7 @@ app.command("serve")(serve)
 app.command("server")(server)
 
 # One pair of consoles for every command, the sub-command modules' included.
-from mloop.commands._common import err, out  # noqa: E402
+from mloop.commands._common import err, out, parse_pairs  # noqa: E402,F401 - parse_pairs: mloop.cli's API
 
 
 # -- loading workflows ---------------------------------------------------------------------------
@@ -71,20 +71,6 @@ def load_workflow(target: str) -> Any:
     from mloop.workflow.loading import load_workflow_file
 
     return load_workflow_file(path, variable)
-
-
-def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    problems = []
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            problems.append(Problem(what, f"{item!r} is not NAME=VALUE"))
-            continue
-        pairs[name.strip()] = value
-    if problems:
-        raise SpecValidationError(problems, headline=f"bad {what} values:")
-    return pairs
 
 
 def _settings() -> Settings:

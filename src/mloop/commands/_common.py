@@ -46,3 +46,24 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def parse_pairs(items: list[str] | None, what: str = "--param") -> dict[str, str]:
+    """``NAME=VALUE`` items (``-p``, ``-s``, ``mloop input``) as a dict.
+
+    Raises:
+        SpecValidationError: an item is not NAME=VALUE (every such item is listed).
+    """
+    from mloop.errors import Problem, SpecValidationError
+
+    pairs: dict[str, str] = {}
+    problems = []
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            problems.append(Problem(what, f"{item!r} is not NAME=VALUE"))
+            continue
+        pairs[name.strip()] = value
+    if problems:
+        raise SpecValidationError(problems, headline=f"bad {what} values:")
+    return pairs

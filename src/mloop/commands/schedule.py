@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from mloop.commands._common import open_cli_backend, out
+from mloop.commands._common import open_cli_backend, out, parse_pairs
 
 if TYPE_CHECKING:
     from mloop.store.schedules import ScheduleRecord
@@ -26,23 +26,6 @@ def _dump(rec: ScheduleRecord, upcoming: list[datetime]) -> dict[str, Any]:
     return {**rec.model_dump(mode="json"), "upcoming": [t.isoformat() for t in upcoming]}
 
 
-def _parse_params(items: list[str] | None) -> dict[str, str]:
-    """``-p NAME=VALUE`` values (as ``mloop run`` reads them)."""
-    from mloop.errors import Problem, SpecValidationError
-
-    pairs: dict[str, str] = {}
-    problems = []
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            problems.append(Problem("--param", f"{item!r} is not NAME=VALUE"))
-            continue
-        pairs[name.strip()] = value
-    if problems:
-        raise SpecValidationError(problems, headline="bad --param values:")
-    return pairs
-
-
 @schedule_app.command("create")
 def schedule_create(
     workflow: str = typer.Argument(..., help="a released workflow's name"),
@@ -57,7 +40,7 @@ def schedule_create(
     from mloop.services.schedules import create_schedule, next_fire_times
 
     with open_cli_backend() as backend:
-        rec = create_schedule(backend, workflow, cron, tz=tz, params=_parse_params(param), name=name,
+        rec = create_schedule(backend, workflow, cron, tz=tz, params=parse_pairs(param), name=name,
                               catchup=catchup)
     upcoming = next_fire_times(rec, datetime.now(timezone.utc), 3)
     if as_json:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from mloop.commands._common import err, open_cli_backend, out, when
+from mloop.commands._common import err, open_cli_backend, out, parse_pairs, when
 
 if TYPE_CHECKING:
     from mloop.store.workflows import RunConfigRecord
@@ -22,23 +22,6 @@ workflow_app.add_typer(config_app, name="config")
 
 #: Diff lines are folded to this width, so they read on an 80-column terminal.
 DIFF_WIDTH = 80
-
-
-def _parse_params(items: list[str] | None) -> dict[str, str]:
-    """``-p NAME=VALUE`` values (as ``mloop run`` reads them)."""
-    from mloop.errors import Problem, SpecValidationError
-
-    pairs: dict[str, str] = {}
-    problems = []
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            problems.append(Problem("--param", f"{item!r} is not NAME=VALUE"))
-            continue
-        pairs[name.strip()] = value
-    if problems:
-        raise SpecValidationError(problems, headline="bad --param values:")
-    return pairs
 
 
 def _steps(text: str | None) -> list[str] | None:
@@ -193,7 +176,7 @@ def config_save(workflow: str = typer.Argument(..., help="a released workflow's 
     from mloop.services.workflows import save_config
 
     with open_cli_backend() as backend:
-        rec = save_config(backend, workflow, name, _parse_params(param), steps=_steps(steps), description=description)
+        rec = save_config(backend, workflow, name, parse_pairs(param), steps=_steps(steps), description=description)
     if as_json:
         _print_json(_config_dict(rec))
         return
@@ -262,7 +245,7 @@ def workflow_start(name: str = typer.Argument(..., help="a released workflow's n
 
     with open_cli_backend() as backend:
         spec = load_spec(get_release(backend, name, version).spec, validate=False)
-        values, steps = config_values(backend, name, config, _parse_params(param))
+        values, steps = config_values(backend, name, config, parse_pairs(param))
         result = start_run(backend, spec, values, steps=steps, base_dir=os.getcwd(), detach_when_waiting=no_wait,
                            watch=Watcher(out, quiet=quiet, follow_logs=follow, print_id=True))
     raise_for_result(result)
