@@ -216,6 +216,14 @@ class Settings(BaseModel):
     obs_root: str | None = Field(
         None, description="where obs://bucket/path URLs are stored; default <artifact_root>/obs"
     )
+    obs_absolute_paths: Literal["auto", "local", "obs"] = Field(
+        "auto", description="how a /bucket/dir/ path in an OBS field (OBSPath, OBSOutputConfig, Storage default, "
+                            "code_dir) is read: auto = local when /bucket is an existing folder, else under "
+                            "obs_root; obs = always under obs_root; local = always local")
+    keep_workdir_patterns: list[str] = Field(
+        default_factory=lambda: ["artefacts/", "outputs/"],
+        description="files a job writes into its working folder that are kept as step artifacts without a "
+                    "declared output: 'name/' is a folder, anything else a path or glob (empty list: none)")
     executor: Literal["local", "ray"] = Field("local", description="where job processes run")
     max_parallel: int = Field(4, ge=1, description="how many steps of one run may run at the same time")
     flavors: dict[str, Flavor] = Field(default_factory=lambda: dict(DEFAULT_FLAVORS),

@@ -279,8 +279,13 @@ def _epoch(text: str) -> float:
 
 
 def _screenshot_path() -> Path:
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOT
+    """docs/screenshots/run.png when MLOOP_SCREENSHOTS is set (to refresh the README's picture),
+    else a temporary file: a test run leaves the checkout as it found it."""
+    import tempfile
+
+    target = SCREENSHOT if os.environ.get("MLOOP_SCREENSHOTS") else Path(tempfile.mkdtemp()) / "run.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def _report(name: str, value: Any) -> None:

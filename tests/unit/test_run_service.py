@@ -44,7 +44,8 @@ class TestDataPaths:
     @pytest.mark.parametrize("given, expected", [
         ("data", "{base}/data"),
         ("./a/../data/", "{base}/data/"),
-        ("/abs/data", "/abs/data"),
+        ("{tmp}/abs/data", "{tmp}/abs/data"),  # absolute, its first folder exists here: local
+        ("/no-such-bucket-xyz/data", "{obs}/no-such-bucket-xyz/data"),  # ModelArts' /bucket/ notation
         ("memory://bucket/data", "memory://bucket/data"),
         ('{"obs_url": "x"}', '{"obs_url": "x"}'),
     ])
@@ -52,8 +53,9 @@ class TestDataPaths:
                                                              expected: str) -> None:
         base = tmp_path / "where-typed"
         with open_context(Settings(home=tmp_path / ".mloop")) as ctx:
-            out = resolve_data_paths(ctx, _spec(tmp_path), {"data": given}, str(base))
-        assert out["data"] == expected.replace("{base}", str(base))
+            out = resolve_data_paths(ctx, _spec(tmp_path), {"data": given.replace("{tmp}", str(tmp_path))}, str(base))
+            obs = str(ctx.settings.resolved_obs_root).rstrip("/")
+        assert out["data"] == expected.replace("{base}", str(base)).replace("{tmp}", str(tmp_path)).replace("{obs}", obs)
 
     def test_no_base_folder_leaves_values_as_given(self, tmp_path: Path) -> None:
         with open_context(Settings(home=tmp_path / ".mloop")) as ctx:

@@ -25,7 +25,7 @@ from mloop.artifacts.hashing import (
 )
 from mloop.artifacts.snapshot import snapshot_dir
 from mloop.artifacts.store import ArtifactStore
-from mloop.artifacts.urls import is_local, join_url, local_path, resolve_url, split_protocol
+from mloop.artifacts.urls import is_local, join_url, local_path, resolve_obs_path, resolve_url, split_protocol
 
 __all__ = [
     "DEFAULT_IGNORE",
@@ -41,6 +41,7 @@ __all__ = [
     "known_protocols",
     "local_path",
     "manifest_digest",
+    "resolve_obs_path",
     "resolve_url",
     "snapshot_dir",
     "split_protocol",

@@ -17,7 +17,8 @@ import re
 
 from mloop.errors import ArtifactError
 
-__all__ = ["OBS_PROTOCOL", "is_local", "join_url", "local_path", "resolve_url", "split_protocol"]
+__all__ = ["OBS_ABSOLUTE_MODES", "OBS_PROTOCOL", "is_local", "join_url", "local_path", "resolve_obs_path",
+           "resolve_url", "split_protocol"]
 
 #: The alias protocol resolved against ``Settings.resolved_obs_root``.
 OBS_PROTOCOL = "obs"
@@ -96,6 +97,58 @@ def resolve_url(path_or_url: str, *, obs_root: str, base_dir: str) -> str:
     if trailing and not path.endswith(os.sep):
         path += os.sep
     return path
+
+
+#: Readings of a leading-slash path (``/bucket/dir/``) in an OBS field: see :func:`resolve_obs_path`.
+OBS_ABSOLUTE_MODES = ("auto", "local", "obs")
+
+
+def resolve_obs_path(path_or_url: str, *, obs_root: str, base_dir: str, absolute_paths: str = "auto",
+                     local_roots: tuple[str, ...] = ()) -> str:
+    """A location written in an OBS field of a workflow (``OBSPath``, ``OBSOutputConfig``, a
+    ``Storage`` default, ``code_dir``, a job input, an OBS placeholder's value) as an absolute
+    path or URL: :func:`resolve_url`, plus ModelArts' ``/bucket/dir/`` notation.
+
+    A path starting with a single ``/`` is read by ``absolute_paths``:
+
+    * ``"auto"`` (default): a local path when its first segment (``/bucket``) is an existing
+      local folder, else the OBS path ``obs://bucket/dir/`` (under ``obs_root``);
+    * ``"obs"``: always the OBS path (write local folders as relative paths or ``file://`` URLs);
+    * ``"local"``: always a local path; refused when its first segment does not exist, since
+      mloop never creates folders at the file-system root.
+
+    A path already inside ``obs_root`` or one of ``local_roots`` (mloop's own folders) is local in
+    every mode, so resolving twice gives the same answer. This is the one function here that
+    looks at the disk (one ``isdir`` of a top-level folder, in ``"auto"`` and ``"local"`` modes).
+
+    Raises:
+        ArtifactError: as :func:`resolve_url`; an unknown mode; ``"local"`` with a missing top folder.
+    """
+    if absolute_paths not in OBS_ABSOLUTE_MODES:
+        raise ArtifactError(f"obs_absolute_paths is {absolute_paths!r}",
+                            hint="set it to one of: " + ", ".join(OBS_ABSOLUTE_MODES))
+    if (isinstance(path_or_url, str) and path_or_url.startswith("/") and not path_or_url.startswith("//")
+            and not _inside(path_or_url, (obs_root, *local_roots), base_dir)):
+        top = "/" + path_or_url.lstrip("/").split("/", 1)[0]
+        if absolute_paths == "obs" or (absolute_paths == "auto" and not os.path.isdir(top)):
+            return resolve_url(OBS_PROTOCOL + ":/" + path_or_url, obs_root=obs_root, base_dir=base_dir)
+        if absolute_paths == "local" and top != "/" and not os.path.isdir(top):
+            raise ArtifactError(f"{path_or_url}: the folder {top} does not exist, and mloop never creates "
+                                "folders at the file-system root",
+                                hint=f"create {top} first, or set obs_absolute_paths = \"auto\" to read "
+                                     f"{path_or_url} as an OBS path under the obs root", url=path_or_url)
+    return resolve_url(path_or_url, obs_root=obs_root, base_dir=base_dir)
+
+
+def _inside(path: str, roots: tuple[str, ...], base_dir: str) -> bool:
+    norm = os.path.normpath(path)
+    for root in roots:
+        if not root or not is_local(root):
+            continue
+        full = os.path.normpath(local_path(resolve_url(root, obs_root=root, base_dir=base_dir)) or root)
+        if norm == full or norm.startswith(full.rstrip(os.sep) + os.sep):
+            return True
+    return False
 
 
 def _resolve_obs(url: str, rest: str, trailing: bool, *, obs_root: str, base_dir: str) -> str:

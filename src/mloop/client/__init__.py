@@ -155,8 +155,8 @@ class Client:
         for step in data.get("steps", []):
             algorithm = (step.get("properties") or {}).get("algorithm") or {}
             code_dir = algorithm.get("code_dir")
-            if not code_dir:
-                continue
+            if not code_dir or str(code_dir).lower().startswith("obs://"):
+                continue  # an obs:// code folder is the server's (under its obs root)
             local = Path(code_dir if os.path.isabs(code_dir) else os.path.join(spec.source_dir or ".", code_dir))
             if not local.is_dir():
                 raise ConfigError(f"step {step.get('name')!r}: code_dir {str(local)!r} is not a folder here")

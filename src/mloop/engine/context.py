@@ -9,7 +9,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from mloop.artifacts import ArtifactStore, is_local, join_url, local_path, resolve_url
+from mloop.artifacts import ArtifactStore, is_local, join_url, local_path, resolve_obs_path
 from mloop.config import Settings
 from mloop.context import Context
 from mloop.errors import ConfigError, NotFoundError
@@ -51,8 +51,17 @@ def storage_roots(spec: WorkflowSpec, given: dict[str, str], settings: Settings)
     out = {}
     for s in spec.storages:
         raw = given.get(s.name) or s.path or str(settings.home_path / "storage" / s.name)
-        out[s.name] = resolve_url(raw, obs_root=settings.resolved_obs_root, base_dir=base)
+        out[s.name] = obs_location(raw, settings, base)
     return out
+
+
+def obs_location(raw: str, settings: Settings, base_dir: str) -> str:
+    """What a user wrote in an OBS field (``obs://``, ModelArts' ``/bucket/dir/``, a relative or
+    absolute path, a URL) as an absolute path or URL: the one rule of every SDK path field
+    (see :func:`mloop.artifacts.resolve_obs_path` and the ``obs_absolute_paths`` setting)."""
+    return resolve_obs_path(raw, obs_root=settings.resolved_obs_root, base_dir=base_dir,
+                            absolute_paths=settings.obs_absolute_paths,
+                            local_roots=(settings.resolved_artifact_root, str(settings.home_path)))
 
 
 class RunContext(Context):
@@ -93,8 +102,21 @@ class RunContext(Context):
         return self.spec.source_dir or os.getcwd()
 
     def location(self, raw: str) -> str:
-        """A user-written path or URL as an absolute path or URL (``obs://`` aliased)."""
-        return resolve_url(raw, obs_root=self.settings.resolved_obs_root, base_dir=self.base_dir())
+        """A user-written path or URL as an absolute path or URL (``obs://`` and ``/bucket/``
+        aliased: :func:`obs_location`)."""
+        return obs_location(raw, self.settings, self.base_dir())
+
+    def field_location(self, raw: Any) -> Any:
+        """A path field of the spec as a location: a literal string through :meth:`location`;
+        a placeholder's string value likewise; other references resolved (a storage or data
+        reference already gives a location)."""
+        if isinstance(raw, str) and raw and not refs.is_ref(raw):
+            return self.location(raw)
+        value = self.resolve(raw)
+        if (isinstance(raw, str) and isinstance(value, str) and value
+                and isinstance(refs.parse_ref(raw), refs.ParameterRef)):
+            return self.location(value)
+        return value
 
     # -- references -------------------------------------------------------------------------
     def resolve(self, value: Any) -> Any:

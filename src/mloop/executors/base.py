@@ -99,6 +99,10 @@ class JobRequest:
     #: The boot file compiled for this interpreter (see :func:`mloop.runner.write_boot_code`),
     #: so the runner need not compile it; None (or a mismatch) and the runner compiles it.
     boot_code_url: str | None = None
+    #: Files the job writes into its working folder (the code folder it runs in) that match one
+    #: of these patterns (``artefacts/``: a folder; ``*.log``: a glob) are kept at ``keep_url``.
+    keep_patterns: list[str] = field(default_factory=list)
+    keep_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as the runner reads it (plain JSON types).
@@ -122,6 +126,7 @@ class JobRequest:
                           "node_count": res.node_count, "flavor_id": res.flavor_id},
             "timeout_seconds": self.timeout_seconds, "workdir": self.workdir, "workflow_name": self.workflow_name,
             "attempt": self.attempt, "log_header": self.log_header,
+            "keep_patterns": list(self.keep_patterns), "keep_url": self.keep_url,
         }
 
 

@@ -39,6 +39,7 @@ from mloop.metrics.logger import (
     FloatMetric, HistogramMetric, ListMetric, Metric, MetricLogger, OneDimensionalTableMetric, TableMetric,
     get_timestamp,
 )
+from mloop.metrics.analysis import analyse
 from mloop.metrics.reading import (
     MAX_METRICS_BYTES, METRIC_TYPES, MetricEntry, MetricKeyNotFoundError, float_values, load_metrics_file,
     parse_metrics, read_metric_value,
@@ -61,4 +62,5 @@ __all__ = [
     "TableMetric",
     "OneDimensionalTableMetric",
     "MetricLogger",
+    "analyse",
 ]

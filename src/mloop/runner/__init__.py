@@ -141,6 +141,11 @@ def metrics_path(request: dict, metric: dict) -> str:
     return os.path.join(request["workdir"], "metrics", metric["output"], base)
 
 
+def step_metrics_path(request: dict) -> str:
+    """The metrics file a job may write without declaring an output (``MLOOP_STEP_METRICS``)."""
+    return os.path.join(request["workdir"], "step-metrics.json")
+
+
 def code_folder(request: dict) -> str:
     return os.path.join(request["workdir"], request["code_name"])
 
@@ -158,6 +163,8 @@ def contract(request: dict, environ: dict | None = None) -> tuple[list[str], dic
         "MLOOP_RUN_ID": request["run_id"], "MLOOP_STEP_NAME": request["step_name"],
         "MLOOP_WORKFLOW_NAME": request.get("workflow_name", ""), "MLOOP_ATTEMPT": str(request.get("attempt", 1)),
         "MA_JOB_DIR": workdir, "PYTHONUNBUFFERED": "1", "MLOOP_FLAVOR": resources.get("flavor_id", ""),
+        # Metrics the job reports without a declared output (mloop.metrics.analyse writes here).
+        "MLOOP_STEP_METRICS": step_metrics_path(request),
     }
     if not resources.get("gpu"):
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU flavor gets no GPU, as on a cloud CPU node
@@ -215,11 +222,14 @@ def run(request: dict) -> int:
             return EXIT_STAGE_IN
         os.environ.update(env)
         os.chdir(code_folder(request))
+        before = _kept_files(request) if request.get("keep_url") else {}
         code = _run_boot_file(argv, request.get("boot_code_url")) if request.get("boot_file") else _run_command(argv)
         if code != 0:
             return code
         try:
             _stage_out(request)
+            if request.get("keep_url"):
+                _keep_workdir(request, before)
         except StagingError as exc:
             _fail(f"could not upload the job's outputs: {exc}")
             return EXIT_STAGE_OUT
@@ -397,6 +407,59 @@ def _stage_out(request: dict) -> None:
                     _fsspec().upload_file(path, metric["url"])
     except Exception as exc:  # noqa: BLE001
         raise StagingError(str(exc) or type(exc).__name__) from exc
+
+
+def _kept_files(request: dict) -> dict:
+    """``{relative path: (size, mtime_ns)}`` of the files in the job's working folder (the code
+    folder it runs in) that match ``keep_patterns``: ``name/`` is a folder, anything else a
+    path or glob relative to the folder."""
+    top = code_folder(request)
+    found: dict = {}
+    for pattern in request.get("keep_patterns") or ():
+        rel = pattern.strip().rstrip("/")
+        if not rel or rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        if any(c in rel for c in "*?["):
+            import glob
+
+            names = glob.glob(rel, root_dir=top)
+        else:
+            names = [rel] if os.path.lexists(os.path.join(top, rel)) else []
+        for name in names:
+            path = os.path.join(top, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                for folder, _dirs, files in os.walk(path):
+                    for f in files:
+                        full = os.path.join(folder, f)
+                        if os.path.isfile(full):
+                            st = os.stat(full)
+                            found[os.path.relpath(full, top)] = (st.st_size, st.st_mtime_ns)
+            elif os.path.isfile(path) and not pattern.rstrip().endswith("/"):
+                st = os.stat(path)
+                found[name] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def _keep_workdir(request: dict, before: dict) -> None:
+    """Keep the matching files the job wrote or changed at ``keep_url`` (their relative paths kept)."""
+    try:
+        url = request["keep_url"]
+        top = code_folder(request)
+        local = local_path(url)
+        for rel, stamp in sorted(_kept_files(request).items()):
+            if before.get(rel) == stamp:
+                continue  # came with the code, untouched
+            src = os.path.join(top, rel)
+            if local is not None:
+                dst = os.path.join(local, rel)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                if os.path.lexists(dst):
+                    os.unlink(dst)
+                _copy_file(src, dst)
+            else:
+                _fsspec().upload_file(src, url.rstrip("/") + "/" + rel.replace(os.sep, "/"))
+    except Exception as exc:  # noqa: BLE001
+        raise StagingError(f"could not keep the working folder's files: {exc}") from exc
 
 
 def _upload_log(path: str, url: str) -> None:

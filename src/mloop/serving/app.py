@@ -455,7 +455,9 @@ def create_app(model_dir: str | Path | None = None, *, model_name: str, model_ve
                                             hint='send {"inputs": [...]} with Content-Type: application/json',
                                             status=400) from exc
                     check_json_depth(raw, body, MAX_JSON_DEPTH)
-                    job = served.handle_json(body)
+                    # ModelArts' XGBoost/scikit-learn services json.loads the body themselves.
+                    job = served.handle_raw_json(raw) if getattr(served, "raw_json", False) \
+                        else served.handle_json(body)
                 else:
                     raise BadInputError(f"content type {ctype!r} is not accepted",
                                         hint="send application/json, multipart/form-data or an image/* body",

@@ -29,8 +29,9 @@ def model_path_for(cls: type, model_dir: Path, config: dict[str, Any]) -> str:
 
     PyTorch: the only ``*.pt``/``*.pth`` file; with several, ``config.json``'s
     ``state_dict_file``, then ``model_file``, then the first by name (ModelArts code usually
-    ``load_state_dict(torch.load(model_path))``). scikit-learn: ``model_file``, ``model.joblib``,
-    ``model.pkl``, then any ``*.joblib``/``*.pkl``. ONNX: ``model_file`` or the first ``*.onnx``.
+    ``load_state_dict(torch.load(model_path))``). scikit-learn/XGBoost: ``model_file``, then a
+    ``*.m`` file (ModelArts' naming), ``model.joblib``, ``model.pkl``, then any ``*.joblib``/``*.pkl``
+    (or XGBoost's ``*.model``/``*.bst``/``*.ubj``). ONNX: ``model_file`` or the first ``*.onnx``.
     """
     root = Path(model_dir)
     files = sorted(p for p in root.iterdir() if p.is_file())
@@ -48,10 +49,31 @@ def model_path_for(cls: type, model_dir: Path, config: dict[str, Any]) -> str:
             return str(torch_files[0])
         return first([config.get("state_dict_file"), config.get("model_file")], _TORCH_SUFFIXES)
     if issubclass(cls, XgSklServingBaseService):
-        return first([config.get("model_file"), "model.joblib", "model.pkl"], (".joblib", ".pkl"))
+        # ModelArts' examples save both kinds as *.m (joblib.dump(model, "sklearn.m"),
+        # booster.save_model("xgboost.m")).
+        named = first([config.get("model_file")], (".m",))
+        if named != str(root):
+            return named
+        return first(["model.joblib", "model.pkl"], (".joblib", ".pkl", ".pickle", ".model", ".bst", ".ubj"))
     if issubclass(cls, OnnxServingBaseService):
         return first([config.get("model_file")], (".onnx",))
     return str(root)
+
+
+def _ensure_sklearn_externals_joblib(source: str) -> None:
+    # ModelArts' scikit-learn examples do ``from sklearn.externals import joblib``, removed from
+    # scikit-learn in 0.23; the standalone joblib is the same library.
+    if "sklearn.externals" not in source or "sklearn.externals.joblib" in sys.modules:
+        return
+    try:
+        importlib.import_module("sklearn.externals.joblib")
+    except ImportError:
+        try:
+            import joblib
+            import sklearn.externals  # noqa: F401
+        except ImportError:
+            return
+        sys.modules["sklearn.externals.joblib"] = joblib
 
 
 def _ensure_log_module() -> None:
@@ -79,6 +101,7 @@ def load_custom_service(model_dir: Path, model_name: str, config: dict[str, Any]
         text = (root / "config.json").read_text() if (root / "config.json").is_file() else "{}"
         config = json.loads(text)
     _ensure_log_module()
+    _ensure_sklearn_externals_joblib(path.read_text(errors="replace"))
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     unique = f"_mloop_customize_service_{abs(hash(str(root)))}"

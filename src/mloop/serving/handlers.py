@@ -195,6 +195,8 @@ class CustomHandler:
     def __init__(self, service: Any, *, batching: bool = True, max_batch_size: int = 32,
                  max_wait_ms: float = 5.0) -> None:
         self.service = service
+        #: ModelArts' XGBoost/scikit-learn bases take the JSON request body as text (see handle_raw_json).
+        self.raw_json = bool(getattr(service, "raw_request_body", False))
         self.batched = batching and callable(getattr(service, "_inference_batch", None))
         self.batching = self.batched
         run = self._run_batch if self.batched else self._run_each
@@ -251,6 +253,15 @@ class CustomHandler:
     async def handle_json(self, body: Any) -> Any:
         return await self._handle(body)
 
+    async def handle_raw_json(self, raw: bytes) -> Any:
+        """A JSON request to a service that reads the body itself (``raw_json``): ``_preprocess``
+        gets the body as text (bytes when it is not UTF-8), as ModelArts' ML bases get it."""
+        try:
+            text: Any = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw
+        return await self._handle(text)
+
     async def handle_files(self, files: list[UploadedFile], fields: dict[str, str]) -> Any:
         # ModelArts' shape: {field: {filename: file-like}} for files, {field: text} for the rest.
         check_images([(f.filename, f.content) for f in files], self.image_limits)
@@ -265,12 +276,15 @@ def load_handler(model_dir: Path, *, model_name: str, model_type: str | None = N
     """Load the model folder and return the handler that serves it.
 
     Raises:
-        ModelLoadError: the folder cannot be loaded (the loader's or the service's error).
+        ModelLoadError: the folder cannot be loaded (the loader's or the service's error), or
+            ``config.json``'s ``dependencies`` are not installed (:mod:`mloop.serving.dependencies`).
     """
     from mloop.serving.custom import load_custom_service
+    from mloop.serving.dependencies import check_dependencies
 
     root = Path(model_dir).resolve()
     config = read_model_config(root)
+    check_dependencies(config, where=str(root / "config.json"))
     kind = normalize_model_type(model_type) if model_type else detect_model_type(root, config)
     if kind == "pytorch":  # the family: TorchScript or a state dict, as the files say
         kind = detect_model_type(root, config)

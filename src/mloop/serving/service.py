@@ -16,7 +16,8 @@ scikit-learn and ONNX bases (``dirname(model_path)`` is the model folder, where 
 looks for ``label.json`` and the like), the model *folder* for :class:`BaseService` and
 :class:`SingleNodeService`. See :func:`mloop.serving.custom.model_path_for`.
 
-``data`` given to ``_preprocess``: the parsed JSON body for ``application/json``; for
+``data`` given to ``_preprocess``: the parsed JSON body for ``application/json`` (for
+:class:`XgSklServingBaseService`, the raw body as text, as ModelArts hands it); for
 ``multipart/form-data`` a dict ``{field: {filename: file-like}}`` for file fields (ModelArts'
 shape, so ``Image.open(file_content)`` works) and ``{field: text}`` for plain fields.
 
@@ -96,11 +97,26 @@ class PTServingBaseService(SingleNodeService):
 
 
 class XgSklServingBaseService(BaseService):
-    """scikit-learn (and XGBoost-style pickled) services (``model_service.python_model_service``).
+    """scikit-learn and XGBoost services (``model_service.python_model_service``), with
+    ModelArts' contract for them:
 
-    ``self.model`` is loaded from ``model_path`` (joblib or pickle) when first needed; the
-    default ``_inference`` returns ``self.model.predict(data)`` as a list.
+    * ``model_path`` is the model *file* (``*.m`` as ModelArts' examples save it,
+      ``joblib.dump(model, "sklearn.m")`` / ``booster.save_model("xgboost.m")``, else
+      ``*.joblib``/``*.pkl``; see :func:`mloop.serving.custom.model_path_for`);
+    * ``_preprocess`` receives the *raw request body* of a JSON request (a ``str``; the
+      documented examples do ``json.loads(data)`` themselves); a multipart upload is the
+      ``{field: {filename: file}}`` dict as for the other bases;
+    * the default ``_preprocess`` reads ModelArts' ``{"data": {"req_data": [{feature: value,
+      ...}, ...]}}`` into rows of values (in the order given), and also takes mloop's
+      ``{"inputs": [[...], ...]}`` or a bare list of rows;
+    * the default ``_inference`` is ``self.model.predict(data)`` as a list, ``self.model`` being
+      loaded from ``model_path`` with joblib (pickle) or, failing that, as an
+      ``xgboost.Booster`` (then fed an ``xgboost.DMatrix``) when first needed;
+    * the default ``_postprocess`` answers ``[{"predictresult": value}, ...]``.
     """
+
+    #: The handler hands ``_preprocess`` the request body as text instead of the parsed JSON.
+    raw_request_body = True
 
     def __init__(self, model_name: str, model_path: str | None = None) -> None:
         if model_path is None:  # ModelArts' ML bases are also built as cls(model_path)
@@ -113,16 +129,45 @@ class XgSklServingBaseService(BaseService):
         if self._model is None:
             from mloop.serving.loaders import load_pickled
 
-            self._model = load_pickled(self.model_path)
+            try:
+                self._model = load_pickled(self.model_path)
+            except Exception as exc:  # not a pickle: XGBoost's own format, as ModelArts falls back to
+                try:
+                    import xgboost
+                except ImportError:
+                    raise exc from None
+                self._model = xgboost.Booster(model_file=self.model_path)
         return self._model
 
     @model.setter
     def model(self, value: Any) -> None:
         self._model = value
 
+    def _preprocess(self, data: Any) -> Any:
+        import collections
+        import json
+
+        if isinstance(data, (str, bytes, bytearray)):
+            data = json.loads(data, object_pairs_hook=collections.OrderedDict)
+        if isinstance(data, dict):
+            inner = data.get("data")
+            if isinstance(inner, dict) and "req_data" in inner:
+                return [list(row.values()) if isinstance(row, dict) else row for row in inner["req_data"]]
+            if "inputs" in data:
+                return data["inputs"]
+        return data
+
     def _inference(self, data: Any) -> Any:
-        result = self.model.predict(data)
+        model = self.model
+        if type(model).__name__ == "Booster" and type(model).__module__.startswith("xgboost"):
+            import xgboost
+
+            data = xgboost.DMatrix(data)
+        result = model.predict(data)
         return result.tolist() if hasattr(result, "tolist") else result
+
+    def _postprocess(self, data: Any) -> Any:
+        return [{"predictresult": value} for value in data] if isinstance(data, list) else data
 
 
 class OnnxServingBaseService(SingleNodeService):

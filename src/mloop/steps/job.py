@@ -95,6 +95,11 @@ def resolve_algorithm(algo: dict[str, Any], store: Store, base_dir: str) -> Reso
 
 
 def _local_dir(path: str, base_dir: str) -> str:
+    if not is_local(path):
+        raise JobSetupError(f"code_dir {path!r} is not on this machine",
+                            hint="a code folder must be local: put it in a folder (or set obs_root to one, "
+                                 "for obs:// code folders)")
+    path = local_path(path) or path
     full = path if os.path.isabs(path) else os.path.join(base_dir, path)
     full = os.path.normpath(os.path.expanduser(full))
     if not os.path.isdir(full):
@@ -242,10 +247,19 @@ def dataset_files(ctx: RunContext, step: str, inp: str, value: Any) -> tuple[lis
                  "manifest_hash": record.manifest_hash}
 
 
+def _algorithm(step: StepSpec, ctx: RunContext, props: dict[str, Any]) -> ResolvedAlgorithm:
+    """The step's algorithm, its ``code_dir`` read as every OBS field is (``obs://``, ``/bucket/``)."""
+    algorithm = dict(props.get("algorithm") or {})
+    raw = (step.properties.get("algorithm") or {}).get("code_dir")
+    if algorithm.get("code_dir") and isinstance(raw, str):
+        algorithm["code_dir"] = ctx.field_location(raw)
+    return resolve_algorithm(algorithm, ctx.store, ctx.base_dir())
+
+
 class JobHandler(StepHandler):
     def start(self, step: StepSpec, ctx: RunContext, attempt: int, on_exit: Any) -> Outcome | Launched:
         props = ctx.resolve(step.properties)
-        algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())
+        algo = _algorithm(step, ctx, props)
         resources = resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
         workdir = os.path.join(ctx.run_dir, "steps", step.name, f"attempt-{attempt}")
         code_name = os.path.basename(algo.code_dir.rstrip(os.sep)) or "code"
@@ -261,7 +275,7 @@ class JobHandler(StepHandler):
         staged_in: dict[str, str] = {}
         datasets: dict[str, dict[str, Any]] = {}
         for inp in step.inputs:
-            url = ctx.resolve(inp.data)
+            url = ctx.field_location(inp.data)
             if isinstance(url, dict):  # a dataset version: laid out in the job layout by the runner
                 files, datasets[inp.name] = dataset_files(ctx, step.name, inp.name, url)
                 inputs.append(JobInput(inp.name, "", "files", files))
@@ -278,7 +292,7 @@ class JobHandler(StepHandler):
         for out in step.outputs:
             config = ctx.resolve(out.config)
             if out.type == "obs":
-                url = config["obs_url"]
+                url = ctx.field_location((out.config or {}).get("obs_url"))
                 local = local_path(url) if is_local(url) else None
                 outputs.append(JobOutput(out.name, local or url, "local" if local is not None else "upload"))
                 produced[out.name] = {"type": "obs", "url": url}
@@ -287,7 +301,10 @@ class JobHandler(StepHandler):
                              else join_url(url, config["metric_file"]))
                     metric_files[out.name] = [where]
             elif out.type == "metrics":
-                files = [local_path(f) or f if is_local(f) else f for f in config.get("metric_files") or []]
+                raw_files = (out.config or {}).get("metric_files") or []
+                located = ([ctx.field_location(f) for f in raw_files] if isinstance(raw_files, list)
+                           else config.get("metric_files") or [])
+                files = [local_path(f) or f if is_local(f) else f for f in located]
                 metrics.extend(MetricsFile(out.name, f, "local" if is_local(f) else "upload") for f in files)
                 metric_files[out.name] = files
                 metrics_outputs.append(out.name)
@@ -303,10 +320,14 @@ class JobHandler(StepHandler):
             ctx.run_id, step.name, code_url, code_name, log_path, boot_file=algo.boot_file, command=algo.command,
             parameters=[(name, _as_arg(value)) for name, value in algo.parameters.items()],
             inputs=inputs, outputs=outputs, metrics=metrics, metrics_outputs=metrics_outputs,
-            env={**(tracking.env if tracking else {}), **{k: _as_arg(v) for k, v in algo.environments.items()}},
+            env={**(tracking.env if tracking else {}), "MLOOP_OBS_ROOT": _obs_root(ctx),
+                 **{k: _as_arg(v) for k, v in algo.environments.items()}},
             resources=resources,
             timeout_seconds=float(minutes) * 60, workdir=workdir, workflow_name=ctx.spec.name, attempt=attempt,
             boot_code_url=boot_code_url,
+            keep_patterns=list(ctx.settings.keep_workdir_patterns),
+            keep_url=ctx.artifacts.url("runs", ctx.run_id, "steps", step.name, f"attempt-{attempt}", "workdir")
+            if ctx.settings.keep_workdir_patterns else None,
             log_header=(f"mloop: attempt {attempt} of step {step.name} on flavor {resources.flavor_id} "
                         f"(code {code_hash[:12]} from {algo.code_dir})"))
         wire = request.to_dict()
@@ -319,6 +340,7 @@ class JobHandler(StepHandler):
             raise
         values = {i["name"]: runner.input_path(wire, i) for i in wire["inputs"]}
         return Launched(handle, state={"outputs": produced, "metric_files": metric_files, "log_path": log_path,
+                                       "step_metrics": runner.step_metrics_path(wire), "keep_url": wire["keep_url"],
                                        "tracking": tracking.to_state() if tracking else None, "attempt": attempt},
                         fields={"workdir": workdir, "log_path": log_path, "code_hash": code_hash, "pid": handle.pid,
                                 "executor_ref": handle.ref,
@@ -356,12 +378,28 @@ class JobHandler(StepHandler):
                 records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=e.key, title=e.title,
                                             type=e.type, value=e.value, data=e.data, source=where) for e in entries)
         from_files = {r.key for r in records}
+        # Metrics reported without a declared output (mloop.metrics.analyse: MLOOP_STEP_METRICS)
+        step_metrics = launched.state.get("step_metrics")
+        if step_metrics and os.path.isfile(step_metrics):
+            try:
+                entries = load_metrics_file(step_metrics)
+            except MetricsError as exc:
+                return Outcome("failed", str(exc), exit_code=0)
+            records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=e.key, title=e.title,
+                                        type=e.type, value=e.value, data=e.data, source=step_metrics)
+                           for e in entries if e.key not in from_files)
+            from_files |= {e.key for e in entries}
         records.extend(MetricRecord(run_id=ctx.run_id, step_name=step.name, key=key, title=key, type="float",
                                     value=value, data={"value": value}, source=METRIC_SOURCE)
                        for key, value in tracked.items() if key not in from_files)
+        outputs = dict(launched.state["outputs"])
+        kept = _kept_workdir(ctx, launched.state.get("keep_url"))
+        if kept is not None:
+            name = next(n for n in ("workdir", "workdir_files", "_workdir") if n not in outputs)
+            outputs[name] = kept
         artifacts = [NewArtifact(name, produced["type"], str(produced.get("url")))
-                     for name, produced in launched.state["outputs"].items()]
-        return Outcome("succeeded", None, outputs=launched.state["outputs"], exit_code=0, metrics=records,
+                     for name, produced in outputs.items()]
+        return Outcome("succeeded", None, outputs=outputs, exit_code=0, metrics=records,
                        artifacts=artifacts)
 
     def cancel(self, launched: Launched, grace_seconds: float) -> None:
@@ -378,11 +416,32 @@ class JobHandler(StepHandler):
             props = ctx.resolve(step.properties)
         except (NotFoundError, InputUnavailable):
             return  # depends on outputs of earlier steps: checked when the step starts
-        algo = resolve_algorithm(props.get("algorithm") or {}, ctx.store, ctx.base_dir())
+        algo = _algorithm(step, ctx, props)
         if algo.boot_file and not os.path.isfile(os.path.join(algo.code_dir, algo.boot_file)):
             raise JobSetupError(f"step {step.name!r}: boot_file {algo.boot_file!r} is not in {algo.code_dir}",
                                 step=step.name)
         resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
+
+
+def _obs_root(ctx: RunContext) -> str:
+    """The OBS root as an absolute path or URL, for the job's ``MLOOP_OBS_ROOT`` (``moxing``)."""
+    from mloop.artifacts import resolve_url
+
+    root = ctx.settings.resolved_obs_root
+    return resolve_url(root, obs_root=root, base_dir=ctx.base_dir())
+
+
+def _kept_workdir(ctx: RunContext, url: str | None) -> dict[str, Any] | None:
+    """The working-folder files the runner kept at ``url`` as an output, None when none were."""
+    if not url:
+        return None
+    try:
+        if not ctx.artifacts.exists(url):
+            return None
+        files = ctx.artifacts.list(url, recursive=True)
+    except ArtifactError:
+        return None
+    return {"type": "workdir", "url": url, "files": len(files)} if files else None
 
 
 def _read_metrics(ctx: RunContext, where: str) -> list[Any]:

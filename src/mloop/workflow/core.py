@@ -61,7 +61,8 @@ class Workflow:
         name: identity of the workflow; ``release()`` adds a version under this name.
         desc: description (at most 500 characters).
         steps: every step; order of execution comes from dependencies.
-        session: accepted for ModelArts compatibility; unused locally.
+        session: ``mloop.session.Session`` (or ModelArts' own): no credentials are used locally;
+            one with ``server_url``/``token`` sends the verbs to that mloop server.
         storages: root storages the steps write to (those used by steps are found anyway).
         policy: ``wf.policy.Policy`` with partial-run scenes.
         subgraphs: ``wf.Subgraph`` groups.
@@ -197,7 +198,7 @@ class Workflow:
             return ""
         from mloop.client import client_for
 
-        client = client_for(runs.default_settings())
+        client = client_for(_verb_settings(self.session))
         if client is not None:  # client mode: the code goes up, the release is the server's
             with client:
                 return str(client.release(self.compile())["id"])
@@ -214,7 +215,7 @@ class Workflow:
             return ""
         names = [getattr(s, "name", s) for s in as_list(steps)] or None
         values = {**self._values, **(parameters or {})}
-        return _run_verb(self.compile(), values, storages=storages, steps=names, quiet=quiet)
+        return _run_verb(self.compile(), values, storages=storages, steps=names, quiet=quiet, session=self.session)
 
     def release_and_run(self) -> str:
         """Release, then run every step with default values; returns the run id.
@@ -223,7 +224,7 @@ class Workflow:
         """
         if _skip_verb("release_and_run"):
             return ""
-        return _run_verb(self.compile(), dict(self._values), require_defaults=True)
+        return _run_verb(self.compile(), dict(self._values), require_defaults=True, session=self.session)
 
     def debug(self, *args: Any, **kwargs: Any) -> None:
         raise NotSupportedYetError("step-by-step debug runs are not available yet",
@@ -240,7 +241,16 @@ class Workflow:
         return f"Workflow(name={self.name!r}, steps={[getattr(s, 'name', s) for s in self.steps]})"
 
 
-def _run_verb(spec: Any, values: dict[str, Any], *, quiet: bool = False, **options: Any) -> str:
+def _verb_settings(session: Any) -> Any:
+    """The settings the verbs use: the defaults, with a session's server and token if it names one."""
+    from mloop import runs
+    from mloop.session import settings_for
+
+    return settings_for(session, runs.default_settings())
+
+
+def _run_verb(spec: Any, values: dict[str, Any], *, quiet: bool = False, session: Any = None,
+              **options: Any) -> str:
     """The SDK's door to the run service: start the run here, show it live, raise StepFailed
     when it fails (so a CI job fails too); the run id."""
     import os
@@ -249,7 +259,7 @@ def _run_verb(spec: Any, values: dict[str, Any], *, quiet: bool = False, **optio
     from mloop.client import client_for, watch_remote
     from mloop.console import Watcher
 
-    client = client_for(runs.default_settings())
+    client = client_for(_verb_settings(session))
     if client is not None:  # client mode: released, queued and run on the server, shown here
         from mloop.runs.service import select_steps
 

@@ -1,0 +1,1 @@
+"""``deep_moxing.model_analysis``: the evaluation report (``api.analyse``)."""
