@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mloop import __version__
+from mloop.commands.compare import compare as compare_command
 from mloop.commands.dataset import dataset_app
 from mloop.commands.label import label_app
 from mloop.commands.model import model_app
@@ -50,6 +51,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(workflow_app, name="workflow")
 app.command("copy")(copy_run_command)
 app.command("delete")(delete_run_command)
+app.command("compare")(compare_command)
 app.command("serve")(serve)
 app.command("server")(server)
 
@@ -87,9 +89,9 @@ def _backend() -> Any:
 
 def _client() -> Any:
     """The server's client in client mode (MLOOP_SERVER_URL / ``mloop login``), else None."""
-    from mloop.client import client_for
+    from mloop.commands._common import cli_client
 
-    return client_for(_settings())
+    return cli_client(_settings())
 
 
 # -- workflow commands -------------------------------------------------------------------------
@@ -236,20 +238,29 @@ def _dur(start: Any, end: Any) -> str:
 def runs(workflow: Optional[str] = typer.Option(None, "-w", "--workflow", help="only runs of this workflow"),
          status: Optional[str] = typer.Option(None, "--status", help="only runs in this status"),
          limit: int = typer.Option(20, "-n", "--limit", help="how many (newest first)"),
+         where: Optional[list[str]] = typer.Option(None, "--where", help="only runs where NAME OP VALUE holds, e.g. "
+                                                   "'accuracy>0.97' (NAME: a parameter, a float metric or "
+                                                   "STEP.METRIC; OP: > >= < <= == !=; repeatable: all must hold)"),
+         sort: Optional[str] = typer.Option(None, "--sort", help="order by this metric or parameter, highest "
+                                            "first; -NAME lowest first (runs without it last)"),
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (or by --sort), optionally filtered by values (--where)."""
     from mloop.console import status_text
-    from mloop.runs import list_runs
+    from mloop.runs.queries import filter_runs
 
     client = _client()
     if client is not None:
         from mloop.commands import remote
 
+        if where or sort:
+            raise BadArgumentError("--where and --sort are not supported in client mode yet",
+                                   hint="compare runs with `mloop compare`, or list them on the server's machine")
         with client:
             records = remote.list_runs(client, workflow, status, limit)
     else:
         with _backend() as backend:
-            records = list_runs(backend, workflow, [status] if status else None, limit)
+            records = filter_runs(backend, workflow, [status] if status else None, where=where or (), sort=sort,
+                                  limit=limit)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
@@ -470,23 +481,42 @@ def resume(run_id: str = typer.Argument(..., help="run id or prefix"),
 
 @app.command()
 def retry(run_id: str = typer.Argument(..., help="run id or prefix"),
-          follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs")) -> None:
+          follow: bool = typer.Option(False, "-f", "--follow", help="stream job logs"),
+          param: Optional[list[str]] = typer.Option(None, "-p", "--param", help="changed placeholder value "
+                                                    "NAME=VALUE for this attempt (repeatable)")) -> None:
     """Re-run a failed or stopped run from its failed steps, reusing what succeeded."""
     from mloop.console import Watcher
     from mloop.runs import raise_for_result, retry_and_run
 
+    values = parse_pairs(param, "--param")
     client = _client()
     if client is not None:
         from mloop.commands import remote
 
         with client:
-            result = remote.retry(client, run_id)
+            result = remote.retry(client, run_id, values)
         raise_for_result(result)
         return
     with _backend() as backend:
-        result = retry_and_run(backend, run_id, watch=Watcher(out, follow_logs=follow,
-                                                              note=" (retry, attempt {attempt})"))
+        result = retry_and_run(backend, run_id, values=values,
+                               watch=Watcher(out, follow_logs=follow, note=" (retry, attempt {attempt})"))
     raise_for_result(result)
+
+
+@app.command()
+def gc(dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed")) -> None:
+    """Remove deleted runs' folders and dataset objects and model files no version refers to."""
+    from mloop.commands._common import size
+    from mloop.services.gc import collect
+
+    with _backend() as backend:
+        found = collect(backend, dry_run=dry_run)
+    for kind, path, nbytes in found.items:
+        out.print(f"{'would remove' if dry_run else 'removed'} {kind} {path} ({size(nbytes)})", highlight=False)
+    for note in found.skipped:
+        err.print(note)
+    verb = "would free" if dry_run else "freed"
+    err.print(f"{len(found.items)} item(s); {verb} {size(found.total)}" if found.items else "nothing to remove")
 
 
 # -- algorithms, flavors, database -------------------------------------------------------------

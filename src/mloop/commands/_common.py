@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -24,6 +24,14 @@ def open_cli_backend(settings: Settings | None = None) -> Context:
     settings = settings or Settings()
     note_home(settings)
     return open_backend(settings)
+
+
+def cli_client(settings: Settings | None = None) -> Any:
+    """The server's client in client mode (MLOOP_SERVER_URL / ``mloop login``), else None."""
+    from mloop.client import client_for
+    from mloop.config import Settings
+
+    return client_for(settings or Settings())
 
 
 def note_home(settings: Settings) -> None:

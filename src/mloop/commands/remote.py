@@ -110,10 +110,10 @@ def stop(client: Client, run_id: str) -> None:
     out.print(f"run {r['id'][:12]} is {r['status']}")
 
 
-def retry(client: Client, run_id: str) -> Any:
+def retry(client: Client, run_id: str, values: dict[str, Any] | None = None) -> Any:
     from mloop.console import Watcher
 
-    queued = client.call("POST", f"/runs/{run_id}/retry")
+    queued = client.call("POST", f"/runs/{run_id}/retry", json={"values": values} if values else None)
     return watch_remote(client, queued, Watcher(out, note=" (retry, attempt {attempt})"))
 
 

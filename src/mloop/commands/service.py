@@ -162,14 +162,24 @@ def service_logs_cmd(name: str = typer.Argument(..., help="service name"),
 
 
 @service_app.command("stop")
-def service_stop(name: str = typer.Argument(..., help="service name"),
+def service_stop(name: Optional[str] = typer.Argument(None, help="service name"),
+                 all_: bool = typer.Option(False, "--all", help="stop every running service"),
                  timeout: float = typer.Option(60.0, "--timeout", help="seconds in-flight requests get")) -> None:
-    """Stop a service: in-flight requests finish, the processes end, the port is released."""
-    from mloop.services.serving import stop_service
+    """Stop a service (or --all): in-flight requests finish, the processes end, the port is released."""
+    from mloop.services.serving import list_services, stop_service
 
+    if (name is None) == (not all_):
+        raise typer.BadParameter("give a service NAME or --all (one of them)")
     with open_cli_backend() as backend:
-        rec = stop_service(backend, name, timeout=timeout)
-    out.print(f"{rec.name}: {rec.status}" + (f" ({rec.message})" if rec.message else ""))
+        if all_:
+            names = [s.name for s in list_services(backend) if s.status in ("running", "deploying")]
+            if not names:
+                err.print("no service is running")
+        else:
+            names = [name]
+        for each in names:
+            rec = stop_service(backend, each, timeout=timeout)
+            out.print(f"{rec.name}: {rec.status}" + (f" ({rec.message})" if rec.message else ""))
 
 
 @service_app.command("start")

@@ -245,6 +245,12 @@ class _Execution:
             self.engine.listener and self.engine.listener(self.views[name])
         self._preflight()
         while True:
+            if (self.engine._interrupted.is_set() and self.run_status == "waiting_input" and self.waiting
+                    and not self.running and not self.stopping and not self.failed):
+                # Ctrl-C while the run only waits for input: it loses nothing and stays waiting
+                # (`mloop input` / `mloop resume` continue it), like `mloop run --no-wait`.
+                self.engine._interrupted.clear()
+                return self._detach()
             self._check_stop()
             if not self.stopping and not self.failed:
                 self._poll_waiting()

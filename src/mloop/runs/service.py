@@ -140,13 +140,18 @@ def resolve_data_paths(ctx: Context, spec: WorkflowSpec, values: dict[str, Any],
     """
     if base_dir is None:
         return dict(values)
-    from mloop.artifacts import resolve_url
+    from mloop.artifacts import split_protocol
+    from mloop.engine.context import obs_location
 
     out = dict(values)
     for req in spec.data_requirements:
         raw = out.get(req.name)
         if req.type in ("obs", "data_selector") and isinstance(raw, str) and raw and not raw.startswith("{"):
-            out[req.name] = resolve_url(raw, obs_root=ctx.settings.resolved_obs_root, base_dir=base_dir)
+            out[req.name] = obs_location(raw, ctx.settings, base_dir)
+            if (ctx.settings.obs_absolute_paths == "obs" and split_protocol(raw)[0] is None
+                    and not raw.startswith("/") and split_protocol(out[req.name])[0] is None):
+                # A relative local path made absolute must stay local when read again at run time.
+                out[req.name] = "file://" + out[req.name]
     return out
 
 
@@ -338,9 +343,9 @@ def start_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | Non
 
 
 def retry_and_run(backend: Context, run_id: str, *, watch: Watch | None = None,
-                  launcher: Launcher | None = None) -> RunResult:
+                  launcher: Launcher | None = None, values: dict[str, Any] | None = None) -> RunResult:
     """:func:`retry_run`, then execute it to the end (``mloop retry``)."""
-    run = retry_run(backend, run_id)
+    run = retry_run(backend, run_id, values)
     return (watch or _unwatched)(run, lambda listener: run_to_end(backend, run.id, listener, launcher=launcher))
 
 
@@ -437,12 +442,14 @@ def stop_run(backend: Context, run_id: str, wait_seconds: float | None = None) -
     return store.get_run(run.id)
 
 
-def retry_run(backend: Context, run_id: str) -> RunRecord:
+def retry_run(backend: Context, run_id: str, values: dict[str, Any] | None = None) -> RunRecord:
     """Make a failed or stopped run pending again: its failed/stopped steps re-run, the
-    steps that succeeded keep their outputs.
+    steps that succeeded keep their outputs. ``values`` (``mloop retry -p NAME=VALUE``)
+    change placeholder values for this attempt, coerced like ``mloop input``'s.
 
     Raises:
         RunStateError: the run did not fail or stop.
+        PlaceholderValueError: unknown names or bad values (nothing is changed).
     """
     store = backend.store
     run = store.get_run(run_id)
@@ -451,6 +458,10 @@ def retry_run(backend: Context, run_id: str) -> RunRecord:
     if run.status not in ("failed", "stopped"):
         raise RunStateError(f"run {run.id} is {run.status}; only a failed or stopped run can be retried",
                             hint="start a new run with `mloop run`")
+    if values:
+        spec = load_spec(store.get_release(run.release_id).spec, validate=False)
+        coerced = coerce_given(spec, values)
+        run = store.update_run(run.id, params={**run.params, **coerced})
     for step in store.list_steps(run.id):
         if step.status in ("failed", "stopped"):
             transitions.step(store, run.id, step.name, "pending", message=f"retry (attempt {run.attempt + 1})",

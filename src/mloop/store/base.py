@@ -357,6 +357,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_metrics(self, run_id: str, step_name: str | None = None) -> list[MetricRecord]: ...
 
+    def metrics_of_runs(self, run_ids: Sequence[str], types: Sequence[str] | None = None
+                        ) -> dict[str, list[MetricRecord]]:
+        """The metrics of many runs by run id, in the order they were added (only of these
+        ``types``, e.g. ``("float",)``); a run with none is absent. Stores answer it in one query."""
+        wanted = set(types) if types is not None else None
+        found: dict[str, list[MetricRecord]] = {}
+        for run_id in run_ids:
+            records = [m for m in self.list_metrics(run_id) if wanted is None or m.type in wanted]
+            if records:
+                found[run_id] = records
+        return found
+
     @abc.abstractmethod
     def add_artifact(self, run_id: str, step_name: str, name: str, kind: str, uri: str,
                      digest: str | None = None, size: int | None = None) -> ArtifactRecord:

@@ -6,6 +6,7 @@
     GET    /workflows/{name}/versions         its releases
     POST   /runs                              queue a run {"workflow", "version"?, "parameters"?, "steps"?}
     GET    /runs                              runs, newest first (?workflow=&status=&limit=&offset=)
+    GET    /runs/compare?ids=a,b              runs side by side (parameters, metrics, datasets, code, durations)
     GET    /runs/{id}                         one run with its steps
     POST   /runs/{id}/stop                    stop it
     POST   /runs/{id}/retry                   queue a failed or stopped run again (failed steps re-run)
@@ -45,7 +46,7 @@ router = APIRouter(tags=["runs"])
 admin_router = APIRouter(tags=["tokens"], dependencies=[Depends(requires("admin"))])
 
 #: How often an event stream looks for new events.
-STREAM_POLL_SECONDS = 0.25
+STREAM_POLL_SECONDS = 0.1
 _TERMINAL = frozenset({"succeeded", "failed", "stopped"})
 
 
@@ -70,6 +71,10 @@ class SubmitRun(BaseModel):
 
 class GiveInput(BaseModel):
     values: dict[str, Any] = Field(description="values of the run's delayed placeholders")
+
+
+class RetryIn(BaseModel):
+    values: dict[str, Any] = Field(default_factory=dict, description="changed placeholder values for the retry")
 
 
 class StepOut(BaseModel):
@@ -225,6 +230,17 @@ def list_runs(request: Request, workflow: Optional[str] = None,
     return RunPage(runs=[RunOut.of(r) for r in runs], limit=limit, offset=offset)
 
 
+@router.get("/runs/compare")
+def compare_runs(request: Request, ids: str = Query(..., max_length=2000,
+                                                    description="two or more run ids (or unique prefixes), comma separated")
+                 ) -> dict[str, Any]:
+    """Runs side by side: parameters, final metrics, dataset versions, code hashes, durations.
+    Declared before ``/runs/{run_id}`` so ``compare`` is not read as a run id."""
+    from mloop.runs.queries import compare_runs as query
+
+    return query(_ctx(request), [i.strip() for i in ids.split(",") if i.strip()]).to_dict()
+
+
 @router.get("/runs/{run_id}", response_model=RunDetailOut)
 def get_run(request: Request, run_id: str) -> RunDetailOut:
     ctx = _ctx(request)
@@ -240,11 +256,11 @@ def stop(request: Request, run_id: str) -> RunDetailOut:
 
 
 @router.post("/runs/{run_id}/retry", response_model=RunDetailOut)
-def retry(request: Request, run_id: str) -> RunDetailOut:
+def retry(request: Request, run_id: str, body: Optional[RetryIn] = None) -> RunDetailOut:
     from mloop.runs.service import retry_run
 
     ctx = _ctx(request)
-    run = retry_run(ctx, run_id)
+    run = retry_run(ctx, run_id, body.values if body else None)
     # Into the queue: the owner of its last attempt is forgotten, so a server takes it.
     run = ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
     _wake(request)
