@@ -251,9 +251,11 @@ class TestSupervision:
         assert answer(back.url or "")["version"] == "v1"
 
     def test_schedule_stops_the_service(self, backend: Context, models: dict[str, str]) -> None:
-        rec = serving.deploy(backend, "brief", models["v1"], schedule_hours=4 / 3600)
+        # 12 s: the worker must be up before the stop falls due (a loaded CI machine can take
+        # several seconds to start one); a stop due during the deploy fails the deploy instead.
+        rec = serving.deploy(backend, "brief", models["v1"], schedule_hours=12 / 3600)
         assert rec.stop_at is not None
-        stopped = wait_until(lambda: (r := serving.get_service(backend, "brief")).status == "stopped" and r, 30,
+        stopped = wait_until(lambda: (r := serving.get_service(backend, "brief")).status == "stopped" and r, 45,
                              "the scheduled stop")
         assert "schedule" in (stopped.message or "")
         wait_until(lambda: service_processes(backend.settings.home_path, "brief") == [], 20, "processes to end")
