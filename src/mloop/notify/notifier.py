@@ -110,13 +110,14 @@ class Notifier:
             if not events:
                 return queued
             subs = repo.list_subscriptions(enabled_only=True)
+            dumped = {s.name: s.model_dump() for s in subs}  # once per batch, not per event
             rows: list[dict[str, Any]] = []
             for event in events:
                 name = event_name(event.step_name, event.from_status, event.to_status)
                 if name is None:
                     continue
                 wanting = [s for s in subs if s.created_at <= event.at
-                           and matches(s.model_dump(), name, event.workflow_name, event.step_name)]
+                           and matches(dumped[s.name], name, event.workflow_name, event.step_name)]
                 if not wanting:
                     continue
                 payload = self._payload(event, name)

@@ -4,9 +4,9 @@ A queued run is an ordinary ``pending`` run with no creator recorded (``engine_p
 so :func:`~mloop.runs.reconcile.reconcile_run` leaves it alone and nothing about it lives only
 in memory: a server that restarts (or is SIGKILLed) finds its queue in the store. A server takes
 a run by the engine's claim, ``pending -> running`` as one compare-and-set on the run's status,
-so two servers on one database never run the same run twice; on PostgreSQL the candidates are
-read with ``FOR UPDATE SKIP LOCKED`` so two servers polling at once look at different runs
-instead of contending for the same one.
+so two servers on one database never run the same run twice: the one whose claim loses finds
+the run no longer pending and leaves it. Candidates are a plain read; no row lock is held
+across the claim (a lock released when the read's transaction ends would promise nothing).
 
 Layer: run service (the server's launcher seam). Doors call :func:`submit`; the server runs one
 :class:`Dispatcher`.
@@ -81,8 +81,7 @@ def copy_run(ctx: Context, run_id: str, *, origin: dict[str, Any] | None = None,
 
 def queued_runs(ctx: Context, limit: int = 1000) -> list[RunRecord]:
     """Runs waiting in the queue, oldest first."""
-    runs = ctx.store.list_runs(status=["pending"], limit=limit)
-    return sorted((r for r in runs if r.engine_pid is None), key=lambda r: r.created_at)
+    return ctx.store.queued_runs(limit)
 
 
 @dataclass
@@ -176,33 +175,8 @@ class Dispatcher:
         return started
 
     def _candidates(self, limit: int) -> list[RunRecord]:
-        """Queued runs, oldest first; on PostgreSQL rows another server is looking at are skipped."""
-        from sqlalchemy import select
-
-        from mloop.store.models import Run
-
-        store = self.ctx.store
-        db = getattr(store, "db", None)
-        if db is None:
-            return queued_runs(self.ctx, limit)
-        query = (select(Run).where(Run.status == "pending", Run.engine_pid.is_(None))
-                 .order_by(Run.created_at).limit(limit))
-        with db.session(write=True) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            return [row.to_record() for row in session.scalars(query)]
-
-    def resume(self, run_id: str, workflow: str) -> bool:
-        """Continue a run that waited for input with no engine (its input arrived); False if
-        this server executes it already."""
-        with self._lock:
-            if run_id in self._running:
-                return False
-            thread = threading.Thread(target=self._execute, args=(run_id, True), name=f"run-{run_id[:8]}",
-                                      daemon=True)
-            self._running[run_id] = _Slot(workflow, thread)
-        thread.start()
-        return True
+        """Queued runs, oldest first (a read: the engine's claim decides who runs each)."""
+        return queued_runs(self.ctx, limit)
 
     def _execute(self, run_id: str, resume: bool = False) -> None:
         from mloop.runs.service import InProcessLauncher

@@ -298,6 +298,10 @@ class Store(abc.ABC):
         """How many runs are in each status (statuses with none are left out)."""
 
     @abc.abstractmethod
+    def queued_runs(self, limit: int = 1000) -> list[RunRecord]:
+        """Runs waiting in the queue (pending, no engine or creator recorded), oldest first."""
+
+    @abc.abstractmethod
     def count_queued_runs(self) -> int:
         """How many runs wait in the queue (pending, no engine or creator recorded)."""
 

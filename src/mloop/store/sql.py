@@ -511,6 +511,12 @@ class SQLStore(Store):
             rows = session.execute(select(Run.status, func.count()).group_by(Run.status))
             return {status: count for status, count in rows}
 
+    def queued_runs(self, limit: int = 1000) -> list[RunRecord]:
+        query = (select(Run).where(Run.status == "pending", Run.engine_pid.is_(None))
+                 .order_by(Run.created_at).limit(limit))
+        with self._session(write=False) as session:
+            return [row.to_record() for row in session.scalars(query)]
+
     def count_queued_runs(self) -> int:
         with self._session(write=False) as session:
             return int(session.scalar(select(func.count()).select_from(Run)

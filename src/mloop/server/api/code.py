@@ -83,12 +83,14 @@ def build_tree(request: Request, body: Tree) -> dict[str, str]:
 @router.post("/releases", status_code=201)
 def release(request: Request, body: Release) -> dict[str, Any]:
     from mloop.runs.service import release_spec
-    from mloop.spec import load_spec
+    from mloop.spec import dump_spec, load_spec
 
     spec = load_spec(body.spec)
     store = _store(request)
     outside = []
-    for step in body.spec.get("steps", []):
+    # The validated spec's shape, not the request's: a step or property of the wrong type was
+    # refused by load_spec already.
+    for step in dump_spec(spec).get("steps", []):
         algorithm = (step.get("properties") or {}).get("algorithm") or {}
         code_dir = algorithm.get("code_dir")
         if code_dir and not store.holds(str(code_dir)):
