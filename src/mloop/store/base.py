@@ -100,6 +100,10 @@ class StepRecord(_Record):
     workdir: str | None = None
     log_path: str | None = None
     code_hash: str | None = None
+    cache_key: str | None = None  # the digest of what decides the step's result (step caching)
+    cache_facts: dict[str, Any] | None = None  # the parts of that digest, to say what changed
+    cached_from: dict[str, Any] | None = None  # {"run_id", "step"} whose outputs were reused
+    environment: dict[str, Any] | None = None  # the job's environment (interpreter, requirements)
 
 
 class EventRecord(_Record):

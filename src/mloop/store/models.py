@@ -141,6 +141,12 @@ class Step(Base):
     workdir: Mapped[str | None] = mapped_column(String)
     log_path: Mapped[str | None] = mapped_column(String)
     code_hash: Mapped[str | None] = mapped_column(String)
+    # Step caching: the key of what decides the result, its parts, and where a hit came from.
+    cache_key: Mapped[str | None] = mapped_column(String, index=True)
+    cache_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    cached_from: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # The job's environment (interpreter, requirements digest, where it lives).
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     def to_record(self) -> StepRecord:
         """This row as a :class:`~mloop.store.base.StepRecord`."""

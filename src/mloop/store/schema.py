@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 #: The revision of the newest migration in ``migrations/versions``. Kept here so opening a
 #: store that is up to date (every mloop command) needs no Alembic import; a test checks it
 #: against Alembic's own head.
-HEAD_REVISION = "b8e2d7f2e008"
+HEAD_REVISION = "c9a1e3f4a009"
 
 #: The Alembic script directory (env.py and versions/) shipped inside the package.
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -74,6 +74,7 @@ _RUN_FIELDS = frozenset({
 _STEP_FIELDS = frozenset({
     "attempt", "started_at", "finished_at", "pid", "exit_code", "message", "inputs", "outputs",
     "outputs_skipped", "workdir", "log_path", "code_hash", "executor_ref",
+    "cache_key", "cache_facts", "cached_from", "environment",
 })
 
 
