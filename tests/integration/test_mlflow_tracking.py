@@ -276,3 +276,21 @@ def test_metric_logger_points_arrive_while_the_job_runs(tmp_path: Path, embedded
     assert frames[0].startswith(f"id: {seen[6]['id']}\n") and text.rstrip().endswith("event: end\ndata: {}")
     # No metrics file is configured for the step: the latest live point is its metric.
     assert [(m.value, m.source) for m in finished.metrics if m.key == "loss"] == [(0.01, "mlflow")]
+
+
+def test_a_read_token_may_search_but_not_write(live_server: LiveServer) -> None:
+    """MLflow's searches are POSTs that change nothing: a ``read`` token (a dashboard, a
+    notebook that only looks) makes them; creating a run still needs ``run``."""
+    reader = live_server.app.state.backend.store.tokens.create("looker", "read")[1]
+    status, body = live_server.call("POST", "/api/2.0/mlflow/experiments/search",
+                                    json.dumps({"max_results": 10}).encode(), token=reader)
+    assert status == 200, body
+    status, body = live_server.call("POST", "/api/2.0/mlflow/runs/search",
+                                    json.dumps({"experiment_ids": ["0"]}).encode(), token=reader)
+    assert status == 200, body
+    status, body = live_server.call("POST", "/api/2.0/mlflow/runs/create",
+                                    json.dumps({"experiment_id": "0"}).encode(), token=reader)
+    assert status == 403 and "run" in json.dumps(body), body
+    status, body = live_server.call("POST", "/api/2.0/mlflow/runs/search/../create",
+                                    json.dumps({"experiment_id": "0"}).encode(), token=reader)
+    assert status in (403, 404), body  # a path that only looks like a search is not one

@@ -359,6 +359,7 @@ def test_the_api_adds_lists_and_removes_subscriptions(tmp_path: Path, backend: E
     assert "secret" not in made.json()
     listed = client.get("/api/v1/subscriptions").json()
     assert [s["name"] for s in listed] == ["ops"]
+    assert listed[0]["target"] == "https://hooks.example.com/…"  # no token known: never the whole URL
     assert client.get("/api/v1/notifications").json() == []
     assert client.delete("/api/v1/subscriptions/ops").status_code == 200
     assert client.get("/api/v1/subscriptions").json() == []
@@ -381,3 +382,33 @@ def test_the_cli_checks_adds_lists_logs_and_removes(tmp_path: Path, backend: Emb
     assert all(len(line) <= 80 for line in log.out.splitlines()), log.out
     cli.ok("notify", "remove", "ops")
     assert cli.json("notify", "list") == []
+
+
+def test_a_read_token_sees_webhook_and_slack_urls_cut_to_their_host(tmp_path: Path) -> None:
+    """A Slack or webhook URL is a credential (its path lets anyone post): only a token that may
+    add subscriptions (``run``) sees it whole; e-mail addresses are shown to every reader."""
+    from fastapi.testclient import TestClient
+
+    from mloop.server.app import create_app
+
+    app = create_app(Settings(home=tmp_path / ".mloop"), background=False)
+    with TestClient(app) as client:  # the backend opens with the app's lifespan
+        store = app.state.backend.store
+        store.notify.add_subscription("hook", channel="webhook", target="https://ci.example.com/hooks/s3cr3t",
+                                      events=["run_failed"])
+        store.notify.add_subscription("chat", channel="slack",
+                                      target="https://hooks.slack.com/services/T0/B0/XyZ", events=["run_failed"])
+        store.notify.add_subscription("mail", channel="email", target="ops@example.com", events=["run_failed"])
+        reader = store.tokens.create("reader", "read")[1]
+        runner = store.tokens.create("runner", "run")[1]
+
+        def listed(token: str) -> dict[str, str]:
+            answer = client.get("/api/v1/subscriptions", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, answer.text
+            return {s["name"]: s["target"] for s in answer.json()}
+
+        seen = listed(reader)
+        assert seen == {"hook": "https://ci.example.com/…", "chat": "https://hooks.slack.com/…",
+                        "mail": "ops@example.com"}
+        assert "s3cr3t" not in str(seen) and "XyZ" not in str(seen)
+        assert listed(runner)["chat"] == "https://hooks.slack.com/services/T0/B0/XyZ"

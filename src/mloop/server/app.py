@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
     app.include_router(notify.router, prefix="/api/v1", dependencies=authorized)
     # MLflow-compatible tracking (/api/2.0/mlflow/..., its artifacts proxy) and live metric points.
     app.include_router(mlflow_api.router, prefix="/api/v1", dependencies=authorized)
-    app.include_router(mlflow_api.wire_router, dependencies=authorized)
+    app.include_router(mlflow_api.wire_router, dependencies=[Depends(requires(reads=mlflow_api.is_read_call))])
     # Signed per trigger (HMAC of the body with the trigger's secret): no API token.
     app.include_router(triggers.webhook_router, prefix="/api/v1")
     from mloop.server.web import mount_console

@@ -30,8 +30,14 @@ def token_text(request: Request) -> str | None:
     return request.headers.get("x-mloop-token") or None
 
 
-def requires(scope: str | None = None) -> Callable[[Request], TokenRecord]:
-    """A dependency that admits a request whose token allows ``scope`` (None: by method)."""
+def requires(scope: str | None = None,
+             reads: Callable[[Request], bool] | None = None) -> Callable[[Request], TokenRecord]:
+    """A dependency that admits a request whose token allows ``scope``.
+
+    With no ``scope`` the method decides (reads need ``read``, the rest ``run``); ``reads`` marks
+    further requests as reads whatever their method (MLflow's searches are POSTs that change
+    nothing: a read-only token must be able to make them).
+    """
 
     def check(request: Request) -> TokenRecord:
         text = token_text(request)
@@ -42,7 +48,8 @@ def requires(scope: str | None = None) -> Callable[[Request], TokenRecord]:
         if record is None:
             raise AuthError("the API token is unknown or revoked",
                             hint="`mloop token list` on the server shows the live ones")
-        needed = scope or ("read" if request.method in _READ_METHODS else "run")
+        reading = request.method in _READ_METHODS or (reads is not None and reads(request))
+        needed = scope or ("read" if reading else "run")
         if not record.allows(needed):
             raise ForbiddenError(f"the token {record.name!r} has scope {record.scope!r}; this needs {needed!r}",
                                  hint=f"use a token made with `mloop token create NAME --scope {needed}`",

@@ -139,6 +139,13 @@ class TokenRepository:
             rows = session.scalars(select(ApiToken).order_by(ApiToken.created_at))
             return [TokenRecord.model_validate(r) for r in rows]
 
+    def revoke_named(self, name: str) -> int:
+        """Revoke every live token called ``name`` in one statement; returns how many."""
+        with self.db.session(write=True) as session:
+            done = session.execute(update(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+                                   .values(revoked_at=_now()))
+            return int(done.rowcount or 0)
+
     def count_live(self) -> int:
         """How many tokens are not revoked."""
         with self.db.session(write=False) as session:

@@ -244,8 +244,4 @@ def login_token_name(name: str) -> str:
 
 def revoke_login_tokens(tokens: TokenRepository, name: str) -> int:
     """Revoke the live tokens logins of user ``name`` made; returns how many."""
-    wanted = login_token_name(name)
-    live = [t for t in tokens.list() if t.name == wanted and t.revoked_at is None]
-    for token in live:
-        tokens.revoke(token.id)
-    return len(live)
+    return tokens.revoke_named(login_token_name(name))

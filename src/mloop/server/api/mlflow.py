@@ -30,7 +30,7 @@ from mloop.server.api._errors import INT64_MAX
 from mloop.errors import BadArgumentError
 from mloop.tracking.api import TrackingApi
 
-__all__ = ["router", "wire_router"]
+__all__ = ["is_read_call", "router", "wire_router"]
 
 #: Documented routes (OpenAPI): live points.
 router = APIRouter(tags=["tracking"])
@@ -39,6 +39,17 @@ wire_router = APIRouter(tags=["mlflow"])
 
 STREAM_POLL_SECONDS = 0.25
 _TERMINAL = frozenset({"succeeded", "failed", "stopped"})
+
+
+#: MLflow calls that are POSTs but change nothing: a ``read`` token may make them.
+_READ_POSTS = frozenset({"experiments/search", "runs/search"})
+
+
+def is_read_call(request: Request) -> bool:
+    """Whether ``request`` is one of MLflow's read-only POSTs (its searches)."""
+    path = request.url.path
+    prefix = "/api/2.0/mlflow/"
+    return request.method == "POST" and path.startswith(prefix) and path[len(prefix):].strip("/") in _READ_POSTS
 
 
 def _ctx(request: Request) -> Context:

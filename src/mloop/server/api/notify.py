@@ -2,7 +2,8 @@
 
 ::
 
-    GET    /subscriptions              every subscription (secrets are never shown)
+    GET    /subscriptions              every subscription (secrets are never shown; a ``read``
+                                       token sees webhook and Slack URLs cut to their host)
     POST   /subscriptions              add one {"name", "channel", "target", "workflow"?, "step"?,
                                        "events"?, "secret"?, "replace"?}
     DELETE /subscriptions/{name}       remove one (and its queued notifications)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -86,9 +88,25 @@ class NotificationOut(BaseModel):
                    sent_at=note.sent_at, payload=note.payload)
 
 
+def masked_target(channel: str, target: str) -> str:
+    """A webhook or Slack URL cut to its scheme and host: the path of such a URL is the
+    credential (anyone holding a Slack webhook URL can post to the channel). E-mail
+    addresses are shown as they are."""
+    if channel == "email":
+        return target
+    parts = urlsplit(target)
+    return f"{parts.scheme}://{parts.hostname or '?'}/…" if parts.scheme else "…"
+
+
 @router.get("/subscriptions", response_model=list[SubscriptionOut])
 def list_subscriptions(request: Request) -> list[SubscriptionOut]:
-    return [SubscriptionOut.of(s) for s in _backend(request).store.notify.list_subscriptions()]
+    token = getattr(request.state, "token", None)
+    full = token is not None and token.allows("run")  # who may add subscriptions may see them whole
+    subs = [SubscriptionOut.of(s) for s in _backend(request).store.notify.list_subscriptions()]
+    if not full:
+        for sub in subs:
+            sub.target = masked_target(sub.channel, sub.target)
+    return subs
 
 
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionOut)
