@@ -107,7 +107,12 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
         return response
 
     @app.exception_handler(MloopError)
-    async def mloop_error(request: Request, exc: MloopError) -> JSONResponse:
+    async def mloop_error(request: Request, exc: MloopError) -> Response:
+        if request.url.path.startswith("/ui/") and not request.url.path.startswith("/ui/static/") \
+                and "text/html" in request.headers.get("accept", "text/html"):
+            from mloop.server.web.pages import render  # a console page: the console's error page
+
+            return render(request, "error.html", status_code=http_status(exc), title="Error", message=exc.message)
         return JSONResponse({"error": exc.message, **exc.to_dict()}, status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)

@@ -99,7 +99,13 @@ def _ago(value: datetime | None) -> str:
 
 env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=select_autoescape(default=True, default_for_string=True),
                   trim_blocks=True, lstrip_blocks=True)
-env.filters.update(when=_when, iso=_iso, ago=_ago, span=_span, duration=_duration)
+def _masked_url(url: str) -> str:
+    from mloop.triggers.service import mask_url
+
+    return mask_url(url)
+
+
+env.filters.update(when=_when, iso=_iso, ago=_ago, span=_span, duration=_duration, masked_url=_masked_url)
 env.globals.update(static=lambda path: f"/ui/static/{path}", STALE_SECONDS=STALE_SECONDS)
 
 
@@ -344,5 +350,8 @@ def install(app: Any) -> None:
         app.include_router(page_router)
     else:
         app.include_router(fallback_router)
+    from mloop.server.web.workflow_page import router as workflow_router
+
+    app.include_router(workflow_router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC_DIR), check_dir=False), name="ui-static")
