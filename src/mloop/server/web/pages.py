@@ -350,8 +350,10 @@ def install(app: Any) -> None:
         app.include_router(page_router)
     else:
         app.include_router(fallback_router)
+    from mloop.server.web.compare_page import router as compare_router
     from mloop.server.web.workflow_page import router as workflow_router
 
     app.include_router(workflow_router)
+    app.include_router(compare_router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC_DIR), check_dir=False), name="ui-static")
