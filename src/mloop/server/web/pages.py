@@ -355,5 +355,8 @@ def install(app: Any) -> None:
 
     app.include_router(workflow_router)
     app.include_router(compare_router)
+    from mloop.server.web.settings_page import router as settings_router
+
+    app.include_router(settings_router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC_DIR), check_dir=False), name="ui-static")
