@@ -358,5 +358,8 @@ def install(app: Any) -> None:
     from mloop.server.web.settings_page import router as settings_router
 
     app.include_router(settings_router)
+    from mloop.server.web.models_page import router as models_router
+
+    app.include_router(models_router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC_DIR), check_dir=False), name="ui-static")
