@@ -304,9 +304,10 @@ def _rotated_away(path: Path, fh: Any) -> bool:
 
 
 def predict(backend: Context, name: str, payload: Any = None, *, file: str | os.PathLike[str] | None = None,
-            timeout: float = 30.0) -> Any:
+            upload: tuple[str, bytes, str] | None = None, timeout: float = 30.0) -> Any:
     """Call a service: ``payload`` as JSON (e.g. ``{"inputs": [[...]]}``), or ``file`` uploaded
-    as multipart form field ``file`` (an image). Returns the parsed JSON answer.
+    as multipart form field ``file`` (an image), or ``upload`` (file name, bytes, content type:
+    what a form received). Returns the parsed JSON answer.
 
     Raises:
         NotFoundError: no such service.
@@ -322,7 +323,12 @@ def predict(backend: Context, name: str, payload: Any = None, *, file: str | os.
                                   hint=f"start it with `mloop service start {name}`", service=name)
     url = record.url.rstrip("/") + "/predict"
     try:
-        if file is not None:
+        if upload is not None:
+            filename, data, content_type = upload
+            response = httpx.post(url, files={"file": (Path(filename).name or "upload", data,
+                                                       content_type or _content_type(Path(filename)))},
+                                  timeout=timeout)
+        elif file is not None:
             path = Path(file)
             with open(path, "rb") as fh:
                 response = httpx.post(url, files={"file": (path.name, fh.read(), _content_type(path))},

@@ -361,5 +361,8 @@ def install(app: Any) -> None:
     from mloop.server.web.models_page import router as models_router
 
     app.include_router(models_router)
+    from mloop.server.web.services_page import router as services_router
+
+    app.include_router(services_router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC_DIR), check_dir=False), name="ui-static")
