@@ -41,6 +41,8 @@ logger = MetricLogger(args.out)
 for k in range(int(args.points)):
     logger.log_metric("loss", float(args.lr) / (k + 1), step=k)
 logger.log_float("accuracy", 1 - float(args.lr))
+logger.log_confusion_matrix("confusion", [[8, 2], [0, 10]], labels=["cat", "dog"])
+logger.log_histogram("confidence", ["0-0.5", "0.5-1"], [3, 17])
 """
 
 
@@ -166,6 +168,49 @@ def test_the_charts_draw_in_a_real_browser(world: dict[str, Any]) -> None:
                 assert legend.count("cmp #") == 3
                 page.check(".chart[data-key='train.loss'] label.log input")
                 page.wait_for_function("document.querySelectorAll(\".chart[data-key='train.loss'] canvas\").length == 1")
+                assert errors == []
+            finally:
+                chromium.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_the_run_page_draws_a_confusion_matrix_heat_map_and_histogram_bars(world: dict[str, Any]) -> None:
+    """Rows are predictions, columns true labels (ModelArts' layout): precision of a class is its
+    diagonal over its row, recall over its column."""
+    from console_helpers import chromium_missing, launch_browser, log_in
+
+    reason = chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    server = uvicorn.Server(uvicorn.Config(world["app"], host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 30, "the server to start")
+        url = "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+        with sync_playwright() as pw:
+            chromium = launch_browser(pw)
+            try:
+                page = chromium.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                log_in(page, url)
+                page.goto(f"{url}/ui/runs/{world['runs'][0]}#step=train")
+                page.wait_for_selector("table.matrix.heat", timeout=15_000)
+                rows = page.locator("table.matrix.heat tbody tr")
+                assert rows.nth(0).inner_text().split("\t") == ["cat", "8", "2", "80.0%"]  # precision 8/10
+                assert rows.nth(1).inner_text().split("\t") == ["dog", "0", "10", "100.0%"]
+                assert rows.nth(2).inner_text().split("\t") == ["recall", "100.0%", "83.3%", "90.0%"]
+                shaded = page.locator("table.matrix.heat tbody tr:first-child td:nth-child(2)")
+                assert "rgba(22, 163, 74" in shaded.evaluate("td => td.style.backgroundColor")
+                assert page.locator(".chart.histogram[data-key='confidence'] canvas").count() == 1
+                page.check(".chart[data-key='loss'] label.log input")
+                page.wait_for_function("document.querySelectorAll(\".chart[data-key='loss'] canvas\").length == 1")
                 assert errors == []
             finally:
                 chromium.close()

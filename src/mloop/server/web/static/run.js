@@ -420,9 +420,7 @@ function paintMetrics(metrics) {
       const y = ((m.data.y_axis || [])[0] || {}).value || [];
       chartFor(m.key, false).set(x.map(Number), y.map((v) => (typeof v === "number" ? v : null)));
     } else if (m.type === "histogram") {
-      const x = ((m.data.x_axis || [])[0] || {}).value || [];
-      const y = ((m.data.y_axis || [])[0] || {}).value || [];
-      parts.push(el("h4", { text: `${m.key} (histogram)` }), kvTable(x.map((v, i) => [shown(v), y[i]]), ""));
+      parts.push(histogramChart(m));
     } else if (m.type === "table" || m.type === "one-dimensional-table") {
       parts.push(el("h4", { text: m.key }), matrixTable(m));
     }
@@ -431,17 +429,79 @@ function paintMetrics(metrics) {
   box.replaceChildren(...parts);
 }
 
+// A table metric. A square one whose row and column labels are the same classes is a confusion
+// matrix (ModelArts' layout: rows are predictions, columns the true labels): drawn as a heat map
+// with counts, and per-class precision (diagonal / row sum) and recall (diagonal / column sum).
+export function confusionStats(cells, rows, cols) {
+  const n = rows.length;
+  if (!n || n !== cols.length || rows.some((r, i) => String(r) !== String(cols[i]))) return null;
+  if (cells.length !== n || cells.some((r) => !r || r.length !== n)) return null;
+  const num = (v) => (typeof v === "number" && isFinite(v) ? v : 0);
+  const rowSum = cells.map((r) => r.reduce((a, v) => a + num(v), 0));
+  const colSum = cols.map((_, j) => cells.reduce((a, r) => a + num(r[j]), 0));
+  const total = rowSum.reduce((a, v) => a + v, 0);
+  const diag = rows.map((_, i) => num(cells[i][i]));
+  return {
+    precision: diag.map((d, i) => (rowSum[i] ? d / rowSum[i] : null)),
+    recall: diag.map((d, i) => (colSum[i] ? d / colSum[i] : null)),
+    accuracy: total ? diag.reduce((a, v) => a + v, 0) / total : null,
+    max: Math.max(0, ...cells.flat().map(num)),
+  };
+}
+
+const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`);
+
 function matrixTable(m) {
   const d = m.data || {};
   const cols = (d.col_labels && d.col_labels.value) || d.labels || [];
   const rows = (d.row_labels && d.row_labels.value) || [];
-  const table = el("table", { class: "matrix" });
-  const head = el("tr", {}, el("th", { text: "" }), ...cols.map((c) => el("th", { text: shown(c) })));
+  const cells = d.cell_value || [];
+  const stats = m.type === "table" ? confusionStats(cells, rows, cols) : null;
+  const table = el("table", { class: stats ? "matrix heat" : "matrix" });
+  const head = el("tr", {}, el("th", { text: stats ? `${(d.row_labels && d.row_labels.title) || "predicted"} \\ ${(d.col_labels && d.col_labels.title) || "actual"}` : "" }),
+    ...cols.map((c) => el("th", { text: shown(c) })));
+  if (stats) head.append(el("th", { text: "precision" }));
   table.append(el("thead", {}, head));
   const body = el("tbody");
-  (d.cell_value || []).forEach((r, i) => body.append(el("tr", {}, el("th", { text: shown(rows[i] ?? "") }), ...(r || []).map((v) => el("td", { text: shown(v) })))));
+  cells.forEach((r, i) => {
+    const tr = el("tr", {}, el("th", { text: shown(rows[i] ?? "") }));
+    (r || []).forEach((v, j) => {
+      const td = el("td", { text: shown(v) });
+      if (stats && typeof v === "number" && stats.max > 0) {
+        const a = v / stats.max;
+        td.style.backgroundColor = i === j ? `rgba(22, 163, 74, ${0.12 + 0.6 * a})` : `rgba(220, 38, 38, ${0.6 * a})`;
+        td.title = `predicted ${rows[i]}, actual ${cols[j]}: ${v}`;
+      }
+      tr.append(td);
+    });
+    if (stats) tr.append(el("td", { class: "stat", text: pct(stats.precision[i]) }));
+    body.append(tr);
+  });
+  if (stats) {
+    body.append(el("tr", { class: "recall" }, el("th", { text: "recall" }),
+      ...stats.recall.map((v) => el("td", { class: "stat", text: pct(v) })),
+      el("td", { class: "stat", title: "accuracy", text: pct(stats.accuracy) })));
+  }
   table.append(body);
   return table;
+}
+
+// A histogram metric as bars (uPlot's bar paths), its bins labelled on the x axis.
+function histogramChart(m) {
+  const x = ((m.data.x_axis || [])[0] || {}).value || [];
+  const y = ((m.data.y_axis || [])[0] || {}).value || [];
+  const holder = el("div", { class: "chart histogram", "data-key": m.key });
+  holder.append(el("h4", { class: "chart-title", text: `${m.key} (histogram)` }));
+  const labels = x.map(shown);
+  const width = Math.max(260, ($("step-charts").clientWidth || 420) - 8);
+  new window.uPlot({
+    width, height: 160,
+    scales: { x: { time: false, range: [-0.5, Math.max(0.5, labels.length - 0.5)] } },
+    series: [{ label: "bin", value: (u, v) => (v === null ? "" : labels[v] ?? "") },
+      { label: "count", stroke: "#2563eb", fill: "rgba(37, 99, 235, 0.35)", paths: window.uPlot.paths.bars({ size: [0.8] }) }],
+    axes: [{ values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? labels[v] ?? "" : "")) }, { size: 50 }],
+  }, [labels.map((_, i) => i), y.map((v) => (typeof v === "number" ? v : null))], holder);
+  return holder;
 }
 
 function chartFor(key, live) {
@@ -453,26 +513,35 @@ function chartFor(key, live) {
   const holder = el("div", { class: "chart", "data-key": key });
   const title = el("h4", { class: "chart-title", text: key });
   const count = el("span", { class: "chart-count" });
-  title.append(" ", count);
+  const logBox = el("input", { type: "checkbox", "aria-label": `${key}: logarithmic y axis` });
+  title.append(" ", count, " ", el("label", { class: "log" }, logBox, " log y"));
   holder.append(title);
   $("step-charts").append(holder);
   const width = Math.max(260, ($("step-charts").clientWidth || 420) - 8);
-  const plot = new window.uPlot({
+  // Drag to zoom (x), double-click to reset; the legend shows the value under the cursor.
+  const make = (log) => new window.uPlot({
     width, height: 180,
-    scales: { x: { time: false } },
+    scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
     series: [{ label: "step" }, { label: "value", stroke: "#2563eb", width: 1.5, spanGaps: true }],
     axes: [{ label: "" }, { size: 56 }],
     cursor: { drag: { x: true, y: false } },
   }, [[], []], holder);
-  chart = { key, plot, xs: [], ys: [], live, holder, count,
+  chart = { key, plot: make(false), xs: [], ys: [], live, holder, count,
     set(xs, ys) { this.xs = xs; this.ys = ys; this.draw(); },
     add(x, y) { this.xs.push(x); this.ys.push(y); },
     draw() {
-      this.plot.setData([this.xs, this.ys]);
+      // log y: points at or below zero have no place on the axis
+      const ys = logBox.checked ? this.ys.map((v) => (v > 0 ? v : null)) : this.ys;
+      this.plot.setData([this.xs, ys]);
       this.count.textContent = `${this.xs.length} points`;
       this.holder.setAttribute("data-points", String(this.xs.length));
     },
   };
+  logBox.addEventListener("change", () => {
+    chart.plot.destroy();
+    chart.plot = make(logBox.checked);
+    chart.draw();
+  });
   panel.charts.set(key, chart);
   return chart;
 }
