@@ -61,7 +61,8 @@ class TestManifest:
 
     def test_plain_samples_are_written_compactly(self) -> None:
         raw = Manifest("d", "f", samples=[SampleEntry("x/1.png", "x/1.png", ("x",))]).to_json_bytes()
-        assert b'"samples":[{"id":"x/1.png","labels":["x"]}]' in raw
+        # Schema 2: an array per sample, the file left out (null) when it is the id.
+        assert b'"samples":[["x/1.png",null,["x"],null,[],null]]' in raw
 
 
 def test_dataset_names_and_references() -> None:

@@ -14,19 +14,29 @@ Racy files: a file modified within the same clock tick as it was hashed could ke
 while its bytes change. A hash is therefore only remembered when the file's mtime is at least
 :data:`RACY_NS` older than the moment reading began; younger files are re-read next time.
 
+Versions' file lists: the cache also remembers, per manifest hash, a fingerprint of that
+manifest's files (:func:`files_fingerprint`: the sha256 of every path and hash, in order). A
+manifest is immutable content, so this is a fact about it, not about the folder: when every
+file of a folder is unchanged since it was read and the folder's paths and hashes have the
+fingerprint remembered for the latest version, the folder holds exactly that version's files,
+and "nothing changed" is known without reading the manifest.
+
 The cache is an optimisation: if its file can't be opened, read or written, mloop warns and
 reads every file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import marshal
 import sqlite3
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["RACY_NS", "Entry", "HashCache"]
+__all__ = ["RACY_NS", "Entry", "HashCache", "files_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,16 @@ _FORMAT = f"marshal-{marshal.version}-{sys.version_info[0]}.{sys.version_info[1]
 
 #: ``(size, mtime_ns, inode, sha256)``
 Entry = tuple[int, int, int, str]
+
+
+def files_fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
+    """sha256 of ``(path, sha256)`` pairs in the order given (sorted by path, by the callers).
+
+    The pairs are joined with NUL, which no path holds, so two lists of pairs have the same
+    fingerprint only if they are the same list. Joined in one C call: ~20 ms for 70,000 files.
+    """
+    joined = "\0".join(itertools.chain.from_iterable(pairs))
+    return hashlib.sha256(joined.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class HashCache:
@@ -57,6 +77,8 @@ class HashCache:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, format TEXT NOT NULL, "
                        "entries BLOB NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS manifest_files (manifest TEXT PRIMARY KEY, "
+                       "fingerprint TEXT NOT NULL)")
             self._db = db
         except (OSError, sqlite3.Error) as exc:
             log.warning("the dataset hash cache %s can't be used (%s); every file will be read", path, exc)
@@ -107,3 +129,25 @@ class HashCache:
             log.warning("the dataset hash cache %s can't be written (%s)", self.path, exc)
             return 0
         return len(kept)
+
+    def files_of(self, manifest_hash: str) -> str | None:
+        """The fingerprint remembered for the files of manifest ``manifest_hash``, or None."""
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT fingerprint FROM manifest_files WHERE manifest = ?",
+                                   (manifest_hash,)).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("the dataset hash cache %s can't be read (%s)", self.path, exc)
+            return None
+        return str(row[0]) if row is not None else None
+
+    def remember_files(self, manifest_hash: str, fingerprint: str) -> None:
+        """Remember the :func:`files_fingerprint` of manifest ``manifest_hash``'s files."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO manifest_files (manifest, fingerprint) VALUES (?, ?)",
+                             (manifest_hash, fingerprint))
+        except sqlite3.Error as exc:
+            log.warning("the dataset hash cache %s can't be written (%s)", self.path, exc)

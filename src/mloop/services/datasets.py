@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 import os
 import re
 import time
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.cache import Entry, HashCache
+from mloop.datasets.cache import Entry, HashCache, files_fingerprint
 from mloop.datasets.manifest import FileEntry, Manifest, SampleEntry
 from mloop.datasets.objects import ObjectStore
 from mloop.datasets.reading import SourceReads
@@ -46,6 +47,10 @@ __all__ = [
 #: ``progress(phase, done, total)``: phases are ``"checking"`` (verifying new files) and
 #: ``"storing"`` (hashing and storing them), then ``"exporting"`` for export/materialize.
 Progress = Callable[[str, int, int], None]
+
+#: The first field of a tuple (a file's path, a sample's id), as a sort key that runs in C.
+_first = operator.itemgetter(0)
+_third = operator.itemgetter(2)  # a FileEntry's hash
 
 #: Image-classification formats, materialised as ``<split>/<label>/<file>``.
 CLASS_FOLDER_FORMATS = frozenset({"ModelArts imageNet 1.0", "ModelArts image classification 1.0"})
@@ -170,8 +175,10 @@ def create_dataset(backend: Context, name: str, source: str | os.PathLike[str], 
                                  params=params,
                                  base=None, base_version=None, replace=True, progress=progress)
         assert manifest is not None  # only a base version can be found unchanged
-        return _commit(backend, name, manifest, stats, description=description, create=True,
-                       dataset_description=description)
+        record = _commit(backend, name, manifest, stats, description=description, create=True,
+                         dataset_description=description)
+        _remember_files(backend, record.manifest_hash, manifest)
+        return record
 
 
 def import_data(backend: Context, name: str, source: str | os.PathLike[str], *, format: str = "folder",
@@ -210,13 +217,38 @@ def import_data(backend: Context, name: str, source: str | os.PathLike[str], *, 
         return create_dataset(backend, name, source, format=format, classes=classes, clean=clean,
                               description=description, progress=progress, params=params)
     with _gc_paused():
-        base = load_manifest(backend, latest)
+        base = _Base(backend, latest)
         manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
                                  params=params,
                                  base=base, base_version=latest.version, replace=replace, progress=progress)
-        if manifest is None or _same_data(base, manifest):
+        if manifest is None or _same_data(base.manifest, manifest):
             return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
-        return _commit(backend, name, manifest, stats, description=description, expect_latest=True)
+        record = _commit(backend, name, manifest, stats, description=description, expect_latest=True)
+        _remember_files(backend, record.manifest_hash, manifest)
+        return record
+
+
+class _Base:
+    """The version an import builds on; its manifest is read only when first needed (a folder
+    found unchanged by its files' fingerprint never needs it)."""
+
+    def __init__(self, backend: Context, record: DatasetVersionRecord) -> None:
+        self.backend = backend
+        self.record = record
+        self._manifest: Manifest | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = load_manifest(self.backend, self.record)
+        return self._manifest
+
+
+def _remember_files(backend: Context, manifest_hash: str, manifest: Manifest) -> None:
+    """Remember the fingerprint of a committed version's files (see :mod:`mloop.datasets.cache`)."""
+    with _cache(backend) as cache:
+        files = manifest.files
+        cache.remember_files(manifest_hash, files_fingerprint(zip(map(_first, files), map(_third, files))))
 
 
 @contextlib.contextmanager
@@ -237,7 +269,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _build(backend: Context, name: str, source: str | os.PathLike[str], *, format: str,
-           classes: Sequence[str] | None, clean: bool, base: Manifest | None, base_version: str | None,
+           classes: Sequence[str] | None, clean: bool, base: _Base | None, base_version: str | None,
            replace: bool, progress: Progress | None,
            params: Mapping[str, Any] | None = None) -> tuple[Manifest | None, dict[str, Any]]:
     """Scan ``source``, store its new contents, and return the new manifest with build stats.
@@ -264,11 +296,12 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
         root, single_file = src.resolve().parent, src.name
     else:
         root = src.resolve()
-    if base is not None and base.format != fmt:
-        raise DatasetError(f"dataset {name!r} is in the {base.format!r} format, not {fmt!r}",
-                           hint=f"import with --format {base.format!r}", dataset=name)
+    if base is not None and base.record.format != fmt:
+        raise DatasetError(f"dataset {name!r} is in the {base.record.format!r} format, not {fmt!r}",
+                           hint=f"import with --format {base.record.format!r}", dataset=name)
 
-    walked = walk_stats(str(root))
+    empty_dirs: list[str] = []
+    walked = walk_stats(str(root), empty_dirs)
     if not walked:
         raise DatasetError(f"dataset source {src} is empty (no files outside hidden folders)",
                            hint="put the data in the folder, or give the right folder", source=str(src))
@@ -276,13 +309,16 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
         cached = cache.load(str(root))
         known: dict[str, str] = {}  # relative path -> sha256, for files unchanged since last read
         valid: dict[str, Entry] = {}
+        unread: set[str] = set()
         for rel, _, size, mtime_ns, inode in walked:
             hit = cached.get(rel)
             if hit is not None and hit[0] == size and hit[1] == mtime_ns and hit[2] == inode:
                 known[rel] = hit[3]
                 valid[rel] = hit
-        unread = {f[0] for f in walked if f[0] not in known}
-        if base is not None and not unread and single_file is None and _holds(base, known, replace, classes):
+            else:
+                unread.add(rel)
+        if (base is not None and not unread and single_file is None
+                and _holds(base, cache, known, replace, classes)):
             return None, {"source": str(src), "files": len(walked), "cache_hits": len(walked), "read": 0,
                           "stored_objects": 0, "stored_bytes": 0, "excluded": 0, "problems": [],
                           "problem_count": 0, "seconds": round(time.perf_counter() - started, 3)}
@@ -312,24 +348,26 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
             reads = _read_unread([(f[0], f[1]) for f in walked if f[0] in unread], on_checked)
             result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
                           params=dict(params) if params else None, only=unread, progress=on_checked,
-                          files=[f[0] for f in walked], verified=reads.verified)
+                          files=[f[0] for f in walked], verified=reads.verified,
+                          empty_dirs=empty_dirs)
 
         by_rel = {f[0]: f for f in walked}
-        samples = [SampleEntry.from_sample(s) for s in result.samples]
-        needed = {p for s in samples for p in s.all_files}
+        samples = SampleEntry.from_samples(result.samples)
+        needed = {p for s in samples for p in (s.files or (s.file,))}  # each sample's all_files
         missing = sorted(needed - by_rel.keys())
         if missing:
             raise DatasetError(f"the {fmt!r} format names files that are not in {src}: {', '.join(missing[:5])}",
                                hint="files must be inside the source folder and not hidden", source=str(src))
         if single_file is not None:
-            chosen = sorted(needed | {single_file})
+            files = [by_rel[rel] for rel in sorted(needed | {single_file})]
+        elif result.excluded:
+            files = [by_rel[rel] for rel in sorted(by_rel.keys() - result.excluded)]
         else:
-            chosen = sorted(by_rel.keys() - result.excluded)
-        files = [by_rel[rel] for rel in chosen]
+            files = walked  # every file, sorted already
 
         # Read what the cache doesn't know; a known hash also needs its object in this store
         # (the cache is per machine, the store may be another one than last time).
-        in_base = {f.hash for f in base.files} if base is not None else set()
+        in_base = {f.hash for f in base.manifest.files} if base is not None else set()
         to_read: list[SourceFile] = []
         for f in files:
             digest = known.get(f[0])
@@ -351,34 +389,39 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
         del prepared, reads, read_files
         sizes: dict[str, int] = {}
         fresh: dict[str, Entry] = {}
-        for rel, _, size, mtime_ns, inode in files:
-            got = done.get(rel)
-            if got is None:
-                continue
+        for rel, _, size, mtime_ns, inode in to_read:
+            got = done[rel]
             known[rel] = got.hash
             sizes[rel] = got.size
             if got.size == size:  # unchanged between the walk and the read: safe to remember
                 fresh[rel] = (size, mtime_ns, inode, got.hash)
         # Left-out (corrupt) files are not remembered: a cache hit means "verified".
         cache.save(str(root), valid, fresh, started_ns=started_ns)
-        ingested = [done[f[0]] for f in files if f[0] in done]
+        ingested = list(done.values())  # in the order of files
 
     entries = [FileEntry(rel, sizes.get(rel, size), known[rel]) for rel, _, size, _, _ in files]
     new_classes = set(result.classes)
+    # The scan's samples are sorted by id and unsplit; kept ones are merged in and sorted again.
+    # Sorted by path and by id: the first field of each tuple (paths and ids are unique).
     if base is not None and not replace:
-        replaced = {e.path for e in entries}
-        new_ids = {s.id for s in samples}
-        kept_files = [e for e in base.files if e.path not in replaced]
-        kept_samples = [s for s in base.samples if s.id not in new_ids and s.file not in replaced
-                        and not (s.files and any(p in replaced for p in s.files))]
-        entries = kept_files + entries
-        samples = kept_samples + samples
-        new_classes |= set(base.classes)
-    manifest = Manifest(dataset=name, format=fmt, files=sorted(entries, key=lambda e: e.path),
-                        samples=sorted((_unsplit(s) for s in samples), key=lambda s: s.id),
+        replaced = set(map(_first, entries))
+        kept_files = [e for e in base.manifest.files if e.path not in replaced]
+        if kept_files:
+            new_ids = set(map(_first, samples))
+            kept_samples = [_unsplit(s) for s in base.manifest.samples
+                            if s.id not in new_ids and s.file not in replaced
+                            and not (s.files and any(p in replaced for p in s.files))]
+            if kept_samples:
+                samples = sorted(kept_samples + samples, key=_first)
+            entries = kept_files + entries
+        # else: the source has every file of base, so no sample of base stays (a sample's files
+        # are among its version's files), and base's samples need not even be decoded.
+        new_classes |= set(base.manifest.classes)
+    manifest = Manifest(dataset=name, format=fmt, files=sorted(entries, key=_first), samples=samples,
                         classes=sorted(new_classes), parent=base_version)
     stats: dict[str, Any] = {
-        "source": str(src), "files": len(files), "cache_hits": sum(1 for f in files if f[0] in valid),
+        "source": str(src), "files": len(files),
+        "cache_hits": sum(map(valid.__contains__, (f[0] for f in files))),
         "read": len(ingested), "stored_objects": sum(1 for g in ingested if g.stored),
         "stored_bytes": sum(g.size for g in ingested if g.stored), "excluded": len(result.excluded),
         "problems": [{"path": p.path, "reason": p.reason} for p in result.problems[:_MAX_REPORTED]],
@@ -399,15 +442,28 @@ def _read_unread(files: list[tuple[str, str]], progress: Callable[[int], None]) 
             raise exc
 
 
-def _holds(base: Manifest, known: dict[str, str], replace: bool, classes: Sequence[str] | None) -> bool:
+def _holds(base: _Base, cache: HashCache, known: dict[str, str], replace: bool,
+           classes: Sequence[str] | None) -> bool:
     """Whether ``base`` already holds every file of ``known`` (path -> hash) at the same path with
-    the same hash (and, with ``replace``, no other file), and every declared class."""
-    if classes is not None and not set(classes) <= set(base.classes):
+    the same hash (and, with ``replace``, no other file), and every declared class.
+
+    ``known`` is in path order. When its fingerprint is the one the cache remembers for
+    ``base``'s files, ``base`` holds exactly these files, and its manifest is not read.
+    """
+    if classes is not None and not set(classes) <= set(base.record.classes):
         return False
-    hashes = {f.path: f.hash for f in base.files}
+    fingerprint = files_fingerprint(known.items())
+    if cache.files_of(base.record.manifest_hash) == fingerprint:
+        return True
+    files = base.manifest.files
+    hashes = {f.path: f.hash for f in files}
     if replace and len(hashes) != len(known):
         return False
-    return all(hashes.get(rel) == digest for rel, digest in known.items())
+    if not all(hashes.get(rel) == digest for rel, digest in known.items()):
+        return False
+    if len(hashes) == len(known):  # exactly base's files: remembered for the next check
+        cache.remember_files(base.record.manifest_hash, fingerprint)
+    return True
 
 
 def _same_data(base: Manifest, new: Manifest) -> bool:

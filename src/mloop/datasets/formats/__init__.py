@@ -122,7 +122,7 @@ def _scanner(fmt: str) -> Callable[[Collector, list[str] | None, dict[str, Any]]
 def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: bool = False,
          only: set[str] | None = None, params: Mapping[str, Any] | None = None,
          progress: Progress | None = None, files: list[str] | None = None,
-         verified: Mapping[str, str | None] | None = None) -> ScanResult:
+         verified: Mapping[str, str | None] | None = None, empty_dirs: list[str] | None = None) -> ScanResult:
     """Read ``source`` in ``format`` into samples, verifying images on the way.
 
     Args:
@@ -147,6 +147,8 @@ def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: 
             the caller walked it already; None walks it.
         verified: images the caller already verified: relative path -> why it is not usable
             (as :func:`verify_image` says), or None when it is. They are not read again.
+        empty_dirs: with ``files``, the folders holding nothing but hidden entries (as
+            :func:`~mloop.datasets.source.walk_stats` finds them); None looks for them.
 
     Returns:
         The samples sorted by id, the classes, and what was left out.
@@ -167,5 +169,6 @@ def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: 
     opts: dict[str, Any] = dict(params or {})
     if single_file is not None:
         opts["_file"] = single_file
-    collector = Collector(source, fmt, clean=clean, only=only, progress=progress, files=files, verified=verified)
+    collector = Collector(source, fmt, clean=clean, only=only, progress=progress, files=files, verified=verified,
+                          empty_dirs=empty_dirs if files is not None else None)
     return _scanner(fmt)(collector, list(classes) if classes is not None else None, opts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import struct
 import zlib
@@ -272,6 +273,9 @@ def read_text(path: Path) -> str:
         return raw.decode("gbk")
 
 
+_by_id = operator.attrgetter("id")
+
+
 class Collector:
     """Samples and problems of one scan.
 
@@ -282,7 +286,7 @@ class Collector:
 
     def __init__(self, source: Path, fmt: str, *, clean: bool, only: set[str] | None,
                  progress: Progress | None, files: list[str] | None = None,
-                 verified: Mapping[str, str | None] | None = None) -> None:
+                 verified: Mapping[str, str | None] | None = None, empty_dirs: list[str] | None = None) -> None:
         self.source = source
         self.format = fmt
         self.clean = clean
@@ -290,6 +294,7 @@ class Collector:
         self.progress = progress
         self.files = files
         self.verified = verified or {}
+        self.empty_dirs = empty_dirs
         self.samples: list[Sample] = []
         self.file_problems: list[ScanProblem] = []
         self.source_problems: list[ScanProblem] = []
@@ -308,6 +313,10 @@ class Collector:
     def walk(self) -> list[str]:
         """The source's files (see :func:`walk`); the list the caller gave when it walked already."""
         return self.files if self.files is not None else walk(self.source)
+
+    def leaf_dirs_without_files(self) -> list[str]:
+        """See :func:`leaf_dirs_without_files`; the caller's list when it walked already."""
+        return self.empty_dirs if self.empty_dirs is not None else leaf_dirs_without_files(self.source)
 
     def verify(self, rels: Iterable[str]) -> dict[str, str]:
         """Verify images (those in ``only``, when given); the bad ones with the reason.
@@ -357,12 +366,13 @@ class Collector:
         Args:
             what: what the format expects, for the message on an empty source.
         """
-        ids: dict[str, int] = {}
-        for sample in self.samples:
-            ids[sample.id] = ids.get(sample.id, 0) + 1
-        for sid, count in sorted(ids.items()):
-            if count > 1:
-                self.bad_source(sid, f"{count} samples have this same path")
+        if len({s.id for s in self.samples}) != len(self.samples):  # counted only when some id repeats
+            ids: dict[str, int] = {}
+            for sample in self.samples:
+                ids[sample.id] = ids.get(sample.id, 0) + 1
+            for sid, count in sorted(ids.items()):
+                if count > 1:
+                    self.bad_source(sid, f"{count} samples have this same path")
         if not self.samples and not self.file_problems and not self.source_problems:
             self.bad_source(".", f"no samples found: the {self.format!r} format expects {what}")
         problems = list(self.source_problems)
@@ -371,11 +381,13 @@ class Collector:
         if problems:
             raise _format_error(self.source, self.format, problems, cleanable=not self.source_problems
                                 and bool(self.file_problems))
-        samples = sorted(self.samples, key=lambda s: s.id)
+        samples = sorted(self.samples, key=_by_id)
         if not samples:
             raise _format_error(self.source, self.format, self.file_problems, cleanable=False,
                                 headline_extra=" (every sample was left out)")
-        labels = {label for s in samples for label in s.labels} | set(self.declared)
+        labels = set(self.declared)
+        for s in samples:
+            labels.update(s.labels)
         return ScanResult(format=self.format, samples=samples, classes=sorted(labels),
                           problems=sorted(self.file_problems, key=lambda p: p.path),
                           excluded=set(self.excluded))

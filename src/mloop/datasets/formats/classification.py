@@ -6,7 +6,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from mloop.datasets.formats._common import Collector, is_image, leaf_dirs_without_files, read_text
+from mloop.datasets.formats._common import Collector, is_image, read_text
 from mloop.datasets.formats.base import Sample, ScanResult
 
 
@@ -30,7 +30,7 @@ def scan_folder(c: Collector, classes: list[str] | None, params: dict[str, Any])
             c.bad_file(rel, bad[rel], exclude=[rel])
             continue
         c.samples.append(Sample(id=rel, file=rel, labels=(label,) if label else (), files=(rel,)))
-    for rel in leaf_dirs_without_files(c.source):
+    for rel in c.leaf_dirs_without_files():
         c.bad_source(rel + "/", "empty folder: a class folder needs at least one image")
     for rel in _leaf_dirs_without_images(files):
         c.bad_source(rel + "/", "class folder without any image (only other files)")
