@@ -230,7 +230,9 @@ def step_record(run: RunRecord, data: dict[str, Any]) -> StepRecord:
     return StepRecord(run_id=run.id, name=data["name"], type=data["type"], status=data["status"],
                       attempt=data.get("attempt", 0), created_at=run.created_at,
                       started_at=_when(data.get("started_at")), finished_at=_when(data.get("finished_at")),
-                      exit_code=data.get("exit_code"), message=data.get("message"))
+                      exit_code=data.get("exit_code"), message=data.get("message"),
+                      outputs=data.get("outputs") or {}, code_hash=data.get("code_hash"),
+                      cached_from=data.get("cached_from"), environment=data.get("environment"))
 
 
 @dataclass

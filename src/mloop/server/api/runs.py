@@ -86,11 +86,17 @@ class StepOut(BaseModel):
     finished_at: Optional[datetime] = None
     exit_code: Optional[int] = None
     message: Optional[str] = None
+    outputs: dict[str, Any] = Field(default_factory=dict, description="what the step produced (dataset and "
+                                    "model versions, services, folders)")
+    code_hash: Optional[str] = None
+    cached_from: Optional[dict[str, Any]] = Field(None, description="the run and step whose outputs it reused")
+    environment: Optional[dict[str, Any]] = Field(None, description="the job's environment")
 
     @classmethod
     def of(cls, s: StepRecord) -> StepOut:
         return cls(name=s.name, type=s.type, status=s.status, attempt=s.attempt, started_at=s.started_at,
-                   finished_at=s.finished_at, exit_code=s.exit_code, message=s.message)
+                   finished_at=s.finished_at, exit_code=s.exit_code, message=s.message, outputs=s.outputs,
+                   code_hash=s.code_hash, cached_from=s.cached_from, environment=s.environment)
 
 
 class RunOut(BaseModel):
