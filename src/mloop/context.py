@@ -34,8 +34,11 @@ class Context:
     @property
     def artifacts(self) -> ArtifactStore:
         if self._artifacts is None:
-            from mloop.artifacts import ArtifactStore
+            from mloop.artifacts import ArtifactStore, configure_from_settings
 
+            # The settings' S3 endpoint, region and retries become this process's defaults,
+            # so every s3:// filesystem opened below (inputs, metrics, caches) uses them too.
+            configure_from_settings(self.settings)
             self._artifacts = ArtifactStore(self.settings.resolved_artifact_root)
         return self._artifacts
 

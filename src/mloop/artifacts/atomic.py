@@ -15,7 +15,11 @@ Three strategies, picked per filesystem by :func:`default_strategy`:
     Object stores (``s3://``, ``gs://``, ``az://``): an object appears only when its
     single PUT (or multipart upload) completes, so writing the final key directly is
     already all-or-nothing. A temporary key plus ``mv`` would cost a server-side copy
-    and a delete, and leave a visible ``.tmp`` key if mloop died in between.
+    and a delete, and leave a visible ``.tmp`` key if mloop died in between. On S3, a
+    file of two parts or more (see :class:`~mloop.artifacts.s3.S3Options`) goes up as a
+    multipart upload, its parts in parallel; a failed one is aborted, and one whose
+    process was killed stays an invisible pending upload (a bucket lifecycle rule
+    ``AbortIncompleteMultipartUpload`` clears those), never a partial object.
 
 On failure every strategy removes its temporary file and re-raises the original error.
 A process killed outright (SIGKILL, power loss) cannot clean up: its hidden ``*.tmp``
@@ -57,6 +61,14 @@ def default_strategy(fs: AbstractFileSystem) -> WriteStrategy:
     return "direct" if backend_for(protocol).atomic_put else "move"
 
 
+def _part_size(fs: AbstractFileSystem) -> dict[str, int]:
+    """s3fs's multipart part size for uploads: the filesystem's block size (``s3_part_size_mb``),
+    not its fixed 50 MiB default, so parts and ranged downloads use one configured size."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    block = getattr(fs, "default_block_size", None)
+    return {"chunksize": int(block)} if "s3" in protocols and block else {}
+
+
 def temp_sibling(path: str, sep: str = "/") -> str:
     """A unique hidden name next to ``path`` (same folder, so a rename stays cheap)."""
     parent, _, name = path.rpartition(sep)
@@ -79,7 +91,7 @@ def write_bytes(fs: AbstractFileSystem, path: str, data: bytes | bytearray | mem
     size = memoryview(data).nbytes
     callback.set_size(size)
     if strategy == "direct":
-        fs.pipe_file(path, bytes(data))
+        fs.pipe_file(path, bytes(data), **_part_size(fs))
         callback.relative_update(size)
         return
     if strategy == "replace":
@@ -126,7 +138,7 @@ def upload_file(fs: AbstractFileSystem, lpath: str, rpath: str, callback: Callba
                 strategy: WriteStrategy) -> None:
     """Copy the local file ``lpath`` to ``rpath`` on ``fs`` atomically (modes kept on local disk)."""
     if strategy == "direct":
-        fs.put_file(lpath, rpath, callback=callback)
+        fs.put_file(lpath, rpath, callback=callback, **_part_size(fs))
     elif strategy == "replace":
         _copy_local(lpath, rpath, callback)
     else:

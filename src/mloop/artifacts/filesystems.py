@@ -21,7 +21,8 @@ from fsspec.spec import AbstractFileSystem
 from mloop.artifacts.urls import OBS_PROTOCOL, split_protocol
 from mloop.errors import ArtifactError, MissingExtraError, MloopError
 
-__all__ = ["Backend", "backend_for", "filesystem_for", "known_protocols", "translate_errors"]
+__all__ = ["Backend", "backend_for", "default_storage_options", "filesystem_for", "known_protocols",
+           "set_default_storage_options", "translate_errors"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,37 @@ _BY_PROTOCOL: dict[str, Backend] = {p: b for b in _BACKENDS for p in b.protocols
 _ATOMIC_OBJECT_STORES = frozenset({"gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "tos"})
 
 
+# The storage options a filesystem gets when its caller passes none, by canonical protocol:
+# set once by the entry point from its settings (see mloop.artifacts.s3.configure_from_settings).
+_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {}
+
+
+def set_default_storage_options(protocol: str, options: Mapping[str, Any] | None) -> None:
+    """Make ``options`` the storage options of every ``protocol`` filesystem this process opens
+    without explicit ones (``None`` forgets them). Aliases of the protocol (``s3a``) share them."""
+    canonical = backend_for(protocol).protocols[0]
+    if options is None:
+        _DEFAULT_OPTIONS.pop(canonical, None)
+    else:
+        _DEFAULT_OPTIONS[canonical] = dict(options)
+
+
+def default_storage_options(protocol: str) -> dict[str, Any]:
+    """The options a ``protocol`` filesystem is opened with when the caller gives none.
+
+    Those registered by :func:`set_default_storage_options`; for ``s3`` in a process that
+    registered none (a job), those of the ``MLOOP_S3_*`` variables its engine passed on.
+    """
+    canonical = backend_for(protocol).protocols[0]
+    if canonical in _DEFAULT_OPTIONS:
+        return dict(_DEFAULT_OPTIONS[canonical])
+    if canonical == "s3":
+        from mloop.artifacts.s3 import from_environ
+
+        return from_environ().storage_options()
+    return {}
+
+
 def known_protocols() -> list[str]:
     """Every scheme a filesystem can be opened for: mloop's table plus fsspec's."""
     return sorted(set(_BY_PROTOCOL) | set(known_implementations))
@@ -89,6 +121,8 @@ def filesystem_for(url: str, storage_options: Mapping[str, Any] | None = None) -
     protocol, _ = split_protocol(url)
     if protocol is None:
         protocol = "file"
+    if storage_options is None and protocol != OBS_PROTOCOL:
+        storage_options = default_storage_options(protocol)
     if "::" in url:
         # Chained URLs (simplecache::s3://...) are opened by fsspec as a whole.
         with translate_errors(url, "open the filesystem for"):
@@ -148,7 +182,8 @@ _MESSAGES: tuple[tuple[type[BaseException], str, str], ...] = (
 def translate_errors(url: str, action: str) -> Iterator[None]:
     """Re-raise OS/fsspec errors inside the block as :class:`ArtifactError` naming ``url``.
 
-    mloop's own errors and anything that is not an ``OSError`` (a user callback's own
+    Errors of the S3 client (botocore, aiohttp) that survived its retries become an
+    ``ArtifactError`` too; mloop's own errors and anything else (a user callback's own
     exception, a bug) pass through unchanged.
 
     Args:
@@ -159,11 +194,30 @@ def translate_errors(url: str, action: str) -> Iterator[None]:
         yield
     except MloopError:
         raise
-    except OSError as exc:
-        what, hint = next(
-            ((w, h) for kind, w, h in _MESSAGES if isinstance(exc, kind)),
-            (exc.strerror or str(exc) or type(exc).__name__,
-             "check that the storage is reachable and has free space, then retry"),
-        )
-        raise ArtifactError(f"cannot {action} {url}: {what}", hint=hint, url=url, action=action,
-                            reason=type(exc).__name__) from exc
+    except Exception as exc:
+        if isinstance(exc, OSError):
+            raise _translated(exc, url, action) from exc
+        if type(exc).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
+            # Reached after botocore's and s3fs's retries: the endpoint is down, refused the
+            # connection, or answered something that is not S3.
+            raise ArtifactError(
+                f"cannot {action} {url}: the object store failed: {type(exc).__name__}: {_first_line(exc)}",
+                hint="check that the S3 endpoint is up and right (s3_endpoint_url / MLOOP_S3_ENDPOINT_URL), "
+                     "and the region and credentials (AWS_* variables or ~/.aws); then retry",
+                url=url, action=action, reason=type(exc).__name__) from exc
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _translated(exc: OSError, url: str, action: str) -> ArtifactError:
+    what, hint = next(
+        ((w, h) for kind, w, h in _MESSAGES if isinstance(exc, kind)),
+        (exc.strerror or _first_line(exc) or type(exc).__name__,
+         "check that the storage is reachable and has free space, then retry"),
+    )
+    return ArtifactError(f"cannot {action} {url}: {what}", hint=hint, url=url, action=action,
+                         reason=type(exc).__name__)

@@ -22,7 +22,10 @@ from mloop.artifacts.filesystems import backend_for, filesystem_for, translate_e
 from mloop.artifacts.urls import is_local, join_url, split_protocol
 from mloop.errors import ArtifactError
 
-__all__ = ["ArtifactStore"]
+__all__ = ["COMPLETE_SUFFIX", "ArtifactStore"]
+
+#: The completion mark :meth:`ArtifactStore.publish_dir` writes beside a folder on a remote store.
+COMPLETE_SUFFIX = ".complete"
 
 
 class ArtifactStore:
@@ -179,6 +182,42 @@ class ArtifactStore:
             if not self._fs.isdir(source):
                 raise ArtifactError(f"{url} is a file, not a folder", hint="use read_bytes for one file", url=url)
             transfer.get_dir(self._fs, source, dest, callback=callback or DEFAULT_CALLBACK)
+
+    def publish_dir(self, local_dir: str, url: str, *, callback: Callback | None = None) -> None:
+        """Store the local folder ``local_dir`` at ``url`` *whole*: readers that ask
+        :meth:`is_published` see all of it or nothing, even if this process dies half-way.
+
+        For content-addressed folders (code snapshots): ``url`` should be new or hold the same
+        files. On a local root the folder is built under a hidden sibling name and renamed
+        into place. Elsewhere a folder cannot be renamed atomically (on S3 a "move" copies and
+        deletes object by object), so the files go straight to ``url`` and a completion mark,
+        ``<url>.complete``, is written last; a killed upload leaves files without the mark,
+        which the next publication of the same folder completes.
+
+        Raises:
+            ArtifactError: ``local_dir`` is not a folder or a copy failed.
+        """
+        local = transfer.local_folder(local_dir)
+        if self._local:
+            tmp = atomic.temp_sibling(self._path(url).rstrip(os.sep), os.sep)
+            with translate_errors(url, "publish"):
+                transfer.put_dir(self._fs, local, tmp, callback=callback or DEFAULT_CALLBACK,
+                                 strategy=self._strategy, make_dirs=True)
+                try:
+                    os.rename(tmp, self._path(url))
+                except OSError:
+                    self._fs.rm(tmp, recursive=True)
+                    if not os.path.isdir(self._path(url)):  # not another writer that won
+                        raise
+            return
+        self.put_dir(local, url, callback=callback)
+        self.write_text(url.rstrip("/") + COMPLETE_SUFFIX, "")
+
+    def is_published(self, url: str) -> bool:
+        """Whether :meth:`publish_dir` stored ``url`` completely."""
+        if self._local:
+            return self.exists(url)
+        return self.exists(url.rstrip("/") + COMPLETE_SUFFIX)
 
     def list(self, url: str, *, recursive: bool = False) -> builtins.list[str]:
         """The URLs under the folder ``url``, sorted.

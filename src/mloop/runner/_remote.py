@@ -1,4 +1,10 @@
-"""Staging through fsspec, for the runner: imported only when a URL is not local."""
+"""Staging through fsspec, for the runner: imported only when a URL is not local.
+
+An ``s3://`` store is reached with the ``MLOOP_S3_*`` variables the engine put in the job's
+environment (endpoint, region, retries, part size: :func:`mloop.artifacts.s3.from_environ`,
+used by ``filesystem_for`` when no options are given) and the credentials the job inherits
+(``AWS_*``, ``~/.aws``); none of them travel in the request.
+"""
 
 from __future__ import annotations
 
