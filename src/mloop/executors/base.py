@@ -103,6 +103,11 @@ class JobRequest:
     #: of these patterns (``artefacts/``: a folder; ``*.log``: a glob) are kept at ``keep_url``.
     keep_patterns: list[str] = field(default_factory=list)
     keep_url: str | None = None
+    #: What the job runs in, beyond the runner's interpreter (:func:`mloop.runner.envs.plan`):
+    #: ``{"kind": "venv" | "engine" | "container" | "system", "requirements", "apt", ...}``.
+    #: None: the runner's interpreter, as always. Every executor passes it on to the runner,
+    #: which makes the environment where the job runs.
+    environment: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The request as the runner reads it (plain JSON types).
@@ -127,6 +132,7 @@ class JobRequest:
             "timeout_seconds": self.timeout_seconds, "workdir": self.workdir, "workflow_name": self.workflow_name,
             "attempt": self.attempt, "log_header": self.log_header,
             "keep_patterns": list(self.keep_patterns), "keep_url": self.keep_url,
+            "environment": self.environment,
         }
 
 

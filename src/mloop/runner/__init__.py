@@ -13,6 +13,8 @@ It
 3. runs the algorithm with the job contract of DESIGN.md (``--name=value`` arguments,
    ``MLOOP_*`` variables, ``MA_JOB_DIR``), a ``boot_file`` *in this very process* (one
    interpreter per job, as when the script is run by hand), a ``command`` under ``/bin/sh -c``;
+   a job with an ``environment`` (a ``requirements.txt``, see :mod:`mloop.runner.envs`) first
+   has it made or reused here, then runs as a child process of its interpreter;
 4. after a successful run, uploads outputs and metrics files whose URLs are not local;
 5. writes everything to the log (a local path, appended to; a remote URL is uploaded at the end);
 6. exits with the script's exit code, or :data:`EXIT_STAGE_IN` / :data:`EXIT_STAGE_OUT` with
@@ -221,9 +223,18 @@ def run(request: dict) -> int:
             _fail(f"could not stage the job in: {exc}")
             return EXIT_STAGE_IN
         os.environ.update(env)
+        if request.get("environment"):
+            try:
+                argv = _in_environment(request, argv)
+            except Exception as exc:  # noqa: BLE001 - envs.EnvBuildError, or anything the build hit
+                _fail(f"could not make the job's environment: {exc}")
+                return EXIT_STAGE_IN
         os.chdir(code_folder(request))
         before = _kept_files(request) if request.get("keep_url") else {}
-        code = _run_boot_file(argv, request.get("boot_code_url")) if request.get("boot_file") else _run_command(argv)
+        if request.get("boot_file") and argv[0] == sys.executable:
+            code = _run_boot_file(argv, request.get("boot_code_url"))
+        else:
+            code = _run_command(argv)
         if code != 0:
             return code
         try:
@@ -237,6 +248,33 @@ def run(request: dict) -> int:
     finally:
         if log_local is None:
             _upload_log(log_file, log_url)
+
+
+def _in_environment(request: dict, argv: list[str]) -> list[str]:
+    """The job's argv in its environment (see :mod:`mloop.runner.envs`), made here if needed.
+
+    A job in a virtual environment runs as a child of this runner, ``<env>/bin/python <boot
+    file> args...``, rather than in the runner's own interpreter: its packages are not the
+    engine's. The contract is the same (argv, ``MLOOP_*`` variables, working folder, the log on
+    fds 1 and 2, a stop ends the whole session), and ``mloop`` stays importable there."""
+    from mloop.runner import envs
+
+    env = request["environment"]
+    envs.check_apt(env)
+    kind = env.get("kind")
+    if kind == "venv":
+        path, _reused = envs.ensure(env)
+        python = envs.interpreter(path)
+        os.environ["VIRTUAL_ENV"] = path
+        os.environ["PATH"] = os.path.dirname(python) + os.pathsep + os.environ.get("PATH", "")
+        return [python, *argv[1:]] if argv[0] == sys.executable else argv
+    if kind == "container":
+        runtime = env.get("runtime") or envs.container_runtime()
+        if not runtime:
+            raise envs.EnvBuildError(f"the job's image {env['image']} needs docker or podman on this machine")
+        return envs.container_argv(runtime, env["image"], argv, dict(os.environ), request["workdir"],
+                                   code_folder(request), bool((request.get("resources") or {}).get("gpu")))
+    return argv  # "engine" (its interpreter has the requirements) or "system" (apt only)
 
 
 def _redirect_output(path: str) -> None:

@@ -1,0 +1,1 @@
+"""A self-contained training module in the train-classifier layout (seed 001)."""
