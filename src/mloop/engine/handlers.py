@@ -40,6 +40,8 @@ class Outcome:
     #: written by the handler itself.
     metrics: list[MetricRecord] = field(default_factory=list)
     artifacts: list[NewArtifact] = field(default_factory=list)
+    #: Step fields to record with the terminal transition (e.g. where a cached result came from).
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+
+from mloop.durations import duration_seconds
 
 SCHEMA_VERSION = 1
 
@@ -89,6 +91,24 @@ class StepPolicySpec(_Model):
     poll_interval_seconds: float = 1
     max_execution_minutes: float = 10080
     skip_conditions: list[ConditionSpec] = Field(default_factory=list)
+    # mloop extensions (step caching). Written only when set, so a spec that does not use
+    # them dumps, hashes and diffs exactly as before they existed (no schema version bump).
+    cache: bool | None = None  # False: the step always runs (never reuses an earlier result)
+    cache_expiry: str | None = None  # how long its result may be reused (7d, 12h, never)
+
+    @field_validator("cache_expiry", mode="after")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        duration_seconds(value)
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unset_extensions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ("cache", "cache_expiry"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 class InputSpec(_Model):

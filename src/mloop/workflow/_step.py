@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from mloop.durations import duration_seconds
 from mloop.errors import NotFoundError, UnknownOutputError
 from mloop.spec import models as m
 from mloop.spec import refs
@@ -112,14 +113,22 @@ class Outputs(dict):  # type: ignore[type-arg]
 
 class StepPolicy(SpecObject):
     """How a step is run: poll interval, timeout, and conditions under which it is skipped
-    (skipped when *all* skip conditions are true)."""
+    (skipped when *all* skip conditions are true).
+
+    mloop extensions, keyword-only after the ModelArts parameters (step caching, jobs only):
+    ``cache=False`` makes the step always run instead of reusing an earlier identical
+    result; ``cache_expiry`` ("12h", "7d", "never") is how long its result may be reused
+    (default: the ``cache_expiry`` setting).
+    """
 
     def __init__(self, poll_interval_seconds: float = 1, max_execution_minutes: float = 10080,
-                 skip_conditions: Any = None) -> None:
+                 skip_conditions: Any = None, *, cache: bool | None = None,
+                 cache_expiry: str | int | None = None) -> None:
         self.poll_interval_seconds = poll_interval_seconds if poll_interval_seconds and poll_interval_seconds > 0 else 1
         self.max_execution_minutes = (max_execution_minutes if max_execution_minutes and max_execution_minutes > 0
                                       else 10080)
         self.skip_conditions = skip_conditions
+        self.cache, self.cache_expiry = cache, cache_expiry
 
     def _to_spec(self, ctx: SpecContext, loc: str) -> dict[str, Any]:
         conds = []
@@ -128,8 +137,20 @@ class StepPolicy(SpecObject):
                 conds.append(cond._to_spec(ctx, f"{loc}.skip_conditions[{i}]"))
             else:
                 ctx.problem(f"{loc}.skip_conditions[{i}]", f"expected a wf.steps.Condition, got {cond!r}")
-        return {"poll_interval_seconds": self.poll_interval_seconds,
-                "max_execution_minutes": self.max_execution_minutes, "skip_conditions": conds}
+        out = {"poll_interval_seconds": self.poll_interval_seconds,
+               "max_execution_minutes": self.max_execution_minutes, "skip_conditions": conds}
+        if self.cache is not None:
+            if isinstance(self.cache, bool):
+                out["cache"] = self.cache
+            else:
+                ctx.problem(f"{loc}.cache", f"expected True or False, got {self.cache!r}")
+        if self.cache_expiry is not None:
+            try:
+                duration_seconds(self.cache_expiry)
+                out["cache_expiry"] = str(self.cache_expiry)
+            except ValueError as exc:
+                ctx.problem(f"{loc}.cache_expiry", str(exc))
+        return out
 
 
 class ConditionTypeEnum(str, enum.Enum):
