@@ -2,10 +2,11 @@
 
 Layer: run service. Every step's handler is asked its :meth:`~mloop.engine.handlers.StepHandler.preflight`
 (the checks the engine makes before a run starts anything: a job's ``code_dir``, boot file,
-registered algorithm, flavor) on a context that creates nothing: no run is recorded, no
-folder is made, and the metadata store is opened only if a check needs it (a registered
-algorithm). Steps whose checked values come from placeholders with no default are left to
-the run. Resource requests the machine can't meet (a GPU flavor with no GPU) are warnings.
+registered algorithm, flavor; a Spark job's spark-submit and Java) on a context that creates
+nothing: no run is recorded, no folder is made, and the metadata store is opened only if a
+check needs it (a registered algorithm). Steps whose checked values come from placeholders
+with no default are left to the run. Resource requests the machine can't meet (a GPU flavor
+with no GPU) are warnings.
 """
 
 from __future__ import annotations

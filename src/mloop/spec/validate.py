@@ -6,6 +6,7 @@ release, an API request), so the engine only ever sees specs that passed them.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +21,8 @@ NAME_MAX = 64
 DESC_MAX = 500
 NAME_RULE = "use letters, digits, '_' or '-', start with a letter, at most 64 characters"
 
+#: The only parameter names an MrsJobAlgorithm takes.
+MRS_PARAMETERS = ("run_args", "app_args", "properties")
 OPERATORS = {"==", ">", ">=", "in", "<", "<=", "!=", "or"}
 ORDERING = {">", ">=", "<", "<="}
 SYSTEM_ENV = {"execution_create_time", "execution_uuid", "workflow_uuid", "workflow_name",
@@ -28,7 +31,7 @@ SYSTEM_ENV = {"execution_create_time", "execution_uuid", "workflow_uuid", "workf
 #: What each step type accepts as input data (by data type), and how many inputs/outputs.
 INPUT_TYPES: dict[str, set[str]] = {
     "job": {"obs", "dataset", "data_selector"},
-    "mrs_job": {"obs"},
+    "mrs_job": {"obs", "data_selector"},
     "model": {"obs", "swr", "gallery_model"},
     "service": {"model_list", "service"},
     "create_dataset": {"obs"},
@@ -209,6 +212,8 @@ class _Checker:
         self._refs(step.properties, f"{loc}.properties", step)
         if step.type == "job":
             self._job(step, loc)
+        if step.type == "mrs_job":
+            self._mrs_job(step, loc)
         if step.policy:
             for i, cond in enumerate(step.policy.skip_conditions):
                 self._condition(cond, f"{loc}.policy.skip_conditions[{i}]", step)
@@ -253,6 +258,37 @@ class _Checker:
                          step=step.name)
         self._unique([p.get("name") for p in algo.get("parameters") or []], f"{loc}.algorithm.parameters",
                      "algorithm parameter {!r} is given twice")
+
+    def _mrs_job(self, step: StepSpec, loc: str) -> None:
+        """MrsJobStep: a boot file, a cluster id, and only run_args / app_args / properties (the
+        reference's rule), each once; a literal properties value must be a dict literal."""
+        props = step.properties
+        algo = props.get("algorithm") or {}
+        if not algo.get("boot_file"):
+            self.add(f"{loc}.algorithm.boot_file", "an MrsJobAlgorithm needs a boot_file",
+                     "e.g. MrsJobAlgorithm(boot_file='wordcount.py') (relative to the workflow file)", step=step.name)
+        if not props.get("cluster_id") or not isinstance(props.get("cluster_id"), str):
+            self.add(f"{loc}.cluster_id", "an MrsJobStep needs a cluster_id (a string)",
+                     "a cluster id from spark_clusters in mloop.toml; an id not listed runs in local[*]",
+                     step=step.name)
+        seen: set[Any] = set()
+        for p in algo.get("parameters") or []:
+            name, value = p.get("name"), p.get("value")
+            ploc = f"{loc}.algorithm.parameters[{name}]"
+            if name not in MRS_PARAMETERS:
+                self.add(ploc, f"MrsJobAlgorithm parameter {name!r} is not allowed",
+                         f"use only {', '.join(MRS_PARAMETERS)}", step=step.name)
+            elif name in seen:
+                self.add(ploc, f"MrsJobAlgorithm parameter {name!r} is given twice", "give it once", step=step.name)
+            seen.add(name)
+            if name == "properties" and isinstance(value, str) and value and not refs.is_ref(value):
+                try:
+                    parsed = ast.literal_eval(value)
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    parsed = None
+                if not isinstance(parsed, dict):
+                    self.add(ploc, f"properties {value!r} is not a dict literal",
+                             "e.g. properties=\"{'spark.executor.memory': '2g'}\"", step=step.name)
 
     # -- references -------------------------------------------------------------------------
     def _refs(self, value: Any, loc: str, step: StepSpec, input_name: str | None = None) -> None:

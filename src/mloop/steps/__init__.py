@@ -23,7 +23,7 @@ BUILTIN: dict[str, str] = {
     "create_dataset": "mloop.steps.dataset:CreateDatasetHandler",
     "dataset_import": "mloop.steps.dataset:DatasetImportHandler",
     "release_dataset": "mloop.steps.dataset:ReleaseDatasetHandler",
-    "mrs_job": "mloop.steps.unsupported:UnsupportedHandler",
+    "mrs_job": "mloop.steps.mrs:MrsJobHandler",
 }
 
 
