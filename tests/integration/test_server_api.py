@@ -74,10 +74,15 @@ def _answers(url: str) -> bool:
         return False
 
 
+#: These tests count executions (a job's marks), so identical runs must run, not be served
+#: from the step cache.
+NO_CACHE = {"MLOOP_STEP_CACHE": "false"}
+
+
 def prepare(folder: Path) -> Cli:
     write_job(folder / "code", TICK, args=("out", "here", "pause", "release"))
     write_workflow(folder, FLOW)
-    cli = Cli(folder, folder / ".mloop")
+    cli = Cli(folder, folder / ".mloop", extra_env=NO_CACHE)
     cli.ok("release", "flow.py")
     return cli
 
@@ -244,8 +249,9 @@ def sse(client: httpx.Client, path: str, headers: dict[str, str] | None = None) 
 
 
 def test_a_killed_server_loses_no_queued_run(tmp_path: Path) -> None:
-    """SIGKILL with one run executing and two queued: on restart the one that ran is
-    reconciled (its engine was the dead server), the queued ones run, none runs twice."""
+    """SIGKILL with one run executing and two queued: on restart the one that ran is taken
+    over (its engine was the dead server) and its interrupted step runs again as a new
+    attempt; the queued ones run once."""
     cli = prepare(tmp_path)
     gate = tmp_path / "gate"
     bg, url, admin = start_server(cli, "--concurrency", "1")
@@ -263,10 +269,9 @@ def test_a_killed_server_loses_no_queued_run(tmp_path: Path) -> None:
         with httpx.Client(base_url=url2 + "/api/v1", headers={"Authorization": f"Bearer {admin}"},
                           timeout=30) as client:
             ended = {i: wait_run(client, i) for i in ids}
-        assert ended[first]["status"] == "failed" and "ended" in (ended[first]["message"] or "")
-        assert all(ended[i]["status"] == "succeeded" for i in ids if i != first), ended
+        assert all(ended[i]["status"] == "succeeded" for i in ids), ended
         for run_id in ids:
-            assert (tmp_path / "marks" / run_id).read_text() == "ran\n"
+            assert (tmp_path / "marks" / run_id).read_text() == ("ran\nran\n" if run_id == first else "ran\n")
     finally:
         bg2.proc.send_signal(signal.SIGTERM)
         bg2.proc.wait(timeout=30)
@@ -305,7 +310,7 @@ def test_two_servers_on_one_postgresql_never_run_a_run_twice(tmp_path: Path, pg_
 def prepare_on(folder: Path, database_url: str) -> Cli:
     write_job(folder / "code", TICK, args=("out", "here", "pause", "release"))
     write_workflow(folder, FLOW)
-    cli = Cli(folder, folder / ".mloop", extra_env={"MLOOP_DATABASE_URL": database_url})
+    cli = Cli(folder, folder / ".mloop", extra_env={"MLOOP_DATABASE_URL": database_url, **NO_CACHE})
     cli.ok("release", "flow.py")
     return cli
 

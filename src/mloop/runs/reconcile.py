@@ -7,6 +7,12 @@ through its executor, the step is marked failed with the reason, and the run fai
 A run that was only waiting for input when its engine died lost nothing: it stays
 ``waiting_input``, owned by no engine, until the input arrives (``mloop input``,
 ``mloop resume``, a finished labeling task).
+
+TakeOverOrphanedRunning: a running run claimed by a server or worker engine (``engine_id``)
+is not failed when that engine dies: a live dispatcher takes it over (the queue's
+``take_over``) and :func:`prepare_takeover` makes it ready to continue — the steps that
+succeeded keep their results, the ones that were running have their jobs cancelled and run
+again as a new attempt.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from __future__ import annotations
 from mloop.context import Context
 from mloop.engine import transitions
 from mloop.engine.ownership import engine_alive
-from mloop.store.base import RunRecord, StepRecord
+from mloop.store.base import RunRecord, StepRecord, StepTransition
 
-__all__ = ["LIVE_STATUSES", "cancel_step_job", "notify_quietly", "reconcile_orphans", "reconcile_run"]
+__all__ = ["LIVE_STATUSES", "cancel_step_job", "notify_quietly", "prepare_takeover", "reconcile_orphans",
+           "reconcile_run"]
 
 #: Run statuses an engine process owns; a run in one of them may have lost its engine.
 LIVE_STATUSES = ["running", "waiting_input"]
@@ -47,14 +54,16 @@ def reconcile_run(ctx: Context, run: RunRecord) -> bool:
     if run.status == "pending":
         # Created by a process that died before any engine claimed it (a run waiting in a
         # queue has no creator recorded, and waits on).
-        if run.engine_pid is None or engine_alive(run):
+        if run.engine_pid is None or engine_alive(run, store):
             return False
         _end_leftover_jobs(ctx, run)
         return transitions.run(store, run.id, "failed", expected_from=["pending"],
                                message=f"the process that created it (pid {run.engine_pid}) ended before it "
                                        f"started; `mloop retry {run.id[:8]}` runs it")
-    if run.status not in LIVE_STATUSES or engine_alive(run):
+    if run.status not in LIVE_STATUSES or engine_alive(run, store):
         return False
+    if run.status == "running" and run.engine_id is not None and not run.stop_requested:
+        return False  # a server's or worker's run: a live dispatcher takes it over and continues it
     steps = store.list_steps(run.id)
     if not run.stop_requested and any(s.status == "waiting_input" for s in steps) \
             and not any(s.status == "running" for s in steps):
@@ -62,9 +71,16 @@ def reconcile_run(ctx: Context, run: RunRecord) -> bool:
             transitions.run(store, run.id, "waiting_input", expected_from=["running"],
                             message="its engine ended while it waited for input; it resumes when the input arrives")
         if run.engine_pid is not None:
-            store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
+            store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None, engine_id=None)
         return False
     reason = f"the engine process (pid {run.engine_pid}) ended while the run was {run.status}"
+    return _finish_orphan(ctx, run, steps, reason)
+
+
+def _finish_orphan(ctx: Context, run: RunRecord, steps: list[StepRecord], reason: str) -> bool:
+    """Cancel what ``run``'s dead engine left running and end the run (stopped if a stop was
+    requested, else failed, so ``mloop retry`` continues it)."""
+    store = ctx.store
     grace = ctx.settings.stop_grace_seconds
     for step in steps:
         if step.status not in ("running", "waiting_input"):
@@ -81,6 +97,36 @@ def reconcile_run(ctx: Context, run: RunRecord) -> bool:
     final = "stopped" if run.stop_requested else "failed"
     message = "stopped on request" if run.stop_requested else f"{reason}; `mloop retry {run.id[:8]}` continues it"
     return transitions.run(store, run.id, final, message=message, expected_from=[run.status])
+
+
+def prepare_takeover(ctx: Context, run: RunRecord, dead_engine: str) -> bool:
+    """Make a run this engine just took over from ``dead_engine`` ready to continue; whether
+    it should be executed (False: a stop had been requested, and it is now stopped).
+
+    Steps that succeeded (or were skipped) stay as they are and are never run again. Each step
+    that was running has its job cancelled through its executor reference (the job may still
+    be running on this host) and goes back to pending through ``failed``, so the engine starts
+    it again as a new attempt and its history says why.
+    """
+    store = ctx.store
+    steps = store.list_steps(run.id)
+    reason = f"its engine {dead_engine[:8]} (pid {run.engine_pid} on {run.engine_host}) stopped beating"
+    if run.stop_requested:
+        _finish_orphan(ctx, run, steps, reason)
+        return False
+    grace = ctx.settings.stop_grace_seconds
+    changes = []
+    for step in steps:
+        if step.status != "running":
+            continue
+        cancel_step_job(ctx, step, grace)
+        changes.append(StepTransition(step.name, "failed", message=f"orphaned: {reason}", expected_from=("running",)))
+        changes.append(StepTransition(step.name, "pending", message=f"taken over: runs again ({reason})",
+                                      expected_from=("failed",)))
+    _end_leftover_jobs(ctx, run)  # jobs it started but never recorded, on this host
+    if changes:
+        transitions.steps(store, run.id, changes)
+    return True
 
 
 def _end_leftover_jobs(ctx: Context, run: RunRecord) -> None:

@@ -160,7 +160,8 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
                storages: dict[str, str] | None = None, steps: Iterable[str] | None = None,
                scene: str | None = None, require_defaults: bool = False, base_dir: str | None = None,
                origin: dict[str, Any] | None = None, queued: bool = False,
-               release: ReleaseRecord | None = None, from_run: str | None = None) -> RunRecord:
+               release: ReleaseRecord | None = None, from_run: str | None = None,
+               cache: bool = True) -> RunRecord:
     """Release the spec and create a pending run with checked values. Nothing runs yet.
 
     Args:
@@ -173,6 +174,8 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
         from_run: a partial run takes the inputs its steps need from unselected upstream steps
             from this earlier run (their recorded outputs and metrics); without it, such a
             partial run is refused (see :mod:`mloop.runs.partial`).
+        cache: False: every job step runs, none reuses an earlier result (``--no-cache``);
+            kept with the run as ``origin["no_cache"]``, so a retry of it runs the same way.
 
     Raises:
         PlaceholderValueError: a bad, unknown or missing value (nothing is recorded).
@@ -189,6 +192,8 @@ def create_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | No
     taken = take_from_run(backend.store, spec, chosen, from_run)
     if taken is not None:
         origin = {**(origin or {}), "from_run": taken}
+    if not cache:
+        origin = {**(origin or {}), "no_cache": True}
     release = release or release_spec(backend, spec)
     step_rows = [(s.name, s.type) for s in spec.steps if chosen is None or s.name in chosen]
     run = backend.store.create_run(release.id, step_rows, params=params, storages=roots, selected_steps=selected,
@@ -332,12 +337,12 @@ def start_run(backend: Context, spec: WorkflowSpec, values: dict[str, Any] | Non
               storages: dict[str, str] | None = None, steps: Iterable[str] | None = None, scene: str | None = None,
               require_defaults: bool = False, base_dir: str | None = None, watch: Watch | None = None,
               detach_when_waiting: bool = False, launcher: Launcher | None = None,
-              from_run: str | None = None) -> RunResult:
+              from_run: str | None = None, cache: bool = True) -> RunResult:
     """Create a run (:func:`create_run`) and execute it to the end (:func:`run_to_end`): what
     ``mloop run``, ``workflow.run()`` and ``workflow.release_and_run()`` do. ``watch`` is the
     door's display (it gets the run and the function that executes it)."""
     run = create_run(backend, spec, values, storages=storages, steps=steps, scene=scene,
-                     require_defaults=require_defaults, base_dir=base_dir, from_run=from_run)
+                     require_defaults=require_defaults, base_dir=base_dir, from_run=from_run, cache=cache)
     return (watch or _unwatched)(run, lambda listener: run_to_end(
         backend, run.id, listener, detach_when_waiting=detach_when_waiting, launcher=launcher))
 
@@ -383,7 +388,7 @@ def resumable(backend: Context, run: RunRecord) -> bool:
     """Whether ``run`` waits for input with no engine looking after it (so it needs resuming)."""
     reconcile_run(backend, run)
     run = backend.store.get_run(run.id)
-    return run.status == "waiting_input" and not engine_alive(run)
+    return run.status == "waiting_input" and not engine_alive(run, backend.store)
 
 
 def waiting_runs(backend: Context) -> list[RunRecord]:
@@ -435,7 +440,7 @@ def stop_run(backend: Context, run_id: str, wait_seconds: float | None = None) -
         run = store.get_run(run.id)
         if run.status in TERMINAL_RUN:
             return run
-        if not engine_alive(run):
+        if not engine_alive(run, store):
             reconcile_run(backend, run)
             return store.get_run(run.id)
         time.sleep(0.1)

@@ -1,8 +1,11 @@
 """What ``mloop server`` runs beside its API: the run queue's dispatcher and the background loops
 (scheduler, notifier) that join it, each in its own thread, started and stopped with the app.
 
-On start it reconciles first: runs whose engine was the previous server process (stopped, or
-SIGKILLed) are finished as orphans, while queued runs (no engine recorded) stay queued and start.
+On start it reconciles first: runs a terminal's engine left are finished as orphans, while
+queued runs (no engine recorded) stay queued and start. Runs a server or worker engine claimed
+(the previous server process, stopped or SIGKILLed, or another machine's) are not failed: the
+dispatcher registers this process as an engine with a heartbeat and takes over the running runs
+of engines that stopped beating, continuing them without re-running a step that succeeded.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mloop.engine.ownership import engine_row_alive
 from mloop.runs.queue import Dispatcher, QueueLimits
 
 if TYPE_CHECKING:
@@ -109,6 +113,11 @@ class ServerRuntime:
     def gauges(self) -> dict[str, float]:
         """Last-tick times (unix seconds) of the dispatcher and each loop, for /metrics."""
         out = {"queue_last_tick_seconds": self.dispatcher.last_tick or 0.0}
+        heartbeat = self.dispatcher.heartbeat
+        out["engine_heartbeat_last_seconds"] = (heartbeat.last_beat or 0.0) if heartbeat is not None else 0.0
+        out["engine_runs_taken_over"] = float(self.dispatcher.taken_over)
+        # Servers and workers beating on this database (this one included).
+        out["engines_alive"] = float(sum(engine_row_alive(e) for e in self.ctx.store.engines.registered()))
         for loop in self.loops:
             out[f"{loop.name}_last_tick_seconds"] = loop.last_tick or 0.0
             out[f"{loop.name}_errors"] = float(loop.errors)

@@ -1,7 +1,8 @@
 """Alembic in front of the store: check the schema revision on open, create or upgrade it.
 
-An empty database is brought to the head revision on first open, under a file lock so two
-processes opening it at once don't both create tables. A database at an older revision is
+An empty database is brought to the head revision on first open, under a lock so two
+processes opening it at once don't both create tables: on PostgreSQL an advisory lock (the
+processes may be on different machines), on SQLite a file lock beside the database. A database at an older revision is
 refused until someone runs ``mloop db upgrade`` (migrating is a decision to take with a
 backup at hand, not a side effect of ``mloop status``); one at a revision this mloop doesn't
 know was written by a newer mloop.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,13 +40,16 @@ if TYPE_CHECKING:
 #: The revision of the newest migration in ``migrations/versions``. Kept here so opening a
 #: store that is up to date (every mloop command) needs no Alembic import; a test checks it
 #: against Alembic's own head.
-HEAD_REVISION = "c9a1e3f4a009"
+HEAD_REVISION = "d0b2f4a5b010"
 
 #: The Alembic script directory (env.py and versions/) shipped inside the package.
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: How long to wait for another process that is creating or upgrading the same database.
 LOCK_TIMEOUT_S = 120.0
 _VERSION_TABLE = "alembic_version"
+#: The PostgreSQL advisory lock every mloop holds while it creates or upgrades a schema: a
+#: fixed 64-bit key, the first 8 bytes of SHA-256("mloop-migrate") as a signed integer.
+PG_MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"mloop-migrate").digest()[:8], "big", signed=True)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -77,8 +82,12 @@ def head_revision() -> str:
     return HEAD_REVISION
 
 
-def ensure_schema(engine: Engine, url: str) -> None:
+def ensure_schema(engine: Engine, url: str) -> bool:
     """Create the schema in an empty database; refuse one at another revision.
+
+    Returns:
+        True if this call created the schema (of processes opening an empty database at
+        once, exactly one does), False if it was already there.
 
     Raises:
         SchemaVersionError: the database is at an older or unknown revision, or holds tables
@@ -87,17 +96,17 @@ def ensure_schema(engine: Engine, url: str) -> None:
     """
     head = head_revision()
     if _revision_if_readable(engine) == head:
-        return  # every command on a database that is up to date: one query, no inspection
+        return False  # every command on a database that is up to date: one query, no inspection
     # Empty, or not at the head: look again under the lock. Another process may be creating
     # the schema right now, and on SQLite Alembic commits each revision on its own, so an
     # intermediate revision is visible until it finishes.
-    with _migration_lock(url):
+    with _migration_lock(url, engine):
         current, has_tables = _state(engine, url)
         if current is None and not has_tables:
             _upgrade(engine, url)
-            return
+            return True
     if current == head:
-        return
+        return False
     _refuse_unless_upgradable(current, has_tables, head, url)
     raise SchemaVersionError(
         f"the database {display_url(url)} has schema revision {current}; this mloop needs revision {head}",
@@ -126,7 +135,7 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
     prepare_sqlite_folder(url)
     engine = create_store_engine(url)
     try:
-        with _migration_lock(url):
+        with _migration_lock(url, engine):
             current, has_tables = _state(engine, url)
             if current != head:
                 _refuse_unless_upgradable(current, has_tables, head, url)
@@ -233,12 +242,18 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
 
 
 @contextmanager
-def _migration_lock(url: str) -> Iterator[None]:
-    """Hold a file lock that every process migrating the same database shares.
+def _migration_lock(url: str, engine: Engine) -> Iterator[None]:
+    """Hold the lock that every process migrating the same database shares.
 
-    SQLite: ``<db file>.lock`` beside the database. Otherwise a file in the system temp
-    folder named by a hash of the URL, which serialises processes on this machine.
+    PostgreSQL: the advisory lock :data:`PG_MIGRATION_LOCK_KEY`, on a connection of its own
+    held until the migration is over (servers and workers on several machines open one
+    database). SQLite: ``<db file>.lock`` beside the database. Otherwise a file in the system
+    temp folder named by a hash of the URL, which serialises processes on this machine.
     """
+    if engine.dialect.name == "postgresql":
+        with _pg_advisory_lock(engine, url):
+            yield
+        return
     parsed = parse_url(url)
     if is_sqlite_file(parsed) and parsed.database:
         database = Path(parsed.database).expanduser()
@@ -260,3 +275,36 @@ def _migration_lock(url: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def _pg_advisory_lock(engine: Engine, url: str) -> Iterator[None]:
+    """Hold PostgreSQL's session-level advisory lock for migrating, on a dedicated connection.
+
+    ``pg_try_advisory_lock`` in a loop rather than ``pg_advisory_lock``: a wait that would never
+    end becomes a StoreError after :data:`LOCK_TIMEOUT_S` that says who to look for. The lock
+    belongs to the connection's session, so a process that dies while holding it frees it.
+    """
+    try:
+        connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except SQLAlchemyError as exc:
+        raise translate_error(exc, display_url(url)) from exc
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                     {"key": PG_MIGRATION_LOCK_KEY}).scalar():
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"waited {LOCK_TIMEOUT_S:.0f} s for another process to finish migrating {display_url(url)}",
+                    hint=f"find the session holding advisory lock {PG_MIGRATION_LOCK_KEY} (pg_locks) and let it "
+                         "finish",
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_MIGRATION_LOCK_KEY})
+    except SQLAlchemyError as exc:
+        raise translate_error(exc, display_url(url)) from exc
+    finally:
+        connection.close()
