@@ -24,7 +24,9 @@ from mloop.commands.serve import serve
 from mloop.commands.server import server
 from mloop.commands.service import service_app
 from mloop.commands.token import token_app
+from mloop.commands.train import train as train_command
 from mloop.commands.trigger import trigger_app
+from mloop.commands.worker import worker
 from mloop.commands.user import user_app
 from mloop.commands.workflow import copy as copy_run_command, delete as delete_run_command, workflow_app
 from mloop.errors import BadArgumentError, MloopError, NotFoundError, Problem, SpecValidationError, StepFailed
@@ -54,6 +56,8 @@ app.command("delete")(delete_run_command)
 app.command("compare")(compare_command)
 app.command("serve")(serve)
 app.command("server")(server)
+app.command("train")(train_command)
+app.command("worker")(worker)
 
 # One pair of consoles for every command, the sub-command modules' included.
 from mloop.commands._common import err, out, parse_pairs  # noqa: E402,F401 - parse_pairs: mloop.cli's API
@@ -185,7 +189,9 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="print only the run id (first, so a failed run "
                                    "still has it)"),
         no_wait: bool = typer.Option(False, "--no-wait", help="return once the run only waits for input "
-                                     "(a delayed placeholder, a labeling task); `mloop resume` continues it")) -> None:
+                                     "(a delayed placeholder, a labeling task); `mloop resume` continues it"),
+        no_cache: bool = typer.Option(False, "--no-cache", help="run every job step, reusing no earlier result "
+                                      "(their results are still kept for later runs to reuse)")) -> None:
     """Run a workflow in this process; exits 0 only if the run succeeded (or, with --no-wait, waits for input)."""
     from mloop.console import Watcher
     from mloop.runs import raise_for_result, start_run
@@ -204,6 +210,10 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         if from_run:
             raise BadArgumentError("--from-run is not supported in client mode yet",
                                    hint="run the whole workflow, or run it on the server's machine")
+        if no_cache:
+            raise BadArgumentError("--no-cache is not supported in client mode yet",
+                                   hint="set step_cache = false in the server's mloop.toml, or use "
+                                        "StepPolicy(cache=False) on the steps that must run")
         with client:
             result = remote.run(client, spec, values, select_steps(spec, step_list, scene), quiet=quiet,
                                 follow=follow, no_wait=no_wait)
@@ -217,7 +227,7 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         # A path typed on the command line is relative to where it was typed.
         result = start_run(backend, spec, values, storages=parse_pairs(storage, "--storage"), steps=step_list,
                            scene=scene, base_dir=os.getcwd(), detach_when_waiting=no_wait, from_run=from_run,
-                           watch=Watcher(out, quiet=quiet, follow_logs=follow, print_id=True))
+                           cache=not no_cache, watch=Watcher(out, quiet=quiet, follow_logs=follow, print_id=True))
     raise_for_result(result)
 
 
@@ -310,8 +320,8 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
         origin = f", git {source['git_commit_id'][:12]}" + (f" on {source['git_branch']}" if source.get("git_branch") else "")
     out.print(f"release: version {release.version} of {release.workflow_name} ({release.spec_hash[:12]}{origin})",
               highlight=False)
-    if r.origin:
-        how = {k: v for k, v in r.origin.items() if k != "kind" and v not in (None, "")}
+    if r.origin and set(r.origin) - {"no_cache"}:
+        how = {k: v for k, v in r.origin.items() if k not in ("kind", "no_cache") and v not in (None, "")}
         out.print(f"started by: {r.origin.get('kind', '?')}" + (" (" + ", ".join(f"{k} {v}" for k, v in how.items())
                                                                 + ")" if how else ""), highlight=False)
     if r.params:
@@ -325,12 +335,25 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
         table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), _dur(s.started_at, s.finished_at),
                       Text(s.message or "", style="dim"))
     out.print(table)
+    _show_cache(steps, bool((r.origin or {}).get("no_cache")))
     produced = [(s.name, k, v) for s in steps for k, v in s.outputs.items()]
     if produced:
         out.print("outputs:")
         for step_name, key, value in produced:
             out.print(f"  {step_name}.{key}: {_output_text(value)}", highlight=False)
     out.print(f"{len(events)} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
+
+
+def _show_cache(steps: list[Any], no_cache: bool) -> None:
+    """Step caching: per job step, where its result came from or why it ran."""
+    from mloop.steps.caching import describe
+
+    lines = [(s.name, describe(s)) for s in steps]
+    lines = [(name, line) for name, line in lines if line]
+    if lines:
+        out.print("cache:" + (" off for this run (--no-cache)" if no_cache else ""), highlight=False)
+        for name, line in lines:
+            out.print(f"  {name}: {line}", highlight=False, overflow="fold")
 
 
 @app.command()

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from mloop.durations import duration_seconds
 from mloop.errors import ConfigError, UnknownFlavorError
 
 #: Prefix of the environment variables that set fields (matched case-insensitively).
@@ -33,6 +34,8 @@ class Flavor(BaseModel):
     cpu: float = Field(1.0, description="CPU cores requested")
     gpu: int = Field(0, description="GPUs requested")
     memory_gb: float = Field(2.0, description="memory requested, GiB")
+    resources: dict[str, float] = Field(default_factory=dict,
+                                        description="custom cluster resources requested (Ray), e.g. {special = 1}")
     description: str = ""
 
 
@@ -83,6 +86,19 @@ DEFAULT_FLAVORS: dict[str, Flavor] = {
     "modelarts.pool.visual.4xlarge": Flavor(cpu=32, gpu=4, memory_gb=256, description="ModelArts pool alias: 4 cards"),
     "modelarts.pool.visual.8xlarge": Flavor(cpu=64, gpu=8, memory_gb=512, description="ModelArts pool alias: 8 cards"),
 }
+
+
+class SparkCluster(BaseModel):
+    """What a MrsJobStep's ``cluster_id`` means on this installation: where ``spark-submit``
+    sends the job (``[mloop.spark_clusters.<id>]`` in mloop.toml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = Field(pattern=r"^(local(\[(\*|\d+)(,\d+)?\])?|yarn|spark://\S+|k8s://\S+|mesos://\S+)$",
+                        description="spark-submit --master: local[*], local[N], spark://host:7077, yarn, k8s://...")
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict,
+                                                      description="spark-submit --conf key=value pairs")
+    description: str = ""
 
 
 HOME_DIR = ".mloop"
@@ -212,7 +228,8 @@ class Settings(BaseModel):
 
     home: Path = Field(Path(".mloop"), description="folder for the local database, artifacts and run files")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<home>/mloop.db")
-    artifact_root: str | None = Field(None, description="fsspec URL or folder for artifacts; default <home>/artifacts")
+    artifact_root: str | None = Field(None, description="fsspec URL or folder for artifacts (s3://bucket/prefix; "
+                                                        "obs://bucket/prefix is the same); default <home>/artifacts")
     obs_root: str | None = Field(
         None, description="where obs://bucket/path URLs are stored; default <artifact_root>/obs"
     )
@@ -220,16 +237,56 @@ class Settings(BaseModel):
         "auto", description="how a /bucket/dir/ path in an OBS field (OBSPath, OBSOutputConfig, Storage default, "
                             "code_dir) is read: auto = local when /bucket is an existing folder, else under "
                             "obs_root; obs = always under obs_root; local = always local")
+    s3_endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$", description="S3-compatible store (MinIO, OBS, Ceph): http(s)://host"
+                                                          "[:port]; default AWS (or AWS_ENDPOINT_URL_S3)")
+    s3_region: str | None = Field(None, description="S3 region; default AWS_REGION / AWS_DEFAULT_REGION / ~/.aws")
+    s3_access_key_id: str | None = Field(None, description="S3 key for this process; better AWS_ACCESS_KEY_ID, "
+                                                           "which jobs inherit (default: the AWS chain)")
+    s3_secret_access_key: str | None = Field(None, description="its secret; better AWS_SECRET_ACCESS_KEY (never "
+                                                               "in mloop.toml)")
+    s3_max_attempts: int = Field(10, ge=1, description="tries of one S3 request on transient errors (throttling, "
+                                                      "5xx, dropped connections), with backoff")
+    s3_part_size_mb: int = Field(16, ge=5, description="S3 multipart part size, MiB: files of twice this go up in "
+                                                      "parallel parts, large downloads in ranges of it")
+    s3_concurrency: int = Field(8, ge=1, description="S3 parts or ranges of one file moving at the same time")
     keep_workdir_patterns: list[str] = Field(
         default_factory=lambda: ["artefacts/", "outputs/"],
         description="files a job writes into its working folder that are kept as step artifacts without a "
                     "declared output: 'name/' is a folder, anything else a path or glob (empty list: none)")
+    env_find_links: list[str] = Field(
+        default_factory=list, description="folders or URLs of wheels per-job environments install from first "
+                                          "(uv --find-links); a torch requirement a wheel there satisfies is "
+                                          "installed from it, e.g. a local CPU build in /opt/wheels")
+    env_index_url: str | None = Field(None, description="package index per-job environments install from "
+                                                        "(uv --index-url); default PyPI")
+    env_reuse_engine: bool = Field(True, description="run a job whose requirements.txt the engine's own "
+                                                     "interpreter already satisfies there, without an environment")
+    engines: dict[str, list[str]] = Field(
+        default_factory=dict, description="JobEngine(engine_name, engine_version) -> requirements of its "
+                                          "environment, keyed 'name==version' (or 'name' for any version)")
+    allow_apt_install: bool = Field(False, description="let a job's apt-pkgs.txt install missing Debian packages "
+                                                       "(apt-get, as root or with sudo -n); off: refused")
     executor: Literal["local", "ray"] = Field("local", description="where job processes run")
+    ray_address: str | None = Field(None, description="the Ray cluster of the ray executor: auto or host:port "
+                                                      "(MLOOP_RAY_ADDRESS); none: mloop run starts a local one")
     max_parallel: int = Field(4, ge=1, description="how many steps of one run may run at the same time")
     flavors: dict[str, Flavor] = Field(default_factory=lambda: dict(DEFAULT_FLAVORS),
                                        description="resource flavor table (id -> cpu/gpu/memory)")
+    step_cache: bool = Field(True, description="reuse the outputs and metrics of an earlier succeeded job step "
+                                                "with the same code, inputs, parameters, environment and flavor "
+                                                "instead of running it (off per run: mloop run --no-cache)")
+    cache_expiry: str = Field("7d", description="how long a step's result may be reused: 90s, 30m, 12h, 7d, 2w "
+                                               "or never (a step's StepPolicy(cache_expiry=...) wins)")
+    spark_clusters: dict[str, SparkCluster] = Field(
+        default_factory=dict, description="MrsJobStep cluster_id -> Spark master and --conf options; an id not "
+                                          "listed runs in local[*] on the job's machine")
+    spark_home: str | None = Field(None, description="Spark installation MrsJobSteps submit with (its "
+                                                     "bin/spark-submit); default $SPARK_HOME, else pyspark's")
     log_tail_lines: int = Field(20, ge=0, description="log lines shown when a step fails")
     stop_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM-to-SIGKILL grace period on stop")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="how often a server or worker engine records in the "
+                                                            "store that it is alive; after 3 missed beats another "
+                                                            "engine takes its running runs over")
     max_image_pixels: int = Field(100_000_000, ge=1,
                                   description="most pixels (width x height) an image may declare: larger ones are "
                                               "refused by dataset imports before decoding (decompression bombs)")
@@ -271,6 +328,12 @@ class Settings(BaseModel):
             return None
         return found
 
+    @field_validator("cache_expiry", mode="after")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
     @field_validator("flavors", mode="before")
     @classmethod
     def _merge_flavors(cls, value: Any) -> Any:
@@ -292,7 +355,10 @@ class Settings(BaseModel):
 
     @property
     def resolved_artifact_root(self) -> str:
-        return self.artifact_root or str(self.home_path / "artifacts")
+        root = self.artifact_root or str(self.home_path / "artifacts")
+        if root[:6].lower() == "obs://":  # ModelArts' name for the same S3-compatible store
+            return "s3://" + root[6:]
+        return root
 
     @property
     def resolved_obs_root(self) -> str:

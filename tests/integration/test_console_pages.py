@@ -144,6 +144,40 @@ def test_user_strings_are_escaped_and_runs_page_by_key(console: tuple[TestClient
     assert bad.status_code == 400 and "no run status" in bad.text
 
 
+def test_runs_filter_by_started_by_trigger_commit_and_day(console: tuple[TestClient, object]) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from mloop.store.models import Run
+
+    client, app = console
+    store = app.state.backend.store  # type: ignore[attr-defined]
+    release = store.create_release("wf", {"workflow": "wf"})
+    pushed = store.create_run(release.id, [("a", "job")], origin={"kind": "git", "trigger": "t1", "commit": "c0ffee12"})
+    other = store.create_run(release.id, [("a", "job")], origin={"kind": "git", "trigger": "t2", "commit": "deadbeef"})
+    timed = store.create_run(release.id, [("a", "job")], origin={"kind": "schedule", "schedule": "s"})
+    with store.db.session(write=True) as session:
+        session.execute(update(Run).where(Run.id == timed.id).values(
+            created_at=datetime(2026, 11, 1, 12, tzinfo=timezone.utc)))
+    login(client)
+
+    def shown(**params: str) -> list[str]:
+        answer = client.get("/ui/runs", params=params)
+        assert answer.status_code == 200, answer.text
+        return re.findall(r'<tr data-run-id="([^"]+)"', answer.text)
+
+    assert set(shown(by="git")) == {pushed.id, other.id}
+    assert shown(by="git", commit="c0ff") == [pushed.id]
+    assert shown(trigger="t2") == [other.id]
+    assert shown(since="2026-11-01", until="2026-11-01") == [timed.id]  # the whole day
+    assert timed.id not in shown(since=(datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat())
+    html = client.get("/ui/runs", params={"by": "git", "commit": "c0ff"}).text
+    assert 'value="c0ff"' in html and re.search(r'<option value="git" selected>', html)
+    bad = client.get("/ui/runs", params={"since": "yesterday"})
+    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.text
+
+
 def test_the_api_pages_runs_by_key_too(console: tuple[TestClient, object]) -> None:
     client, app = console
     store = app.state.backend.store  # type: ignore[attr-defined]

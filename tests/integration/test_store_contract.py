@@ -541,6 +541,38 @@ class StoreContract:
         with pytest.raises(TypeError, match="needs algorithm_id, name or subscription_id"):
             store.find_algorithm(version="1.0.0")
 
+    # -- run filters ------------------------------------------------------------------------
+    def test_runs_filter_by_creation_window_and_origin(self, store: Store) -> None:
+        from datetime import datetime, timedelta, timezone
+
+        from sqlalchemy import update
+
+        from mloop.store.models import Run
+
+        git = [make_run(store, origin={"kind": "git", "trigger": "main-push", "commit": c})
+               for c in ("abc123", "abd999", "50%_off")]
+        sched = make_run(store, origin={"kind": "schedule", "schedule": "nightly"})
+        plain = make_run(store)
+        day = datetime(2026, 11, 30, tzinfo=timezone.utc)
+        with store.db.session(write=True) as session:  # type: ignore[attr-defined]
+            for i, run in enumerate([*git, sched, plain]):
+                session.execute(update(Run).where(Run.id == run.id).values(created_at=day + timedelta(days=i)))
+
+        def ids(**kw: object) -> list[str]:
+            return [r.id for r in store.list_runs(limit=50, **kw)]  # type: ignore[arg-type]
+
+        assert ids(origin={"kind": "git"}) == [r.id for r in reversed(git)]
+        assert ids(origin={"kind": "git", "commit": "ab*"}) == [git[1].id, git[0].id]
+        assert ids(origin={"commit": "abc123"}) == [git[0].id]
+        assert ids(origin={"commit": "50%*"}) == [git[2].id]  # % and _ are literal in a prefix
+        assert ids(origin={"commit": "5*"}) == [git[2].id]
+        assert ids(origin={"commit": "_*"}) == []
+        assert ids(origin={"trigger": "main-push", "kind": "schedule"}) == []
+        assert ids(since=day + timedelta(days=1), until=day + timedelta(days=3)) == [git[2].id, git[1].id]
+        assert ids(since=day + timedelta(days=4)) == [plain.id]
+        assert ids(until=day + timedelta(days=1), origin={"kind": "git"}) == [git[0].id]
+        assert ids(origin={"kind": "schedule"}, before=sched.id) == []
+
     def test_algorithm_id_of_another_algorithm_is_refused(self, store: Store) -> None:
         store.register_algorithm(algorithm("resnet", "1.0.0"))
         clash = AlgorithmRecord(id="resnet-1.0.0", name="vgg", version="1.0.0", code_dir="/c")

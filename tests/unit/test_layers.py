@@ -20,7 +20,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "mloop"
 
-FOUNDATION = {"errors", "config", "spec", "store", "artifacts", "context", "metrics", "datasets", "registry"}
+FOUNDATION = {"errors", "durations", "config", "spec", "store", "artifacts", "context", "metrics", "datasets", "registry"}
 
 #: (importers, imported, why). Names are top-level packages or modules of mloop.
 FORBIDDEN: list[tuple[set[str], set[str], str]] = [
@@ -33,8 +33,9 @@ FORBIDDEN: list[tuple[set[str], set[str], str]] = [
     ({"engine"}, {"steps"}, "the engine is kind-blind: handlers register with it, it never imports them"),
     (FOUNDATION | {"engine", "executors", "runner", "steps", "services", "serving", "runs", "server"}, {"workflow"},
      "only specs cross from the SDK into the rest (STYLE 1)"),
-    (FOUNDATION | {"engine", "executors", "runner"}, {"cli", "commands", "console", "server"},
+    (FOUNDATION | {"engine", "executors", "runner"}, {"cli", "commands", "console", "server", "ci"},
      "nothing below the doors imports a door"),
+    ({"ci"}, {"cli", "console"}, "the GitHub Action is a door of its own: run service and client, no terminal"),
 ]
 #: The terminal renderer is imported only by these modules (the CLI and the SDK's verbs).
 RENDERER_USERS = ("mloop.cli", "mloop.commands.", "mloop.workflow.core")

@@ -60,13 +60,20 @@ class StepView:
     outputs_skipped: bool = False
 
 
+class Superseded(Exception):
+    """Another engine took over the run this one executes (it had been taken for dead)."""
+
+
 class Engine:
     """Executes runs against a store, an artifact store and an executor."""
 
     def __init__(self, store: Store, settings: Settings, artifacts: ArtifactStore,
                  executor: Executor | None = None, listener: Listener | None = None,
-                 detach_when_waiting: bool = False, handlers: HandlerRegistry | None = None) -> None:
+                 detach_when_waiting: bool = False, handlers: HandlerRegistry | None = None,
+                 engine_id: str | None = None) -> None:
         self.store, self.settings, self.artifacts = store, settings, artifacts
+        #: The registered server or worker engine this is (mloop.store.engines); None: a terminal's.
+        self.engine_id = engine_id
         #: Where each step kind's handler comes from (default: the registry mloop.steps fills).
         self.handlers = handlers or registry
         #: Leave (the run stays ``waiting_input``, resumable) once only waiting steps remain.
@@ -78,26 +85,32 @@ class Engine:
         self._interrupted = threading.Event()
 
     # -- public -----------------------------------------------------------------------------
-    def execute(self, run_id: str, *, resume: bool = False) -> RunRecord:
+    def execute(self, run_id: str, *, resume: bool = False, takeover: bool = False) -> RunRecord:
         """Run every pending step of ``run_id`` to the end; returns the finished run (or the
         run waiting for input, with ``detach_when_waiting``).
 
         Args:
             resume: take over a run left ``waiting_input`` by an engine that has gone.
+            takeover: continue a running run this engine has already claimed from a dead one
+                (:meth:`~mloop.store.engines.EngineRepository.take_over_run`; its orphaned
+                steps made pending again).
 
         Raises:
             RunStateError: the run is not pending (already running elsewhere, or finished), or
-                with ``resume``, not waiting or still owned by a live engine.
+                with ``resume``, not waiting or still owned by a live engine, or with
+                ``takeover``, not running under this engine.
         """
         run = self.store.get_run(run_id)
         release = self.store.get_release(run.release_id)
         spec = load_spec(release.spec, validate=False)
-        owner = process_owner()
-        if resume:
+        owner = process_owner(self.engine_id)
+        if takeover:
+            claimed = run.status == "running" and self.engine_id is not None and run.engine_id == self.engine_id
+        elif resume:
             if run.status != "waiting_input":
                 raise RunStateError(f"run {run.id} is {run.status}, not waiting for input",
                                     hint="only a run in waiting_input can be resumed")
-            if engine_alive(run):
+            if engine_alive(run, self.store):
                 raise RunStateError(f"run {run.id} is being run by process {run.engine_pid}",
                                     hint="it picks new input up by itself; nothing to resume")
             claimed = transitions.run(self.store, run.id, "running", expected_from=["waiting_input"],
@@ -105,6 +118,9 @@ class Engine:
         else:
             claimed = transitions.run(self.store, run.id, "running", expected_from=["pending"], **owner)
         if not claimed:
+            if takeover:
+                raise RunStateError(f"run {run.id} is not running under engine {self.engine_id}",
+                                    hint="another engine took it over first; it runs there")
             raise RunStateError(f"run {run.id} is {self.store.get_run(run.id).status}, not "
                                 f"{'waiting_input' if resume else 'pending'}",
                                 hint="use `mloop retry` for a failed or stopped run")
@@ -117,6 +133,11 @@ class Engine:
         execution = _Execution(self, ctx)
         try:
             return execution.loop()
+        except Superseded:
+            # Another engine took the run over (this one's heartbeat went stale): it owns the
+            # run's rows now, so leave them as they are and only end this engine's own jobs.
+            execution.let_go()
+            return self.store.get_run(run.id)
         except BaseException as exc:
             # A bug in mloop must not leave the run "running" with its jobs alive.
             execution.abort(f"the engine failed: {type(exc).__name__}: {exc}")
@@ -311,7 +332,8 @@ class _Execution:
         """Leave a run that only waits for input: it stays ``waiting_input`` with no engine,
         and whatever delivers the input (``mloop input``, ``mloop resume``) takes it over."""
         self.flush()
-        self.store.update_run(self.ctx.run_id, engine_pid=None, engine_host=None, engine_started_at=None)
+        self.store.update_run(self.ctx.run_id, engine_pid=None, engine_host=None, engine_started_at=None,
+                              engine_id=None)
         return self.store.get_run(self.ctx.run_id)
 
     def _preflight(self) -> None:
@@ -331,6 +353,8 @@ class _Execution:
             return
         self._last_stop_check = now
         run = self.store.get_run(self.ctx.run_id)
+        if self.engine.engine_id is not None and run.engine_id != self.engine.engine_id:
+            raise Superseded(run.engine_id)
         if self.waiting:  # values given with `mloop input` arrive through the store
             self.ctx.values.update({k: v for k, v in run.params.items() if v is not None})
         if not self.stopping and (interrupted or run.stop_requested):
@@ -431,7 +455,7 @@ class _Execution:
             self.stopping = True
         # What the step produced (metrics, artifacts) is committed with this transition.
         self._set(name, outcome.status, message, outcome=outcome, outputs=outcome.outputs,
-                  exit_code=outcome.exit_code)
+                  exit_code=outcome.exit_code, **outcome.fields)
         if outcome.metrics or outcome.artifacts:
             # Steps started later in this pass read them from the store (a condition on a
             # metric, a ModelStep recording its job's metrics): commit now, not at the pass's end.
@@ -439,6 +463,15 @@ class _Execution:
         for target in outcome.skip_steps:
             if target in self.views and self.views[target].status == "pending":
                 self._set(target, "skipped", f"condition step {name!r} took the other branch", outputs_skipped=True)
+
+    def let_go(self) -> None:
+        """Leave a run another engine took over: cancel this engine's jobs, write nothing."""
+        self._pending = []
+        for name, launched in list(self.running.items()):
+            try:
+                self.engine.handler(self.steps[name].type).cancel(launched, self.engine.settings.stop_grace_seconds)
+            except Exception:  # noqa: BLE001 - best effort: the run is no longer this engine's
+                pass
 
     def abort(self, reason: str) -> None:
         """End the run after an unexpected error: cancel jobs, fail what was running."""

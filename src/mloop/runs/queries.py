@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mloop.context import Context
@@ -20,6 +21,10 @@ from mloop.store.base import TERMINAL_STEP, EventRecord, MetricRecord, ReleaseRe
 
 __all__ = ["Comparison", "ComparedRow", "RunDetail", "Where", "compare_runs", "filter_runs", "has_live_engine", "list_runs", "log_lines", "log_tail", "run_detail", "run_metrics",
            "step_log_path"]
+
+
+#: Fields of a run's origin a filter may name (letters, digits, ``_``).
+ORIGIN_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass
@@ -40,8 +45,11 @@ def has_live_engine(run: RunRecord) -> bool:
 
 
 def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] | None = None,
-              limit: int = 20, offset: int = 0, before: str | None = None) -> list[RunRecord]:
-    """Runs, newest first, of one workflow and/or in some statuses.
+              limit: int = 20, offset: int = 0, before: str | None = None, *,
+              since: datetime | None = None, until: datetime | None = None,
+              origin: dict[str, str] | None = None) -> list[RunRecord]:
+    """Runs, newest first, of one workflow and/or in some statuses, created in a time window,
+    started by some origin (``{"kind": "git", "trigger": ..., "commit": "abc1*"}``).
 
     Raises:
         BadArgumentError: a status that no run can have (a filter that would quietly match
@@ -60,7 +68,11 @@ def list_runs(ctx: Context, workflow: str | None = None, status: Sequence[str] |
         shown = ", ".join(known[:10]) + (f" (and {len(known) - 10} more)" if len(known) > 10 else "")
         raise NotFoundError(f"no workflow named {workflow!r} has been run here",
                             hint=f"workflows: {shown}" if known else "no workflow has been run here yet")
-    return ctx.store.list_runs(workflow, list(status) if status else None, limit, offset, before=before)
+    bad = [k for k in origin or {} if not ORIGIN_KEY.fullmatch(k)]
+    if bad:
+        raise BadArgumentError(f"no run origin field {bad[0][:40]!r}", hint="e.g. kind, trigger, commit, user")
+    return ctx.store.list_runs(workflow, list(status) if status else None, limit, offset, before=before,
+                               since=since, until=until, origin=origin)
 
 
 def run_detail(ctx: Context, run_id: str) -> RunDetail:

@@ -27,6 +27,7 @@ from typing import Any
 
 from mloop import runner
 from mloop.artifacts import ArtifactStore, hash_dir, is_local, join_url, local_path, snapshot_dir
+from mloop.artifacts.s3 import job_environment as s3_environment
 from mloop.config import Settings
 from mloop.engine.context import InputUnavailable, RunContext
 from mloop.errors import ArtifactError, ConfigError, DatasetError, MetricsError, MloopError, NotFoundError
@@ -38,6 +39,8 @@ from mloop.spec.validate import VERSION_RE
 from mloop.store.base import MetricRecord, NewArtifact, Store
 from mloop.tracking.jobs import METRIC_SOURCE, close_job_tracking, open_job_tracking
 from mloop.engine.handlers import Launched, Outcome, StepHandler
+from mloop.steps import caching
+from mloop.runner import envs
 
 
 class JobSetupError(MloopError):
@@ -125,7 +128,7 @@ def resolve_resources(resource: dict[str, Any], settings: Settings) -> Resources
         raise ConfigError(f"node_count={nodes} needs a cluster; the local executor runs one node",
                           hint="use node_count=1, or MLOOP_EXECUTOR=ray")
     return Resources(cpu=found.cpu, gpu=found.gpu, memory_gb=found.memory_gb, node_count=nodes,
-                     flavor_id=str(flavor_id))
+                     flavor_id=str(flavor_id), custom=dict(found.resources))
 
 
 def _as_arg(value: Any) -> str:
@@ -172,14 +175,16 @@ def snapshot_code(artifacts: ArtifactStore, code_dir: str) -> tuple[str, str]:
 
     Content-addressed and written once: a folder already stored costs one hash and one
     existence check. A new one is copied (hashed while copied) under a temporary name and
-    renamed into place, so a snapshot is complete or absent.
+    renamed into place, so a snapshot is complete or absent (on an object store, where
+    nothing renames a folder, its files go first and a completion mark last:
+    :meth:`~mloop.artifacts.ArtifactStore.publish_dir`).
 
     Raises:
         ArtifactError: the code could not be read or stored.
     """
     digest = hash_dir(code_dir)
     url = artifacts.url("code", digest)
-    if artifacts.exists(url):
+    if artifacts.is_published(url):
         return url, digest
     root = local_path(artifacts.root)
     if root is not None:
@@ -200,17 +205,9 @@ def snapshot_code(artifacts: ArtifactStore, code_dir: str) -> tuple[str, str]:
         copy = os.path.join(scratch, "code")
         digest = snapshot_dir(code_dir, copy)
         url = artifacts.url("code", digest)
-        if artifacts.exists(url):
-            return url, digest
-        tmp = artifacts.url("code", f".{digest[:12]}.{uuid.uuid4().hex[:12]}.tmp")
-        artifacts.put_dir(copy, tmp)
-        fs = artifacts.fs
-        try:
-            fs.mv(fs._strip_protocol(tmp), fs._strip_protocol(url), recursive=True)
-        except Exception as exc:  # noqa: BLE001 - another engine may have stored it first
-            artifacts.rm(tmp, recursive=True, missing_ok=True)
-            if not artifacts.exists(url):
-                raise ArtifactError(f"cannot store the code snapshot at {url}: {exc}", url=url) from exc
+        if not artifacts.is_published(url):
+            # Files first, completion mark last: an object store has no atomic folder rename.
+            artifacts.publish_dir(copy, url)
     return url, digest
 
 
@@ -267,6 +264,7 @@ class JobHandler(StepHandler):
             boot = os.path.normpath(os.path.join(algo.code_dir, algo.boot_file))
             if not boot.startswith(algo.code_dir.rstrip(os.sep) + os.sep) or not os.path.isfile(boot):
                 raise JobSetupError(f"boot_file {algo.boot_file!r} is not a file inside code_dir {algo.code_dir}")
+        environment = job_environment(algo, ctx.settings)
         code_url, code_hash = _run_snapshot(ctx, algo.code_dir)
         boot_code_url = _boot_code(ctx, code_url, code_hash, algo.boot_file) if algo.boot_file else None
         log_path = os.path.join(ctx.run_dir, "steps", step.name, "job.log")
@@ -274,8 +272,9 @@ class JobHandler(StepHandler):
         inputs: list[JobInput] = []
         staged_in: dict[str, str] = {}
         datasets: dict[str, dict[str, Any]] = {}
+        resolved: dict[str, Any] = {}  # for the cache check
         for inp in step.inputs:
-            url = ctx.field_location(inp.data)
+            url = resolved[inp.name] = ctx.field_location(inp.data)
             if isinstance(url, dict):  # a dataset version: laid out in the job layout by the runner
                 files, datasets[inp.name] = dataset_files(ctx, step.name, inp.name, url)
                 inputs.append(JobInput(inp.name, "", "files", files))
@@ -312,6 +311,9 @@ class JobHandler(StepHandler):
             else:
                 raise JobSetupError(f"output {out.name!r} of type {out.type!r} is not supported yet by local jobs",
                                     hint="use obs_config or metrics_config outputs")
+        cache = _cache_check(step, ctx, algo, resources, code_url, code_hash, resolved, datasets)
+        if cache.origin is not None:
+            return caching.hit_outcome(ctx, step, cache, code_hash)
         minutes = step.policy.max_execution_minutes if step.policy else 10080
         # MLflow-compatible tracking and live metrics (MLFLOW_TRACKING_URI, MLOOP_METRICS_URL, ...)
         tracking = open_job_tracking(ctx.store, ctx.artifacts, run_id=ctx.run_id, step_name=step.name,
@@ -321,6 +323,7 @@ class JobHandler(StepHandler):
             parameters=[(name, _as_arg(value)) for name, value in algo.parameters.items()],
             inputs=inputs, outputs=outputs, metrics=metrics, metrics_outputs=metrics_outputs,
             env={**(tracking.env if tracking else {}), "MLOOP_OBS_ROOT": _obs_root(ctx),
+                 **s3_environment(ctx.settings),  # S3 endpoint, region, retries: never credentials
                  **{k: _as_arg(v) for k, v in algo.environments.items()}},
             resources=resources,
             timeout_seconds=float(minutes) * 60, workdir=workdir, workflow_name=ctx.spec.name, attempt=attempt,
@@ -328,6 +331,7 @@ class JobHandler(StepHandler):
             keep_patterns=list(ctx.settings.keep_workdir_patterns),
             keep_url=ctx.artifacts.url("runs", ctx.run_id, "steps", step.name, f"attempt-{attempt}", "workdir")
             if ctx.settings.keep_workdir_patterns else None,
+            environment=environment,
             log_header=(f"mloop: attempt {attempt} of step {step.name} on flavor {resources.flavor_id} "
                         f"(code {code_hash[:12]} from {algo.code_dir})"))
         wire = request.to_dict()
@@ -341,9 +345,11 @@ class JobHandler(StepHandler):
         values = {i["name"]: runner.input_path(wire, i) for i in wire["inputs"]}
         return Launched(handle, state={"outputs": produced, "metric_files": metric_files, "log_path": log_path,
                                        "step_metrics": runner.step_metrics_path(wire), "keep_url": wire["keep_url"],
-                                       "tracking": tracking.to_state() if tracking else None, "attempt": attempt},
-                        fields={"workdir": workdir, "log_path": log_path, "code_hash": code_hash, "pid": handle.pid,
-                                "executor_ref": handle.ref,
+                                       "tracking": tracking.to_state() if tracking else None, "attempt": attempt,
+                                       "cache": cache},
+                        fields={**cache.launch_fields(),
+                                "workdir": workdir, "log_path": log_path, "code_hash": code_hash, "pid": handle.pid,
+                                "executor_ref": handle.ref, "environment": envs.record(environment),
                                 "inputs": {"values": values, "staged": staged_in, "algorithm": algo.source,
                                            "engine": algo.engine, "argv": argv, "datasets": datasets}})
 
@@ -400,7 +406,7 @@ class JobHandler(StepHandler):
         artifacts = [NewArtifact(name, produced["type"], str(produced.get("url")))
                      for name, produced in outputs.items()]
         return Outcome("succeeded", None, outputs=outputs, exit_code=0, metrics=records,
-                       artifacts=artifacts)
+                       artifacts=artifacts, fields=caching.finished_fields(ctx, launched.state.get("cache"), outputs))
 
     def cancel(self, launched: Launched, grace_seconds: float) -> None:
         if launched.handle.ref is not None:
@@ -420,7 +426,44 @@ class JobHandler(StepHandler):
         if algo.boot_file and not os.path.isfile(os.path.join(algo.code_dir, algo.boot_file)):
             raise JobSetupError(f"step {step.name!r}: boot_file {algo.boot_file!r} is not in {algo.code_dir}",
                                 step=step.name)
-        resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
+        resources = resolve_resources(((props.get("spec") or {}).get("resource")) or {}, ctx.settings)
+        if self.executor is not None:  # None when validating: no cluster is asked
+            self.executor.check_resources(resources)
+        job_environment(algo, ctx.settings)
+
+
+def _cache_check(step: StepSpec, ctx: RunContext, algo: ResolvedAlgorithm, resources: Resources, code_url: str,
+                 code_hash: str, inputs: dict[str, Any], datasets: dict[str, dict[str, Any]]) -> caching.Decision:
+    """Step caching (:mod:`mloop.steps.caching`): whether this job may reuse an earlier
+    identical job's result, from everything that decides it as resolved for this attempt."""
+    import hashlib
+
+    env = {k: hashlib.sha256(_as_arg(v).encode()).hexdigest()[:16] for k, v in algo.environments.items()}
+    algorithm = {"boot_file": algo.boot_file, "command": algo.command, "source": algo.source,
+                 "engine": algo.engine, "env": env}
+    return caching.decide(ctx, step, code_dir=algo.code_dir, code_url=code_url, code_hash=code_hash,
+                          algorithm=algorithm, parameters=algo.parameters,
+                          flavor={"id": resources.flavor_id, "node_count": resources.node_count},
+                          inputs=inputs, datasets=datasets)
+
+
+def job_environment(algo: ResolvedAlgorithm, settings: Settings) -> dict[str, Any] | None:
+    """The job's environment (:func:`mloop.runner.envs.plan`: a ``requirements.txt`` or a mapped
+    ``JobEngine``, ``apt-pkgs.txt``, an image), refused here, before the run starts, when it
+    cannot be made on this machine: an ``image_url`` without a container runtime (with the
+    local executor; a cluster's nodes are checked where the job runs).
+
+    Raises:
+        JobSetupError: the image has no runtime to run in.
+    """
+    environment = envs.plan(algo.code_dir, algo.engine, settings)
+    if environment and environment["kind"] == "container" and not environment.get("runtime") \
+            and settings.executor == "local":
+        raise JobSetupError(f"the job's image {environment['image']} needs a container runtime, and neither docker "
+                            "nor podman is on PATH",
+                            hint="install docker or podman, or drop image_url from the JobEngine to run the job "
+                                 "in a per-job environment (requirements.txt)")
+    return environment
 
 
 def _obs_root(ctx: RunContext) -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:  # the repositories' modules import this one (for _Record)
     from mloop.store.datasets import DatasetRepository
+    from mloop.store.engines import EngineRepository
     from mloop.store.labels import LabelRepository
     from mloop.store.notify import NotifyRepository
     from mloop.store.registry import ModelRepository
@@ -75,6 +76,7 @@ class RunRecord(_Record):
     engine_pid: int | None = None
     engine_host: str | None = None
     engine_started_at: float | None = None  # process start time, guards against pid reuse
+    engine_id: str | None = None  # the server or worker engine that claimed it (heartbeats)
     stop_requested: bool = False
     message: str | None = None
     attempt: int = 1  # incremented by retry
@@ -232,6 +234,11 @@ class Store(abc.ABC):
 
     @property
     @abc.abstractmethod
+    def engines(self) -> EngineRepository:
+        """Engines sharing the database (heartbeats) and the takeover of a dead one's runs."""
+
+    @property
+    @abc.abstractmethod
     def tokens(self) -> TokenRepository:
         """API tokens of the server (hashed, scoped, revocable)."""
 
@@ -293,9 +300,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
-                  limit: int = 50, offset: int = 0, before: str | None = None) -> list[RunRecord]:
+                  limit: int = 50, offset: int = 0, before: str | None = None, *,
+                  since: datetime | None = None, until: datetime | None = None,
+                  origin: Mapping[str, str] | None = None) -> list[RunRecord]:
         """Newest first (skipping the first ``offset``; with ``before``, a run's full id, only the
-        runs after it in that order: keyset paging)."""
+        runs after it in that order: keyset paging); ``since``/``until`` bound the creation time,
+        ``origin`` matches values of the run's origin (a value ending in ``*``: a prefix)."""
 
     @abc.abstractmethod
     def count_runs_by_status(self) -> dict[str, int]:
@@ -334,6 +344,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def update_step(self, run_id: str, name: str, **fields: Any) -> StepRecord:
         """Set fields other than ``status``."""
+
+    @abc.abstractmethod
+    def find_cached_step(self, *, cache_key: str | None = None, workflow_name: str | None = None,
+                         step_name: str | None = None, ran: bool = False,
+                         exclude_run: str | None = None) -> StepRecord | None:
+        """The succeeded step that finished last among those that recorded a cache key (step
+        caching): with ``cache_key`` (what a step may reuse), and/or of ``workflow_name``'s
+        step ``step_name`` (what a step that was not cached is compared with).
+
+        Args:
+            ran: only steps that ran, not ones that were themselves cached from another.
+            exclude_run: leave out this run's steps.
+        """
 
     @abc.abstractmethod
     def transition_step(self, run_id: str, name: str, to_status: str, *, message: str | None = None,

@@ -105,6 +105,8 @@ class Run(Base):
     engine_pid: Mapped[int | None] = mapped_column(Integer)
     engine_host: Mapped[str | None] = mapped_column(String)
     engine_started_at: Mapped[float | None] = mapped_column(Double)
+    # The server or worker engine that claimed it (mloop.store.engines); null from a terminal.
+    engine_id: Mapped[str | None] = mapped_column(String, index=True)
     stop_requested: Mapped[bool] = mapped_column(Boolean)
     message: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer)

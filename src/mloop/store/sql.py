@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any, cast, get_args
@@ -44,6 +44,7 @@ from mloop.store.base import (
 )
 from mloop.store.database import Database
 from mloop.store.datasets import DatasetRepository
+from mloop.store.engines import EngineRepository
 from mloop.store.labels import LabelRepository
 from mloop.store.notify import NotifyRepository
 from mloop.store.models import Algorithm, Artifact, Event, Metric, Release, Run, Step, as_utc
@@ -69,7 +70,7 @@ _STEP_STATUSES = frozenset(get_args(StepStatus))
 #: Fields ``update_run``/``transition_run`` may set; ``status`` changes only by transition.
 _RUN_FIELDS = frozenset({
     "params", "storages", "selected_steps", "started_at", "finished_at", "engine_pid",
-    "engine_host", "engine_started_at", "stop_requested", "message", "attempt",
+    "engine_host", "engine_started_at", "engine_id", "stop_requested", "message", "attempt",
 })
 _STEP_FIELDS = frozenset({
     "attempt", "started_at", "finished_at", "pid", "exit_code", "message", "inputs", "outputs",
@@ -265,6 +266,7 @@ class SQLStore(Store):
         self._schedules = ScheduleRepository(self.db)
         self._triggers = TriggerRepository(self.db)
         self._tokens = TokenRepository(self.db)
+        self._engines = EngineRepository(self.db)
         self._users = UserRepository(self.db)
         self._notify = NotifyRepository(self.db)
         self._workflows = WorkflowRepository(self.db)
@@ -310,6 +312,10 @@ class SQLStore(Store):
     @property
     def tokens(self) -> TokenRepository:
         return self._tokens
+
+    @property
+    def engines(self) -> EngineRepository:
+        return self._engines
 
     @property
     def users(self) -> UserRepository:
@@ -477,7 +483,9 @@ class SQLStore(Store):
             return matches[0].to_record()
 
     def list_runs(self, workflow_name: str | None = None, status: Sequence[str] | None = None,
-                  limit: int = 50, offset: int = 0, before: str | None = None) -> list[RunRecord]:
+                  limit: int = 50, offset: int = 0, before: str | None = None, *,
+                  since: datetime | None = None, until: datetime | None = None,
+                  origin: Mapping[str, str] | None = None) -> list[RunRecord]:
         """Runs, newest first (by created_at, number, id).
 
         Args:
@@ -487,6 +495,9 @@ class SQLStore(Store):
             offset: skip this many first (pages).
             before: keyset paging: only runs after this run (full id) in that order — one indexed
                 query per page however deep, where an offset reads and drops every row before it.
+            since, until: only runs created at or after ``since`` and before ``until`` (UTC).
+            origin: only runs whose origin has these values (``kind``: git, schedule, api,
+                console …; ``trigger``; ``commit``: a value ending in ``*`` matches a prefix).
 
         Raises:
             NotFoundError: ``before`` is no run's id.
@@ -496,6 +507,17 @@ class SQLStore(Store):
             query = query.where(Run.workflow_name == workflow_name)
         if status is not None:
             query = query.where(Run.status.in_(list(status)))
+        if since is not None:
+            query = query.where(Run.created_at >= as_utc(since))
+        if until is not None:
+            query = query.where(Run.created_at < as_utc(until))
+        for key, value in (origin or {}).items():
+            field = Run.origin[key].as_string()
+            if value.endswith("*"):
+                prefix = value[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(field.like(prefix + "%", escape="\\"))
+            else:
+                query = query.where(field == value)
         with self._session(write=False) as session:
             if before is not None:
                 cursor = session.get(Run, before)
@@ -631,6 +653,26 @@ class SQLStore(Store):
                 setattr(row, key, value)
             session.flush()
             return row.to_record()
+
+    def find_cached_step(self, *, cache_key: str | None = None, workflow_name: str | None = None,
+                         step_name: str | None = None, ran: bool = False,
+                         exclude_run: str | None = None) -> StepRecord | None:
+        """See :meth:`Store.find_cached_step`; by ``cache_key`` it is one indexed lookup."""
+        query = select(Step).where(Step.status == "succeeded", Step.cache_key.is_not(None))
+        if cache_key is not None:
+            query = query.where(Step.cache_key == cache_key)
+        if step_name is not None:
+            query = query.where(Step.name == step_name)
+        if workflow_name is not None:
+            query = query.join(Run, Run.id == Step.run_id).where(Run.workflow_name == workflow_name)
+        if ran:
+            query = query.where(Step.cached_from.is_(None))
+        if exclude_run is not None:
+            query = query.where(Step.run_id != exclude_run)
+        query = query.order_by(Step.finished_at.desc()).limit(1)
+        with self._session(write=False) as session:
+            row = session.scalars(query).first()
+            return row.to_record() if row is not None else None
 
     def transition_step(self, run_id: str, name: str, to_status: str, *, message: str | None = None,
                         expected_from: Sequence[str] | None = None, **fields: Any) -> bool:

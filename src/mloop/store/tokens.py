@@ -144,7 +144,7 @@ class TokenRepository:
         with self.db.session(write=True) as session:
             done = session.execute(update(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
                                    .values(revoked_at=_now()))
-            return int(done.rowcount or 0)
+            return int(getattr(done, "rowcount", 0) or 0)  # an UPDATE's result is a CursorResult
 
     def count_live(self) -> int:
         """How many tokens are not revoked."""

@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from mloop.errors import AuthError, MloopError, TooManyRequestsError
+from mloop.errors import AuthError, BadArgumentError, MloopError, TooManyRequestsError
 from mloop.server.web.session import (
     COOKIE, LOGIN_COOKIE, CsrfRefused, LoginRequired, Session, is_local_next, login_url, new_login_nonce,
     require_session, security_headers, session_of,
@@ -255,9 +255,30 @@ def overview_live(request: Request, session: Session = Depends(require_session))
 
 # -- runs ----------------------------------------------------------------------------------------
 
+#: "Started by" choices of the runs list (a run's ``origin.kind``).
+ORIGIN_KINDS = ("api", "console", "copy", "git", "schedule")
+
+
+def _day(text: str | None, field: str, end: bool = False) -> datetime | None:
+    """A ``YYYY-MM-DD`` (or ISO date-time) filter value as UTC; a day's end is the next midnight."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadArgumentError(f"{field}: {text[:40]!r} is not a date", hint="YYYY-MM-DD, e.g. 2026-12-01") from None
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if end and len(text.strip()) == 10:
+        value += timedelta(days=1)
+    return value
+
+
 @router.get("/runs")
 def runs_page(request: Request, workflow: str | None = None, state: str | None = None, before: str | None = None,
-              limit: int = PAGE_SIZE, session: Session = Depends(require_session)) -> Response:
+              limit: int = PAGE_SIZE, since: str | None = Query(None, max_length=40),
+              until: str | None = Query(None, max_length=40), by: str | None = Query(None, max_length=32),
+              trigger: str | None = Query(None, max_length=64), commit: str | None = Query(None, max_length=64),
+              session: Session = Depends(require_session)) -> Response:
     from mloop.engine.transitions import RUN_STATUSES
     from mloop.runs import list_runs
     from mloop.server.app import http_status
@@ -267,18 +288,24 @@ def runs_page(request: Request, workflow: str | None = None, state: str | None =
     workflow, state, before = workflow or None, state or None, before or None
     limit = max(1, min(int(limit), 200))
     error, status_code, runs, older = None, 200, [], None
+    texts = {"since": since or "", "until": until or "", "by": by or "", "trigger": trigger or "",
+             "commit": (commit or "").strip()}
+    origin = {k: v for k, v in {"kind": texts["by"], "trigger": texts["trigger"],
+                                "commit": texts["commit"] + "*" if texts["commit"] else ""}.items() if v}
     try:
-        found = list_runs(ctx, workflow, [state] if state else None, limit + 1, before=before)
+        found = list_runs(ctx, workflow, [state] if state else None, limit + 1, before=before,
+                          since=_day(since, "since"), until=_day(until, "until", end=True), origin=origin or None)
         runs = found[:limit]
         older = runs[-1].id if len(found) > limit else None
     except MloopError as exc:
-        error, status_code = exc.message, http_status(exc)
-    filters = {k: v for k, v in {"workflow": workflow, "state": state}.items() if v}
+        error, status_code = exc.message + (f" ({exc.hint})" if exc.hint else ""), http_status(exc)
+    filters = {k: v for k, v in {"workflow": workflow, "state": state, **texts}.items() if v}
     if limit != PAGE_SIZE:
         filters["limit"] = str(limit)
     return render(request, "runs.html", status_code=status_code, runs=runs, older=older, error=error,
-                  workflow=workflow or "", state=state or "", before=before, filters=filters,
-                  workflows=[w.name for w in list_workflows(ctx)], states=sorted(RUN_STATUSES))
+                  workflow=workflow or "", state=state or "", before=before, filters=filters, texts=texts,
+                  workflows=[w.name for w in list_workflows(ctx)], states=sorted(RUN_STATUSES),
+                  kinds=ORIGIN_KINDS)
 
 
 #: A plain run page, mounted only while mloop.server.web.run_page (the full one) is absent.
