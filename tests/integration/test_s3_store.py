@@ -235,6 +235,14 @@ class TestWholePathOnS3:
             assert files["model.bin"] == b"".join(p.read_bytes() for p in ordered)
             assert files["customize_service.py"] == b"class Service:\n    pass\n"
             assert registry.get_model_version(second.backend, "pets-model").content_hash == model.content_hash
+            # The job's log: the first machine's file is not on the second one; the copy in the bucket is.
+            from mloop.runs.queries import log_lines
+
+            local_log = Path(done.steps["train"].log_path)
+            local_log.rename(tmp_path / "elsewhere.log")
+            assert f"x/logs/{done.run.id}/train.log" in keys
+            lines = [line for _, line in log_lines(second.backend, done.run.id, "train")]
+            assert "trained on 7 files" in "\n".join(lines)
         finally:
             second.close()
 

@@ -126,6 +126,14 @@ def log_lines(ctx: Context, run_id: str, step: str | None = None, *, follow: boo
     while True:
         for t in targets:
             rec = ctx.store.get_step(run.id, t.name)
+            if rec.log_path and not os.path.exists(rec.log_path) and offsets[t.name] == 0 \
+                    and rec.status in TERMINAL_STEP:
+                stored = _stored_log(ctx, run.id, t.name)  # another machine ran it: its copy in the store
+                if stored is not None:
+                    offsets[t.name] = len(stored)
+                    for line in stored.decode("utf-8", "replace").splitlines():
+                        yield t.name, line
+                continue
             if not rec.log_path or not os.path.exists(rec.log_path):
                 continue
             with open(rec.log_path, "rb") as fh:
@@ -140,6 +148,18 @@ def log_lines(ctx: Context, run_id: str, step: str | None = None, *, follow: boo
         if all(s in TERMINAL_STEP for s in states) and ctx.store.get_run(run.id).status != "running":
             return
         time.sleep(poll_seconds)
+
+
+def _stored_log(ctx: Context, run_id: str, step: str) -> bytes | None:
+    """A finished job's log as the job handler copied it into a remote artifact store, or None."""
+    from mloop.artifacts import is_local
+    from mloop.steps.job import stored_log_url
+
+    artifacts = ctx.artifacts
+    if artifacts is None or is_local(artifacts.root):
+        return None
+    url = stored_log_url(artifacts, run_id, step)
+    return artifacts.read_bytes(url) if artifacts.exists(url) else None
 
 
 # -- comparing runs and filtering them by value -----------------------------------------------------

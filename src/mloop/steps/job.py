@@ -359,6 +359,7 @@ class JobHandler(StepHandler):
         tracked = close_job_tracking(ctx.store, launched.state.get("tracking"), run_id=ctx.run_id,
                                      step_name=step.name, attempt=launched.state.get("attempt", 1),
                                      succeeded=exit.exit_code == 0)
+        keep_log(ctx.artifacts, ctx.run_id, step.name, launched.state.get("log_path"))
         if exit.exit_code != 0:
             if exit.timed_out:
                 reason = f"{exit.reason} (max_execution_minutes)"
@@ -501,6 +502,27 @@ def _read_metrics(ctx: RunContext, where: str) -> list[Any]:
     if not fs.isfile(key):
         raise FileNotFoundError(where)
     return parse_metrics(fs.cat_file(key), source=where)
+
+
+def stored_log_url(artifacts: ArtifactStore, run_id: str, step_name: str) -> str:
+    """Where a job's log is kept in a remote artifact store (``<root>/logs/<run id>/<step>.log``)."""
+    return artifacts.url("logs", run_id, f"{step_name}.log")
+
+
+def keep_log(artifacts: ArtifactStore | None, run_id: str, step_name: str, log_path: str | None) -> None:
+    """Copy a finished job's log into the artifact store when that store is remote (S3), so
+    another machine sharing the database and bucket reads it (``mloop logs``); the local file
+    stays what a live view follows. A failed copy is a warning, never the step's failure."""
+    if artifacts is None or is_local(artifacts.root) or not log_path or not os.path.exists(log_path):
+        return
+    try:
+        with open(log_path, "rb") as fh:
+            artifacts.write_bytes(stored_log_url(artifacts, run_id, step_name), fh.read())
+    except (OSError, MloopError) as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("the log of step %s was not copied to %s: %s", step_name,
+                                            artifacts.root, exc)
 
 
 def _runner_failure(log_path: str | None) -> str | None:
