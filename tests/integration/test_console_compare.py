@@ -6,6 +6,7 @@ per run and no script error under the CSP."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator
@@ -132,6 +133,43 @@ def test_the_runs_list_picks_runs_to_compare(world: dict[str, Any]) -> None:
 
 
 def test_the_charts_draw_in_a_real_browser(world: dict[str, Any]) -> None:
+    a, b, c = world["runs"]
+    with served_page(world["app"]) as (page, url, errors):
+        page.goto(f"{url}/ui/compare?run={a}&run={b}&run={c}")
+        page.wait_for_selector("body[data-charts-ready='1']", timeout=15_000)
+        holder = page.locator(".chart[data-key='train.loss']")
+        assert holder.get_attribute("data-series") == "3"
+        assert holder.get_attribute("data-points") == "8"  # the x values joined
+        assert page.locator(".chart[data-key='train.loss'] canvas").count() == 1
+        legend = page.locator(".chart[data-key='train.loss'] .u-legend").inner_text()
+        assert legend.count("cmp #") == 3
+        page.check(".chart[data-key='train.loss'] label.log input")
+        page.wait_for_function("document.querySelectorAll(\".chart[data-key='train.loss'] canvas\").length == 1")
+        assert errors == []
+
+
+def test_the_run_page_draws_a_confusion_matrix_heat_map_and_histogram_bars(world: dict[str, Any]) -> None:
+    """Rows are predictions, columns true labels (ModelArts' layout): precision of a class is its
+    diagonal over its row, recall over its column."""
+    with served_page(world["app"]) as (page, url, errors):
+        page.goto(f"{url}/ui/runs/{world['runs'][0]}#step=train")
+        page.wait_for_selector("table.matrix.heat", timeout=15_000)
+        rows = page.locator("table.matrix.heat tbody tr")
+        assert rows.nth(0).inner_text().split("\t") == ["cat", "8", "2", "80.0%"]  # precision 8/10
+        assert rows.nth(1).inner_text().split("\t") == ["dog", "0", "10", "100.0%"]
+        assert rows.nth(2).inner_text().split("\t") == ["recall", "100.0%", "83.3%", "90.0%"]
+        shaded = page.locator("table.matrix.heat tbody tr:first-child td:nth-child(2)")
+        assert "rgba(22, 163, 74" in shaded.evaluate("td => td.style.backgroundColor")
+        assert page.locator(".chart.histogram[data-key='confidence'] canvas").count() == 1
+        page.check(".chart[data-key='loss'] label.log input")
+        page.wait_for_function("document.querySelectorAll(\".chart[data-key='loss'] canvas\").length == 1")
+        assert errors == []
+
+
+@contextlib.contextmanager
+def served_page(app: Any) -> Iterator[tuple[Any, str, list[str]]]:
+    """The app served by uvicorn on loopback and a logged-in Chromium page on it, with the
+    page's script errors (and console errors, which CSP refusals are) collected."""
     from console_helpers import chromium_missing, launch_browser, log_in
 
     reason = chromium_missing()
@@ -140,13 +178,12 @@ def test_the_charts_draw_in_a_real_browser(world: dict[str, Any]) -> None:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    server = uvicorn.Server(uvicorn.Config(world["app"], host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.started, 30, "the server to start")
         url = "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
-        a, b, c = world["runs"]
         with sync_playwright() as pw:
             chromium = launch_browser(pw)
             try:
@@ -154,64 +191,11 @@ def test_the_charts_draw_in_a_real_browser(world: dict[str, Any]) -> None:
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
-                        and not msg.text.startswith("Failed to load resource") else None)  # CSP refusals too
+                        and not msg.text.startswith("Failed to load resource") else None)
                 page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
                         if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
                 log_in(page, url)
-                page.goto(f"{url}/ui/compare?run={a}&run={b}&run={c}")
-                page.wait_for_selector("body[data-charts-ready='1']", timeout=15_000)
-                holder = page.locator(".chart[data-key='train.loss']")
-                assert holder.get_attribute("data-series") == "3"
-                assert holder.get_attribute("data-points") == "8"  # the x values joined
-                assert page.locator(".chart[data-key='train.loss'] canvas").count() == 1
-                legend = page.locator(".chart[data-key='train.loss'] .u-legend").inner_text()
-                assert legend.count("cmp #") == 3
-                page.check(".chart[data-key='train.loss'] label.log input")
-                page.wait_for_function("document.querySelectorAll(\".chart[data-key='train.loss'] canvas\").length == 1")
-                assert errors == []
-            finally:
-                chromium.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-def test_the_run_page_draws_a_confusion_matrix_heat_map_and_histogram_bars(world: dict[str, Any]) -> None:
-    """Rows are predictions, columns true labels (ModelArts' layout): precision of a class is its
-    diagonal over its row, recall over its column."""
-    from console_helpers import chromium_missing, launch_browser, log_in
-
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
-    server = uvicorn.Server(uvicorn.Config(world["app"], host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 30, "the server to start")
-        url = "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
-        with sync_playwright() as pw:
-            chromium = launch_browser(pw)
-            try:
-                page = chromium.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                log_in(page, url)
-                page.goto(f"{url}/ui/runs/{world['runs'][0]}#step=train")
-                page.wait_for_selector("table.matrix.heat", timeout=15_000)
-                rows = page.locator("table.matrix.heat tbody tr")
-                assert rows.nth(0).inner_text().split("\t") == ["cat", "8", "2", "80.0%"]  # precision 8/10
-                assert rows.nth(1).inner_text().split("\t") == ["dog", "0", "10", "100.0%"]
-                assert rows.nth(2).inner_text().split("\t") == ["recall", "100.0%", "83.3%", "90.0%"]
-                shaded = page.locator("table.matrix.heat tbody tr:first-child td:nth-child(2)")
-                assert "rgba(22, 163, 74" in shaded.evaluate("td => td.style.backgroundColor")
-                assert page.locator(".chart.histogram[data-key='confidence'] canvas").count() == 1
-                page.check(".chart[data-key='loss'] label.log input")
-                page.wait_for_function("document.querySelectorAll(\".chart[data-key='loss'] canvas\").length == 1")
-                assert errors == []
+                yield page, url, errors
             finally:
                 chromium.close()
     finally:

@@ -4,21 +4,13 @@
 //
 // Run labels and chart keys come from users: they go into the DOM as text, never as HTML.
 
+import { el } from "./dom.js";
+
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f",
   "#7c2d12", "#1e3a8a", "#365314", "#701a75"];
 const data = JSON.parse(document.getElementById("compare-data").textContent);
 const box = document.getElementById("compare-charts");
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 // One x array (the sorted union of every series' x) and each series' y on it (null where absent).
 export function joinSeries(series) {

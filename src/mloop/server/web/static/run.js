@@ -6,6 +6,8 @@
 // metric values) goes into the DOM as text (textContent / createTextNode / SVG text nodes);
 // nothing here assigns innerHTML.
 
+import { el } from "./dom.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const TERMINAL = new Set(["succeeded", "failed", "stopped", "skipped"]);
 const RUN_TERMINAL = new Set(["succeeded", "failed", "stopped"]);
@@ -25,16 +27,6 @@ const steps = new Map(data.steps.map((s) => [s.name, { ...s, el: null }]));
 const $ = (id) => document.getElementById(id);
 
 // -- small DOM helpers ---------------------------------------------------------------------------
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 function svg(tag, attrs) {
   const node = document.createElementNS(SVG, tag);
