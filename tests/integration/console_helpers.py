@@ -7,6 +7,7 @@ Tests that need the browser skip, saying why, only when chromium or playwright i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -158,5 +159,52 @@ def log_in(page: Any, url: str, user: str = USER, password: str = PASSWORD) -> N
     page.wait_for_url(re.compile(r".*/ui/(\?.*)?$|.*/ui/(?!login).*"))
 
 
-__all__ = ["CHROMIUM", "MLOOP", "PASSWORD", "USER", "XSS", "ConsoleServer", "browser", "chromium_missing",
+@contextlib.contextmanager
+def app_on_loopback(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on 127.0.0.1 (a free port); yields its URL."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 30, "the server to start")
+        yield "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@contextlib.contextmanager
+def logged_in_pages(url: str, users: tuple[str, ...] = (USER,)) -> Iterator[list[tuple[Any, list[str]]]]:
+    """One headless Chromium with a page per user (each its own context, so its own cookies),
+    logged in; each page comes with the script, console and HTTP errors it meets (CSP
+    refusals are console errors). Skips when chromium or playwright is missing."""
+    reason = chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch_browser(pw)
+        try:
+            pages = []
+            for user in users:
+                page = chromium.new_context().new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error"
+                        and not msg.text.startswith("Failed to load resource") else None)
+                page.on("response", lambda r, errors=errors: errors.append(f"{r.status} {r.url}")
+                        if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+                log_in(page, url, user)
+                pages.append((page, errors))
+            yield pages
+        finally:
+            chromium.close()
+
+
+__all__ = ["CHROMIUM", "app_on_loopback", "logged_in_pages", "MLOOP", "PASSWORD", "USER", "XSS", "ConsoleServer", "browser", "chromium_missing",
            "console_server", "launch_browser", "log_in", "start_console_server", "stop_console_server"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("jinja2")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from helpers import Embedded, wait_until, write_job, write_workflow  # noqa: E402
+from helpers import Embedded, write_job, write_workflow  # noqa: E402
 
 from mloop.config import Settings  # noqa: E402
 from mloop.server.app import create_app  # noqa: E402
@@ -168,36 +167,8 @@ def test_the_run_page_draws_a_confusion_matrix_heat_map_and_histogram_bars(world
 
 @contextlib.contextmanager
 def served_page(app: Any) -> Iterator[tuple[Any, str, list[str]]]:
-    """The app served by uvicorn on loopback and a logged-in Chromium page on it, with the
-    page's script errors (and console errors, which CSP refusals are) collected."""
-    from console_helpers import chromium_missing, launch_browser, log_in
+    """The app on loopback and a logged-in Chromium page on it, with the errors it meets."""
+    from console_helpers import app_on_loopback, logged_in_pages
 
-    reason = chromium_missing()
-    if reason:
-        pytest.skip(reason)
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, 30, "the server to start")
-        url = "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
-        with sync_playwright() as pw:
-            chromium = launch_browser(pw)
-            try:
-                page = chromium.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
-                        and not msg.text.startswith("Failed to load resource") else None)
-                page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
-                        if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
-                log_in(page, url)
-                yield page, url, errors
-            finally:
-                chromium.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with app_on_loopback(app) as url, logged_in_pages(url) as [(page, errors)]:
+        yield page, url, errors

@@ -394,5 +394,8 @@ def install(app: Any) -> None:
     from mloop.server.web.datasets_page import router as datasets_router
 
     app.include_router(datasets_router)
+    from mloop.server.web.labeling_page import router as labeling_router
+
+    app.include_router(labeling_router)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC_DIR), check_dir=False), name="ui-static")
