@@ -201,6 +201,18 @@ class Dispatcher:
             self._running[run.id] = _Slot(run.workflow_name, thread)
         thread.start()
 
+    def resume(self, run_id: str, workflow_name: str) -> bool:
+        """Go on with a run that waited for input with no engine (its engine detached while it
+        waited): an engine of this dispatcher resumes it now, outside the queue's limits (it
+        was admitted when it started). False if this dispatcher runs it already."""
+        with self._lock:
+            slot = self._running.get(run_id)
+            if slot is not None and not slot.done and slot.thread.is_alive():
+                return False
+        run = self.ctx.store.get_run(run_id)
+        self._spawn(run, resume=True)
+        return True
+
     def take_over(self) -> list[str]:
         """Take over the running runs of dead engines, within the limits; the ids taken.
 

@@ -168,7 +168,66 @@ def run_page(request: Request, run_id: str, session: Session = Depends(require_s
         return render(request, "error.html", status_code=http_status(exc), title="Run", message=exc.message)
     notice = request.query_params.get("notice") or ""
     error = request.query_params.get("error") or ""
-    return render(request, "run.html", data=data, run=data["run"], notice=notice[:300], error=error[:300])
+    return render(request, "run.html", data=data, run=data["run"], notice=notice[:300], error=error[:300],
+                  **_waiting(_ctx(request), run_id, session))
+
+
+def _waiting(ctx: Context, run_id: str, session: Session, typed: dict[str, str] | None = None,
+             errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a run waiting for input asks for: the form of its delayed placeholders with no value,
+    and the labeling tasks it waits on."""
+    from mloop.server.web.workflow_page import delayed_fields
+    from mloop.spec import load_spec
+
+    run = ctx.store.get_run(run_id)
+    if run.status != "waiting_input":
+        return {"inputs": [], "label_tasks": []}
+    spec = load_spec(ctx.store.get_release(run.release_id).spec, validate=False)
+    from mloop.services.labels import list_tasks
+
+    tasks = [t for t in list_tasks(ctx, status="in_progress") if t.run_id == run.id]
+    return {"inputs": delayed_fields(spec, run.params, typed, errors), "label_tasks": tasks,
+            "can_input": session.allows("run")}
+
+
+def _resume_if_left(request: Request, ctx: Context, run: Any) -> None:
+    """A run that waited with no engine goes on in the server's queue (as ``POST /runs/{id}/input``
+    does); one an engine still runs picks the values up by itself."""
+    from mloop.runs.service import resumable
+
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None and resumable(ctx, run):
+        dispatcher.resume(run.id, run.workflow_name)
+
+
+@router.post("/ui/runs/{run_id}/input")
+async def give_input(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    """Values for a waiting run's delayed placeholders (the API's ``POST /runs/{id}/input``)."""
+    from mloop.errors import PlaceholderValueError
+    from mloop.runs.service import provide_input
+    from mloop.server.app import http_status
+    from mloop.server.web.pages import render
+
+    _may_act(session)
+    form = await request.form()
+    typed = {k[2:]: str(v) for k, v in form.multi_items() if k.startswith("v:") and isinstance(v, str)}
+    values = {k: v for k, v in typed.items() if v.strip() != ""}
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    try:
+        if not values:
+            raise PlaceholderValueError([])
+        run = provide_input(ctx, run.id, values)
+        _resume_if_left(request, ctx, run)
+    except PlaceholderValueError as exc:
+        errors = {p.placeholder or "": p.message for p in exc.problems}
+        loose = errors.pop("", None) or ("give a value" if not exc.problems else "see the fields marked below")
+        data = _page_data(request, ctx, session, run.id)
+        return render(request, "run.html", status_code=422, data=data, run=data["run"], notice="", error=loose,
+                      **_waiting(ctx, run.id, session, typed, errors))
+    except MloopError as exc:
+        return _back(run.id, error=exc.message)
+    return _back(run.id, notice="values given: the run goes on")
 
 
 @router.get("/ui/runs/{run_id}/state")

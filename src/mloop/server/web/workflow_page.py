@@ -103,6 +103,27 @@ def form_fields(view: Any, spec: Any, typed: dict[str, str], errors: dict[str, s
     return fields
 
 
+def delayed_fields(spec: Any, given: dict[str, Any], typed: dict[str, str] | None = None,
+                   errors: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Form fields for a run's delayed placeholders (``delay=True``) that have no value yet: what
+    a run waiting for input asks for."""
+    typed, errors = typed or {}, errors or {}
+    wanted: list[dict[str, Any]] = []
+    for p in spec.parameters:
+        if p.delay and given.get(p.name) is None:
+            wanted.append({"name": p.name, "kind": "parameter", "type": str(getattr(p.type, "value", p.type)),
+                           "default": p.default, "required": p.required, "description": p.description or "",
+                           "enum": p.enum})
+    for d in spec.data_requirements:
+        if d.delay and given.get(d.name) is None:
+            wanted.append({"name": d.name, "kind": "data", "type": d.type, "default": d.default,
+                           "required": d.default is None, "description": "", "enum": None})
+    return [{"name": p["name"], "kind": field_kind(p, p["enum"]), "type": p["type"], "data": p["kind"] == "data",
+             "choices": [_shown(c) for c in p["enum"] or []], "default": _shown(p["default"]),
+             "value": typed.get(p["name"], ""), "required": bool(p["required"]) and p["default"] is None,
+             "description": p["description"], "error": errors.get(p["name"])} for p in wanted]
+
+
 def _triggers_of(ctx: Any, name: str) -> list[Any]:
     """The git triggers that started runs of this workflow (a trigger names a file in a
     repository, not a workflow: its runs tell which workflow the file holds)."""

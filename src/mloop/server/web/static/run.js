@@ -222,7 +222,15 @@ function drawTimeline() {
 }
 
 // -- the run header and actions ------------------------------------------------------------------
+let reloadedForInput = false;
+
 function paintRun() {
+  // A run that starts waiting for input while the page is open: the page is drawn again once,
+  // with the form of what the run asks for (drawn on the server, with the same checks as the API).
+  if (run.status === "waiting_input" && !document.querySelector("[data-testid=waiting]") && !reloadedForInput) {
+    reloadedForInput = true;
+    setTimeout(() => location.reload(), 300);
+  }
   const status = $("run-status");
   status.textContent = run.status + (run.queued ? " (queued)" : "");
   status.setAttribute("data-state", run.status);
