@@ -98,4 +98,28 @@ def test_a_waiting_run_asks_for_its_input_on_its_page(tmp_path: Path) -> None:
                          headers={"Authorization": f"Bearer {token}"})
         assert given.status_code == 200, given.text
         wait_until(lambda: ctx.store.get_run(again.id).status == "succeeded", 60, "the second run to finish")
+
+        # Copy and delete from the run page.
+        copied = ann.post(f"/ui/runs/{again.id}/copy", data={"csrf": csrf}, follow_redirects=False)
+        assert copied.status_code == 303
+        copy_id = copied.headers["location"].split("/ui/runs/", 1)[1].split("?", 1)[0]
+        assert copy_id != again.id and ctx.store.get_run(copy_id).params["epochs"] == 5
+        live = ann.post(f"/ui/runs/{copy_id}/delete", data={"csrf": csrf}, follow_redirects=False)
+        if ctx.store.get_run(copy_id).status not in ("succeeded", "failed", "stopped"):
+            assert "error=" in live.headers["location"]  # a live run is not deleted
+        wait_until(lambda: ctx.store.get_run(copy_id).status in ("succeeded", "failed", "stopped")
+                   or not _exists(ctx, copy_id), 60, "the copy to end")
+        gone = ann.post(f"/ui/runs/{run.id}/delete", data={"csrf": csrf}, follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/ui/runs?workflow=delayed")
+        assert not _exists(ctx, run.id)
     cli.cleanup()
+
+
+def _exists(ctx: object, run_id: str) -> bool:
+    from mloop.errors import NotFoundError
+
+    try:
+        ctx.store.get_run(run_id)  # type: ignore[attr-defined]
+    except NotFoundError:
+        return False
+    return True

@@ -153,7 +153,7 @@ def _page_data(request: Request, ctx: Context, session: Session, run_id: str) ->
         "csrf": session.csrf, "can_act": session.allows("run"),
         "urls": {"page": base, "state": base + "/state", "events": base + "/events", "step": base + "/step",
                  "log": base + "/log", "points": base + "/points", "stop": base + "/stop",
-                 "retry": base + "/retry"},
+                 "retry": base + "/retry", "copy": base + "/copy", "delete": base + "/delete"},
     }
 
 
@@ -316,6 +316,39 @@ def _may_act(session: Session) -> None:
     if not session.allows("run"):
         raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; stopping or retrying "
                              "a run needs 'run'", needed="run")
+
+
+@router.post("/ui/runs/{run_id}/copy")
+def copy(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    """Queue a new run of the same release with the same values (the API's ``POST /runs/{id}/copy``)."""
+    from mloop.runs.queue import copy_run
+
+    _may_act(session)
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    try:
+        made = copy_run(ctx, run.id, origin={"kind": "copy", "user": session.user})
+    except MloopError as exc:
+        return _back(run.id, error=exc.message)
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+    return _back(made.id, notice=f"a copy of run #{run.number}")
+
+
+@router.post("/ui/runs/{run_id}/delete")
+def delete(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    """Delete an ended run and its files (the API's ``DELETE /runs/{id}``); a live run is refused."""
+    from mloop.services.workflows import delete_run
+
+    _may_act(session)
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    try:
+        delete_run(ctx, run.id)
+    except MloopError as exc:
+        return _back(run.id, error=exc.message)
+    return RedirectResponse(f"/ui/runs?workflow={quote(run.workflow_name, safe='')}", status_code=303)
 
 
 @router.post("/ui/runs/{run_id}/stop")

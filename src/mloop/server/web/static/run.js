@@ -239,6 +239,16 @@ function paintRun() {
   const retry = $("retry-button");
   if (stop) stop.disabled = RUN_TERMINAL.has(run.status);
   if (retry) retry.disabled = !(run.status === "failed" || run.status === "stopped");
+  const remove = $("delete-button");
+  if (remove) remove.disabled = !RUN_TERMINAL.has(run.status);
+}
+
+// Deleting asks first (a form's submit is the one place the page waits for a person).
+const deleteForm = $("delete-form");
+if (deleteForm) {
+  deleteForm.addEventListener("submit", (event) => {
+    if (!window.confirm("Delete this run and its files? This cannot be undone.")) event.preventDefault();
+  });
 }
 
 // -- live updates --------------------------------------------------------------------------------
