@@ -153,7 +153,8 @@ def _page_data(request: Request, ctx: Context, session: Session, run_id: str) ->
         "csrf": session.csrf, "can_act": session.allows("run"),
         "urls": {"page": base, "state": base + "/state", "events": base + "/events", "step": base + "/step",
                  "log": base + "/log", "points": base + "/points", "stop": base + "/stop",
-                 "retry": base + "/retry", "copy": base + "/copy", "delete": base + "/delete"},
+                 "retry": base + "/retry", "copy": base + "/copy", "delete": base + "/delete",
+                 "series": base + "/series"},
     }
 
 
@@ -263,12 +264,88 @@ def step_detail(request: Request, run_id: str, name: str = Query(..., min_length
     record = _step_record(ctx, run.id, name)
     release = ctx.store.get_release(run.release_id)
     spec = next((s for s in release.spec.get("steps", []) if isinstance(s, dict) and s.get("name") == name), {})
-    metrics = [{"key": m.key, "title": m.title, "type": m.type, "value": m.value, "data": m.data}
-               for m in ctx.store.list_metrics(run.id, name)]
+    metrics = []
+    for m in ctx.store.list_metrics(run.id, name):
+        item = {"key": m.key, "title": m.title, "type": m.type, "value": m.value, "data": m.data}
+        if m.type == "line chart":
+            xs, _ = _series(m)
+            if len(xs) > INLINE_POINTS:  # long: the page asks /series for what its width can show
+                item["data"], item["points"] = None, len(xs)
+        metrics.append(item)
     body = {**_step_state(record), "title": spec.get("title"), "description": spec.get("description"),
             "inputs": record.inputs, "outputs": record.outputs, "parameters": _parameters(spec, run.params),
             "depend_steps": spec.get("depend_steps") or [], "metrics": metrics, "has_log": bool(record.log_path)}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+#: Line charts up to this many points travel whole with the step; longer ones are downsampled.
+INLINE_POINTS = 4000
+
+
+def _series(m: Any) -> tuple[list[float], list[float | None]]:
+    """A line chart metric's points as numbers, sorted by x (points without a numeric x dropped)."""
+    data = m.data or {}
+    xs = ((data.get("x_axis") or [{}])[0] or {}).get("value") or []
+    ys = ((data.get("y_axis") or [{}])[0] or {}).get("value") or []
+    pairs = []
+    for x, y in zip(xs, ys):
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            pairs.append((float(x), float(y) if isinstance(y, (int, float)) and not isinstance(y, bool) else None))
+    pairs.sort(key=lambda p: p[0])
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def downsample(xs: list[float], ys: list[float | None], buckets: int) -> tuple[list[float], list[float | None]]:
+    """At most ~4 points per bucket of equal x width: the first, lowest, highest and last (M4),
+    so every spike and dip a pixel column would show is kept. ``xs`` sorted."""
+    if len(xs) <= 4 * buckets or buckets <= 0:
+        return xs, ys
+    lo, hi = xs[0], xs[-1]
+    span = (hi - lo) or 1.0
+    keep: list[int] = []
+    start = 0
+    n = len(xs)
+    while start < n:
+        b = min(buckets - 1, int((xs[start] - lo) / span * buckets))
+        end = start
+        while end < n and min(buckets - 1, int((xs[end] - lo) / span * buckets)) == b:
+            end += 1
+        idx = range(start, end)
+        valued = [i for i in idx if ys[i] is not None]
+        chosen = {start, end - 1}
+        if valued:
+            chosen.add(min(valued, key=lambda i: ys[i]))  # type: ignore[arg-type, return-value]
+            chosen.add(max(valued, key=lambda i: ys[i]))  # type: ignore[arg-type, return-value]
+        keep.extend(sorted(chosen))
+        start = end
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+@router.get("/ui/runs/{run_id}/series")
+def step_series(request: Request, run_id: str, name: str = Query(..., min_length=1, max_length=200),
+                key: str = Query(..., min_length=1, max_length=400), width: int = Query(800, ge=10, le=8000),
+                x0: Optional[float] = Query(None), x1: Optional[float] = Query(None),
+                session: Session = Depends(require_session)) -> JSONResponse:
+    """A line chart of a step, downsampled on the server to ``width`` pixel columns over
+    ``[x0, x1]`` (default: all of it): the page asks again on zoom, for full resolution where
+    the view is narrow enough. ``per_pixel`` says how many points one column stands for."""
+    ctx = _ctx(request)
+    run = ctx.store.get_run(run_id)
+    found = next((m for m in ctx.store.list_metrics(run.id, name) if m.key == key and m.type == "line chart"), None)
+    if found is None:
+        raise NotFoundError(f"step {name!r} of run {run.id[:12]} has no line chart {key!r}")
+    xs, ys = _series(found)
+    total = len(xs)
+    if x0 is not None or x1 is not None:
+        lo = x0 if x0 is not None else float("-inf")
+        hi = x1 if x1 is not None else float("inf")
+        pick = [i for i, x in enumerate(xs) if lo <= x <= hi]
+        xs, ys = [xs[i] for i in pick], [ys[i] for i in pick]
+    in_view = len(xs)
+    xs, ys = downsample(xs, ys, width)
+    return JSONResponse({"x": xs, "y": ys, "total": total, "in_view": in_view, "shown": len(xs),
+                         "per_pixel": round(in_view / width, 2) if in_view > 4 * width else None},
+                        headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/runs/{run_id}/log")

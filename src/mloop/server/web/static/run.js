@@ -426,6 +426,10 @@ function paintMetrics(metrics) {
   for (const m of metrics) {
     if (m.type === "line chart") {
       if (panel.charts.has(m.key) && panel.charts.get(m.key).live) continue; // the live points are the same series
+      if (m.data === null && m.points) {
+        chartFor(m.key, false).remote(panel.name, m.points); // long: downsampled by the server
+        continue;
+      }
       const x = ((m.data.x_axis || [])[0] || {}).value || [];
       const y = ((m.data.y_axis || [])[0] || {}).value || [];
       chartFor(m.key, false).set(x.map(Number), y.map((v) => (typeof v === "number" ? v : null)));
@@ -535,18 +539,63 @@ function chartFor(key, live) {
     series: [{ label: "step" }, { label: "value", stroke: "#2563eb", width: 1.5, spanGaps: true }],
     axes: [{ label: "" }, { size: 56 }],
     cursor: { drag: { x: true, y: false } },
+    hooks: { setScale: [(u, scale) => { if (scale === "x" && chart && chart.step) chart.zoomed(u.scales.x.min, u.scales.x.max); }] },
   }, [[], []], holder);
-  chart = { key, plot: make(false), xs: [], ys: [], live, holder, count,
+  chart = { key, plot: null, xs: [], ys: [], live, holder, count, step: null, total: 0, overview: null,
+    view: null, note: "",
     set(xs, ys) { this.xs = xs; this.ys = ys; this.draw(); },
+    // A long series: the server sends what the chart's width can show (M4 per pixel column) for
+    // the whole range, and again for a zoomed range (full resolution once it is narrow enough).
+    async remote(step, total) {
+      this.step = step;
+      this.total = total;
+      await this.fetch(null, null);
+    },
+    async fetch(x0, x1) {
+      const q = new URLSearchParams({ name: this.step, key: this.key, width: String(Math.round(width)) });
+      if (x0 !== null) { q.set("x0", String(x0)); q.set("x1", String(x1)); }
+      const answer = await getJSON(`${urls.series}?${q}`);
+      if (x0 === null) {
+        this.overview = answer;
+        this.view = null;
+        this.xs = answer.x; this.ys = answer.y;
+      } else {
+        // the zoomed window at its resolution, the overview around it (so a reset zooms out)
+        const before = this.overview.x.map((x, i) => [x, this.overview.y[i]]).filter(([x]) => x < x0);
+        const after = this.overview.x.map((x, i) => [x, this.overview.y[i]]).filter(([x]) => x > x1);
+        const inside = answer.x.map((x, i) => [x, answer.y[i]]);
+        const all = [...before, ...inside, ...after];
+        this.view = [x0, x1];
+        this.xs = all.map((p) => p[0]); this.ys = all.map((p) => p[1]);
+      }
+      this.note = answer.per_pixel ? ` · ${answer.per_pixel} points per pixel` : " · every point";
+      this.holder.setAttribute("data-per-pixel", String(answer.per_pixel ?? 1));
+      this.plot.setData([this.xs, logBox.checked ? this.ys.map((v) => (v > 0 ? v : null)) : this.ys], x0 === null);
+      this.count.textContent = `${this.total} points${this.note}`;
+      this.holder.setAttribute("data-points", String(this.xs.length));
+    },
+    zoomed(min, max) {
+      if (!this.overview || this.busy) return;
+      const full = [this.overview.x[0], this.overview.x[this.overview.x.length - 1]];
+      const whole = min <= full[0] && max >= full[1];
+      if (whole && this.view === null) return;
+      if (this.view && Math.abs(this.view[0] - min) < 1e-9 && Math.abs(this.view[1] - max) < 1e-9) return;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(async () => {
+        this.busy = true;
+        try { await (whole ? this.fetch(null, null) : this.fetch(min, max)); } finally { this.busy = false; }
+      }, 150);
+    },
     add(x, y) { this.xs.push(x); this.ys.push(y); },
     draw() {
       // log y: points at or below zero have no place on the axis
       const ys = logBox.checked ? this.ys.map((v) => (v > 0 ? v : null)) : this.ys;
       this.plot.setData([this.xs, ys]);
-      this.count.textContent = `${this.xs.length} points`;
+      this.count.textContent = this.step ? `${this.total} points${this.note}` : `${this.xs.length} points`;
       this.holder.setAttribute("data-points", String(this.xs.length));
     },
   };
+  chart.plot = make(false);
   logBox.addEventListener("change", () => {
     chart.plot.destroy();
     chart.plot = make(logBox.checked);
