@@ -191,11 +191,17 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         no_wait: bool = typer.Option(False, "--no-wait", help="return once the run only waits for input "
                                      "(a delayed placeholder, a labeling task); `mloop resume` continues it"),
         no_cache: bool = typer.Option(False, "--no-cache", help="run every job step, reusing no earlier result "
-                                      "(their results are still kept for later runs to reuse)")) -> None:
+                                      "(their results are still kept for later runs to reuse)"),
+        executor: Optional[str] = typer.Option(None, "--executor", help="where jobs run: local or ray (Ray: "
+                                               "MLOOP_RAY_ADDRESS, else a local Ray for this run)")) -> None:
     """Run a workflow in this process; exits 0 only if the run succeeded (or, with --no-wait, waits for input)."""
     from mloop.console import Watcher
     from mloop.runs import raise_for_result, start_run
 
+    if executor is not None:
+        if executor not in ("local", "ray"):
+            raise BadArgumentError(f"--executor {executor!r} is not an executor", hint="use local or ray")
+        os.environ["MLOOP_EXECUTOR"] = executor  # this process's settings (and its engine) take it
     spec = load_workflow(file)
     values = parse_pairs(param, "--param")
     step_list = [s.strip() for s in steps.split(",") if s.strip()] if steps else None

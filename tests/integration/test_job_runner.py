@@ -267,8 +267,9 @@ class TestRegistry:
         register_executor("fake", Fake)
         assert isinstance(executor_for_ref("fake:whatever"), Fake)
 
-    def test_ray_registers_and_says_it_is_not_available(self) -> None:
-        from mloop.errors import MloopError
+    def test_ray_registers_by_name_and_by_ref_without_connecting(self) -> None:
+        pytest.importorskip("ray")
+        from mloop.executors.ray import RayExecutor
 
-        with pytest.raises(MloopError):
-            get_executor("ray")
+        assert isinstance(get_executor("ray"), RayExecutor)  # connecting waits for the first job
+        assert isinstance(executor_for_ref("ray:run/step/1"), RayExecutor)

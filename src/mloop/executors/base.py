@@ -25,6 +25,7 @@ class Resources:
     memory_gb: float = 2.0
     node_count: int = 1
     flavor_id: str = ""
+    custom: dict[str, float] = field(default_factory=dict)  # cluster resources by name (Ray's custom ones)
 
 
 @dataclass
@@ -128,7 +129,7 @@ class JobRequest:
             "metrics": [{"output": m.output, "url": m.url, "kind": m.kind} for m in self.metrics],
             "metrics_outputs": list(self.metrics_outputs), "env": dict(self.env),
             "resources": {"cpu": res.cpu, "gpu": res.gpu, "memory_gb": res.memory_gb,
-                          "node_count": res.node_count, "flavor_id": res.flavor_id},
+                          "node_count": res.node_count, "flavor_id": res.flavor_id, "custom": dict(res.custom)},
             "timeout_seconds": self.timeout_seconds, "workdir": self.workdir, "workflow_name": self.workflow_name,
             "attempt": self.attempt, "log_header": self.log_header,
             "keep_patterns": list(self.keep_patterns), "keep_url": self.keep_url,
@@ -182,6 +183,11 @@ class Executor(abc.ABC):
         """Stop the job ``ref`` names and everything it started (SIGTERM, then SIGKILL after
         the grace period); works in any process. False if it was not running."""
 
+
+    def check_resources(self, resources: Resources) -> None:
+        """Refuse, before a run starts, a job no machine of this executor can ever run (a
+        cluster would otherwise queue it forever): raise a :class:`~mloop.errors.ConfigError`
+        naming the flavor and what there is. By default every request is taken."""
 
     def jobs_of_run(self, run_id: str) -> list[str]:
         """Refs of jobs of ``run_id`` still running where this executor runs them, whether or
