@@ -48,7 +48,7 @@ def test_flavor_tables_merge_across_sources(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "mloop.toml").write_text("[mloop.flavors.big]\ngpu = 3\n[mloop.flavors.tiny]\ncpu = 0.5\n")
     monkeypatch.setenv("MLOOP_FLAVORS", '{"big": {"cpu": 99}}')
     s = Settings(flavors={"big": {"memory_gb": 1}})
-    assert s.flavor("big").model_dump() == {"cpu": 99, "gpu": 3, "memory_gb": 1, "description": ""}
+    assert s.flavor("big").model_dump() == {"cpu": 99, "gpu": 3, "memory_gb": 1, "resources": {}, "description": ""}
     assert s.flavor("tiny").cpu == 0.5
     assert s.flavor("cpu.small") == DEFAULT_FLAVORS["cpu.small"]  # the defaults stay
     with pytest.raises(UnknownFlavorError, match="huge") as exc:
