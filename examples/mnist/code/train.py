@@ -36,6 +36,13 @@ Usage::
   (table, rows = predictions, columns = labels).
 
 The run is deterministic for a given ``--seed`` and number of threads.
+
+Distributed (DDP): with ``WORLD_SIZE`` > 1 (and ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``, the
+torchrun contract that mloop's Ray executor gives every rank of a ``node_count=N`` job) each
+rank joins a ``gloo`` process group, trains on its 1/N share of every epoch's shuffled order
+(the same order on every rank; a few images are left out so that all shares have the same
+number of batches) and DDP averages the gradients; only rank 0 tests the model and writes the
+model and metrics. Without ``WORLD_SIZE`` (or with 1) the run is exactly the single-process one.
 """
 
 from __future__ import annotations
@@ -272,8 +279,23 @@ def evaluate(model: Net, x: torch.Tensor, y: torch.Tensor, num_classes: int = 10
     return total_loss / len(x), float((pred == true).mean()), matrix
 
 
+def init_distributed() -> tuple[int, int]:
+    """``(rank, world_size)``: joins the ``gloo`` group from the environment when ``WORLD_SIZE`` > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")  # env://: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+    rank = dist.get_rank()
+    node = os.environ.get("MLOOP_NODE_IP")  # set by mloop's Ray executor
+    print(f"ddp: rank {rank} of {world}" + (f" on node {node}" if node else ""), flush=True)
+    return rank, world
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
+    rank, world = init_distributed()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     if args.num_threads:
@@ -289,44 +311,67 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
     out = Path(args.train_url)
-    out.mkdir(parents=True, exist_ok=True)
-    logger = MetricLogger(str(out)) if MetricLogger is not None else LocalMetricLogger(str(out))
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        logger = MetricLogger(str(out)) if MetricLogger is not None else LocalMetricLogger(str(out))
 
-    model = Net(num_classes=n_classes)
+    model = Net(num_classes=n_classes)  # the same weights on every rank (same seed)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.gamma)
     shuffle = torch.Generator().manual_seed(args.seed)
 
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.monotonic()
-        model.train()
+        net.train()
         order = torch.randperm(len(x), generator=shuffle)
+        order = order[:len(order) - len(order) % world][rank::world]  # this rank's share (all of it if 1)
         total = 0.0
-        for i in range(0, len(x), args.batch_size):
+        for i in range(0, len(order), args.batch_size):
             batch = order[i:i + args.batch_size]
             optimizer.zero_grad()
-            loss = F.nll_loss(model(x[batch]), y[batch])
+            loss = F.nll_loss(net(x[batch]), y[batch])
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
         scheduler.step()
-        train_loss = total / len(x)
+        train_loss = total / len(order)
+        if world > 1:  # the mean over all ranks' shares
+            train_loss = all_mean(train_loss)
+        if rank != 0:
+            continue
         test_loss, accuracy, _ = evaluate(model, tx, ty, n_classes)
         logger.log_metric("train_loss", train_loss, title="training loss per epoch", step=epoch)
         logger.log_metric("test_accuracy", accuracy, title="test accuracy per epoch", step=epoch)
         print(f"epoch {epoch}/{args.epochs}  train_loss {train_loss:.4f}  test_loss {test_loss:.4f}  "
               f"accuracy {accuracy:.4f}  ({time.monotonic() - epoch_start:.1f}s)", flush=True)
 
+    if rank != 0:
+        torch.distributed.destroy_process_group()
+        print(f"done: rank {rank} trained on {len(order)} images an epoch in "
+              f"{time.monotonic() - started:.1f}s; rank 0 writes the model", flush=True)
+        return {"rank": rank, "seconds": time.monotonic() - started}
     test_loss, accuracy, matrix = evaluate(model, tx, ty, n_classes)
     logger.log_float("accuracy", accuracy, title="test accuracy")
     logger.log_float("loss", test_loss, title="test loss")
     logger.log_confusion_matrix("confusion_matrix", matrix, labels=data.classes, title="confusion matrix (test set)")
     save_model(model, out, accuracy=accuracy, loss=test_loss, args=args, test_size=len(tx), classes=data.classes,
                source=data.source)
+    if world > 1:
+        torch.distributed.destroy_process_group()
     elapsed = time.monotonic() - started
     print(f"done: accuracy {accuracy:.4f}, loss {test_loss:.4f} on {len(tx)} test images in {elapsed:.1f}s; "
           f"model in {out}", flush=True)
     return {"accuracy": accuracy, "loss": test_loss, "seconds": elapsed}
+
+
+def all_mean(value: float) -> float:
+    """The mean of ``value`` over the ranks of the process group."""
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
 
 
 def save_model(model: Net, out: Path, *, accuracy: float, loss: float, args: argparse.Namespace,
