@@ -1,7 +1,8 @@
 """The Ray executor on a real local Ray cluster (a head, and a second node on 127.0.0.2 with a
 ``special`` resource): resources honoured, an impossible flavor refused before the run starts,
-stop, a node lost mid-job then retried, 2 ranks with the torchrun contract, and the MNIST
-example's train.py trained with DDP on 2 ranks, one per node.
+stop, a node lost mid-job then retried, 2 ranks with the torchrun contract, the MNIST
+example's train.py trained with DDP on 2 ranks, one per node, and an engine killed mid-job
+leaving no job running after reconcile.
 
 One cluster for the whole module (it takes seconds to start and ~0.5 GB).
 """
@@ -232,3 +233,54 @@ workflow = wf.Workflow(name="mnist-ddp", desc="", steps=[step])
     print(f"accuracy: 2 ranks {accuracy:.4f}, 1 rank {alone_accuracy:.4f}")
     # 2 epochs: ~0.94 either way here; 2 ranks take half the optimizer steps (a global batch of 64).
     assert accuracy > 0.8 and abs(accuracy - alone_accuracy) <= 0.1, (accuracy, alone_accuracy)
+
+
+def test_an_engine_killed_mid_job_leaves_no_job_running_after_reconcile(tmp_path: Path, cluster: RayCluster,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mloop run --executor ray`` is SIGKILLed while its job runs on the cluster: the job's
+    process ends (its task's owner is gone, and reconcile looks on every node for what is left),
+    the step is not left running, and no node holds a process of the run."""
+    import json
+    import os
+
+    import psutil
+    from helpers import Cli
+
+    from mloop.executors.ray import RayExecutor
+    from mloop.runs.reconcile import reconcile_orphans
+
+    write_job(tmp_path / "code", """
+import os, time
+from pathlib import Path
+Path(args.out, "pid").write_text(str(os.getpid()))
+time.sleep(120)
+""")
+    write_workflow(tmp_path, """
+workflow = wf.Workflow(name="orphan", desc="", steps=[job("long", flavor="ray.tiny")])
+""")
+    env = {"MLOOP_EXECUTOR": "ray", "MLOOP_RAY_ADDRESS": cluster.address, "MLOOP_FLAVORS": json.dumps(FLAVORS),
+           **AUTH_ENV}
+    cli = Cli(tmp_path, tmp_path / "home", extra_env=env)
+    try:
+        engine = cli.start("run", "flow.py")
+        pid_file = wait_until(lambda: next(iter((tmp_path / "out").rglob("long/out/pid")), None), 90, engine.output)
+        job_pid = int(wait_until(lambda: pid_file.read_text().strip(), 10, "the pid"))
+        assert psutil.pid_exists(job_pid)
+        os.kill(engine.proc.pid, signal.SIGKILL)
+        engine.proc.wait(timeout=30)
+
+        monkeypatch.setenv("MLOOP_RAY_ADDRESS", cluster.address)
+        emb = Embedded(tmp_path / "home", executor="ray", ray_address=cluster.address, flavors=FLAVORS)
+        try:
+            (run,) = emb.store.list_runs()
+            reconcile_orphans(emb.backend)
+            wait_until(lambda: not psutil.pid_exists(job_pid) or psutil.Process(job_pid).status() == psutil.STATUS_ZOMBIE,
+                       30, "the job process to end")
+            step = emb.store.get_step(run.id, "long")
+            assert step.status in ("failed", "stopped"), step
+            assert emb.store.get_run(run.id).status in ("failed", "stopped")
+            assert RayExecutor(cluster.address).jobs_of_run(run.id) == []
+        finally:
+            emb.close()
+    finally:
+        cli.cleanup()
