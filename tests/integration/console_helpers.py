@@ -151,6 +151,20 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def form_login(client: Any, name: str, password: str = PASSWORD) -> str:
+    """Log an HTTP client (FastAPI's TestClient, httpx) in through the console's form, as a
+    browser would; returns the session's CSRF token (from a page's form)."""
+    form = client.get("/ui/login")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert nonce, form.text
+    done = client.post("/ui/login", data={"name": name, "password": password, "csrf": nonce.group(1)},
+                       follow_redirects=False)
+    assert done.status_code == 303, done.text
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/settings").text)
+    assert found
+    return found.group(1)
+
+
 def log_in(page: Any, url: str, user: str = USER, password: str = PASSWORD) -> None:
     page.goto(url + "/ui/login")
     page.fill("input[name=name]", user)
@@ -206,5 +220,5 @@ def logged_in_pages(url: str, users: tuple[str, ...] = (USER,)) -> Iterator[list
             chromium.close()
 
 
-__all__ = ["CHROMIUM", "app_on_loopback", "logged_in_pages", "MLOOP", "PASSWORD", "USER", "XSS", "ConsoleServer", "browser", "chromium_missing",
+__all__ = ["CHROMIUM", "app_on_loopback", "form_login", "logged_in_pages", "MLOOP", "PASSWORD", "USER", "XSS", "ConsoleServer", "browser", "chromium_missing",
            "console_server", "launch_browser", "log_in", "start_console_server", "stop_console_server"]

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from console_helpers import app_on_loopback, logged_in_pages  # noqa: E402
+from console_helpers import app_on_loopback, form_login, logged_in_pages  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from helpers import UNLABELED, pets, wait_until  # noqa: E402
 
@@ -28,14 +28,7 @@ PASSWORD = "correct horse battery"
 
 def _login(app: Any, name: str) -> tuple[TestClient, str]:
     client = TestClient(app, base_url="http://127.0.0.1")
-    form = client.get("/ui/login")
-    nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert nonce
-    assert client.post("/ui/login", data={"name": name, "password": PASSWORD, "csrf": nonce.group(1)},
-                       follow_redirects=False).status_code == 303
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/labeling").text)
-    assert found
-    return client, found.group(1)
+    return client, form_login(client, name)
 
 
 @pytest.fixture

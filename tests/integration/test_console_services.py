@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("sklearn")
 
+from console_helpers import form_login  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from serving_helpers import sklearn_model  # noqa: E402
 
@@ -29,14 +30,7 @@ PASSWORD = "correct horse battery"
 
 def _login(app: Any, name: str) -> tuple[TestClient, str]:
     client = TestClient(app, base_url="http://127.0.0.1")
-    form = client.get("/ui/login")
-    nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert nonce
-    assert client.post("/ui/login", data={"name": name, "password": PASSWORD, "csrf": nonce.group(1)},
-                       follow_redirects=False).status_code == 303
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/services").text)
-    assert found
-    return client, found.group(1)
+    return client, form_login(client, name)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("jinja2")
 
+from console_helpers import form_login  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from mloop.config import Settings  # noqa: E402
@@ -33,11 +34,7 @@ def _nonce(html: str) -> str:
 
 def _login(app: Any, name: str) -> tuple[TestClient, str]:
     client = TestClient(app, base_url="http://127.0.0.1")
-    form = client.get("/ui/login")
-    done = client.post("/ui/login", data={"name": name, "password": PASSWORD, "csrf": _nonce(form.text)},
-                       follow_redirects=False)
-    assert done.status_code == 303, done.text
-    return client, _nonce(client.get("/ui/settings").text)
+    return client, form_login(client, name)
 
 
 @pytest.fixture

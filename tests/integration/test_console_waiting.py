@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
+from console_helpers import form_login  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from helpers import Cli, wait_until, write_job, write_workflow  # noqa: E402
 
@@ -38,14 +39,7 @@ out.mkdir(parents=True, exist_ok=True)
 
 
 def _login(client: TestClient, name: str) -> str:
-    form = client.get("/ui/login")
-    nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert nonce
-    assert client.post("/ui/login", data={"name": name, "password": PASSWORD, "csrf": nonce.group(1)},
-                       follow_redirects=False).status_code == 303
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/runs").text)
-    assert found
-    return found.group(1)
+    return form_login(client, name)
 
 
 def test_a_waiting_run_asks_for_its_input_on_its_page(tmp_path: Path) -> None:
