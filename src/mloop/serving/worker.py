@@ -99,6 +99,10 @@ def default_threads() -> int:
     return 1 if n <= 2 else n - 1
 
 
+#: Seconds a connection accepted just before a stop gets to send its request (see build_server).
+FRESH_CONNECTION_GRACE = 1.0
+
+
 def build_server(app: Any, *, sock: socket.socket, log_level: str = "info", access_log: bool = False,
                  graceful_timeout: float = 30.0, on_started: Any = None, on_stopped_accepting: Any = None) -> Any:
     """A uvicorn server for ``app`` on ``sock`` that marks the app draining on SIGTERM, calls
@@ -129,6 +133,19 @@ def build_server(app: Any, *, sock: socket.socket, log_level: str = "info", acce
                 listener.close()
             if on_stopped_accepting is not None:
                 on_stopped_accepting()
+            # uvicorn's shutdown closes connections that carry no request yet: one accepted
+            # just before the listener closed, whose request is still on its way, would see
+            # "server disconnected" in a hand-over. Give such fresh connections a moment to
+            # deliver their request (bounded), then let uvicorn drain as usual.
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + FRESH_CONNECTION_GRACE
+            while loop.time() < deadline and any(
+                    getattr(c, "cycle", None) is None and not getattr(getattr(c, "transport", None), "is_closing",
+                                                                       lambda: True)()
+                    for c in list(self.server_state.connections)):
+                await asyncio.sleep(0.01)
             await super().shutdown(sockets=sockets)
 
     return Server(config)
