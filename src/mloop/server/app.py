@@ -161,6 +161,24 @@ def create_app(settings: Settings | None = None, *, queue: QueueLimits | None = 
     return app
 
 
+def wake_queue(app: Any) -> None:
+    """Have the server's queue look at once (a run was queued, resumed or retried), not at its
+    next tick; nothing without a queue (``background=False``)."""
+    dispatcher = getattr(app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+
+
+def resume_if_left(app: Any, ctx: Context, run: Any) -> None:
+    """A run given input that waited with no engine (its engine detached) goes on in the
+    server's queue; one an engine still runs picks the values up by itself."""
+    from mloop.runs.service import resumable
+
+    dispatcher = getattr(app.state, "dispatcher", None)
+    if dispatcher is not None and resumable(ctx, run):
+        dispatcher.resume(run.id, run.workflow_name)
+
+
 def backend_of(app: Any) -> Context:
     """The backend the running app opened."""
     backend: Context = app.state.backend

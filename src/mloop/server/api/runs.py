@@ -276,15 +276,11 @@ def retry(request: Request, run_id: str, body: Optional[RetryIn] = None) -> RunD
 @router.post("/runs/{run_id}/input", response_model=RunDetailOut)
 def give_input(request: Request, run_id: str, body: GiveInput) -> RunDetailOut:
     from mloop.runs.service import provide_input
-
-    from mloop.runs.service import resumable
+    from mloop.server.app import resume_if_left
 
     ctx = _ctx(request)
     run = provide_input(ctx, run_id, body.values)
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    # A run that waited with no engine goes on here; one an engine still runs picks the values up.
-    if dispatcher is not None and resumable(ctx, run):
-        dispatcher.resume(run.id, run.workflow_name)
+    resume_if_left(request.app, ctx, run)
     return _detail(ctx, ctx.store.get_run(run.id))
 
 

@@ -154,8 +154,8 @@ async def complete(request: Request, dataset: str, task: str, session: Session =
         done = await run_in_threadpool(complete_task, ctx, record, allow_partial=form.get("partial") == "on")
     except MloopError as exc:
         return RedirectResponse(f"{page}?error={quote(exc.message[:300], safe='')}", status_code=303)
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()
+    from mloop.server.app import wake_queue
+
+    wake_queue(request.app)
     note = f"completed: the labeled version is {done.dataset_name}:{done.output_version}"
     return RedirectResponse(f"{page}?notice={quote(note, safe='')}", status_code=303)

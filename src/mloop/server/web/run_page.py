@@ -191,16 +191,6 @@ def _waiting(ctx: Context, run_id: str, session: Session, typed: dict[str, str] 
             "can_input": session.allows("run")}
 
 
-def _resume_if_left(request: Request, ctx: Context, run: Any) -> None:
-    """A run that waited with no engine goes on in the server's queue (as ``POST /runs/{id}/input``
-    does); one an engine still runs picks the values up by itself."""
-    from mloop.runs.service import resumable
-
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None and resumable(ctx, run):
-        dispatcher.resume(run.id, run.workflow_name)
-
-
 @router.post("/ui/runs/{run_id}/input")
 async def give_input(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
     """Values for a waiting run's delayed placeholders (the API's ``POST /runs/{id}/input``)."""
@@ -219,7 +209,9 @@ async def give_input(request: Request, run_id: str, session: Session = Depends(r
         if not values:
             raise PlaceholderValueError([])
         run = provide_input(ctx, run.id, values)
-        _resume_if_left(request, ctx, run)
+        from mloop.server.app import resume_if_left
+
+        resume_if_left(request.app, ctx, run)
     except PlaceholderValueError as exc:
         errors = {p.placeholder or "": p.message for p in exc.problems}
         loose = errors.pop("", None) or ("give a value" if not exc.problems else "see the fields marked below")
@@ -407,9 +399,9 @@ def copy(request: Request, run_id: str, session: Session = Depends(require_sessi
         made = copy_run(ctx, run.id, origin={"kind": "copy", "user": session.user})
     except MloopError as exc:
         return _back(run.id, error=exc.message)
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()
+    from mloop.server.app import wake_queue
+
+    wake_queue(request.app)
     return _back(made.id, notice=f"a copy of run #{run.number}")
 
 
@@ -460,7 +452,7 @@ def retry(request: Request, run_id: str, session: Session = Depends(require_sess
     # Into the queue, as POST /api/v1/runs/{id}/retry does: the owner of its last attempt is
     # forgotten, so a server takes it.
     ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()
+    from mloop.server.app import wake_queue
+
+    wake_queue(request.app)
     return _back(run.id, notice=f"queued again (attempt {run.attempt})")

@@ -228,9 +228,9 @@ async def run_workflow(request: Request, name: str, session: Session = Depends(r
 
         return _workflow_page(request, session, name, version, typed=typed, error=exc.message,
                               status_code=http_status(exc))
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()  # the queue looks now, not at its next tick
+    from mloop.server.app import wake_queue
+
+    wake_queue(request.app)
     return RedirectResponse(f"/ui/runs/{quote(run.id, safe='')}", status_code=303)
 
 
