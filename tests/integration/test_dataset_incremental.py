@@ -166,5 +166,7 @@ def test_a_version_written_in_schema_1_still_reads_and_takes_increments(local: C
     assert ds.import_data(local, "old", src).version == "v2"  # unchanged against a schema-1 version
     write_png(src / "c" / "000.png", seed=8)
     v3 = ds.import_data(local, "old", src)
+    # Written whole: a version made before mloop recorded how its samples were made (stats
+    # without "from_scan") never takes an increment.
     assert Manifest.decode(manifest_file(local, "old", v3.version).read_bytes()).schema == 2
     assert ds.diff_versions(local, "old", "v2", v3.version).added == ["c/000.png"]

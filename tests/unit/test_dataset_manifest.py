@@ -13,7 +13,7 @@ import pytest
 
 from mloop.datasets.formats._common import leaf_dirs_without_files
 from mloop.datasets.formats.base import Sample
-from mloop.datasets.manifest import SCHEMA, FileEntry, Manifest, SampleEntry
+from mloop.datasets.manifest import INCREMENT_SCHEMA, MAX_DEPTH, SCHEMA, FileEntry, Manifest, SampleEntry
 from mloop.datasets.source import walk_stats
 from mloop.errors import DatasetError
 
@@ -70,10 +70,41 @@ class TestEncodings:
         assert Manifest.decode(derived.encode()[1]).samples == SAMPLES
 
     def test_a_newer_schema_is_refused_with_upgrade_hint(self) -> None:
-        raw = json.dumps({"schema": SCHEMA + 1, "dataset": "d", "format": "f", "files": [], "samples": []}).encode()
+        raw = json.dumps({"schema": INCREMENT_SCHEMA + 1, "dataset": "d", "format": "f", "files": [],
+                          "samples": []}).encode()
         with pytest.raises(DatasetError, match="newer mloop") as info:
             Manifest.decode(gzip.compress(raw))
         assert "upgrade mloop" in (info.value.hint or "")
+
+
+class TestIncrements:
+    BASE = Manifest("d", "ModelArts imageNet 1.0", files=[FileEntry("a/1.png", 3, "h1"), FileEntry("b/1.png", 4, "h2")],
+                    samples=[SampleEntry("a/1.png", "a/1.png", ("a",)), SampleEntry("b/1.png", "b/1.png", ("b",))],
+                    classes=["a", "b"])
+
+    def test_round_trips_and_applies_in_path_order(self) -> None:
+        inc = Manifest("d", self.BASE.format, files=[FileEntry("a/0.png", 5, "h3"), FileEntry("c/1.png", 6, "h4")],
+                       samples=[SampleEntry("a/0.png", "a/0.png", ("a",)), SampleEntry("c/1.png", "c/1.png", ("c",))],
+                       classes=["a", "b", "c"], parent="v1", base="f" * 64, depth=2)
+        again = Manifest.decode(inc.encode()[1])
+        assert (again.schema, again.base, again.depth, again.files) == (INCREMENT_SCHEMA, "f" * 64, 2, inc.files)
+        whole = again.applied_to(self.BASE)
+        assert [f.path for f in whole.files] == ["a/0.png", "a/1.png", "b/1.png", "c/1.png"]
+        assert [s.id for s in whole.samples] == ["a/0.png", "a/1.png", "b/1.png", "c/1.png"]
+        assert (whole.base, whole.classes, whole.parent) == (None, ["a", "b", "c"], "v1")
+
+    def test_an_entry_at_a_path_the_base_has_replaces_it(self) -> None:
+        inc = Manifest("d", self.BASE.format, files=[FileEntry("b/1.png", 9, "new")], samples=[],
+                       classes=["a", "b"], base="f" * 64, depth=1)
+        assert inc.applied_to(self.BASE).files == [FileEntry("a/1.png", 3, "h1"), FileEntry("b/1.png", 9, "new")]
+
+    @pytest.mark.parametrize("base, depth", [(None, 1), ("f" * 63, 1), (7, 1), ("f" * 64, 0),
+                                             ("f" * 64, MAX_DEPTH + 1), ("f" * 64, True), ("f" * 64, "1")])
+    def test_an_increment_without_a_valid_base_and_depth_is_refused(self, base: object, depth: object) -> None:
+        raw = json.dumps({"schema": INCREMENT_SCHEMA, "dataset": "d", "format": "f", "files": [], "samples": [],
+                          "base": base, "depth": depth}).encode()
+        with pytest.raises(DatasetError, match="increment without a valid base"):
+            Manifest.decode(gzip.compress(raw))
 
 
 class TestFromSamples:

@@ -17,6 +17,20 @@ milliseconds instead of hundreds. Schema 1 wrote each sample as an object
 keys left out when unset); such manifests are still read (their hash is of the bytes they
 were written with, so it never changes). The manifest's hash is the sha256 of its JSON before
 compression (so it names the content, not the compressor).
+
+Schema 3 is an *increment*: the files and samples a version adds to another version's manifest,
+named by that manifest's hash (as a git commit names its parent tree)::
+
+    {"schema": 3, "dataset": "digits", "format": "...", "parent": "v2", "classes": [...all...],
+     "release": null, "base": "<sha256 of the base manifest>", "depth": 1,
+     "files": [...added, sorted...], "samples": [...added, sorted...]}
+
+Adding 700 images to a version of 70,000 then writes and later reads 700 entries, not 70,700
+(see :func:`mloop.services.datasets.import_data`); ``depth`` counts the increments down to a
+whole manifest, and is kept at most :data:`MAX_DEPTH` so that reading a version stays a handful
+of objects. An increment's hash covers its base's hash, so it names the whole content too.
+:meth:`Manifest.decode` returns an increment as it is stored (``base`` set); reading a version
+(:func:`mloop.services.datasets.load_manifest`) applies it to its base (:meth:`Manifest.applied_to`).
 """
 
 from __future__ import annotations
@@ -29,10 +43,14 @@ from typing import Any, NamedTuple
 
 from mloop.datasets.formats.base import Sample
 
-__all__ = ["SCHEMA", "FileEntry", "Manifest", "SampleEntry"]
+__all__ = ["INCREMENT_SCHEMA", "MAX_DEPTH", "SCHEMA", "FileEntry", "Manifest", "SampleEntry"]
 
-#: The schema written; 1 and 2 are read.
+#: The schema of a whole manifest; 1 and 2 are read.
 SCHEMA = 2
+#: The schema of an increment on another manifest (see the module's docstring).
+INCREMENT_SCHEMA = 3
+#: The most increments between a version and a whole manifest: the next version is written whole.
+MAX_DEPTH = 8
 
 
 class FileEntry(NamedTuple):
@@ -162,7 +180,8 @@ class Manifest:
     def __init__(self, dataset: str, format: str, files: list[FileEntry] | None = None,
                  samples: list[SampleEntry] | None = None, classes: list[str] | None = None,
                  parent: str | None = None, release: dict[str, Any] | None = None, schema: int = SCHEMA,
-                 *, raw_samples: list[dict[str, Any]] | None = None) -> None:
+                 *, raw_samples: list[dict[str, Any]] | None = None, base: str | None = None,
+                 depth: int = 0) -> None:
         self.dataset = dataset
         self.format = format
         self.files: list[FileEntry] = files if files is not None else []
@@ -172,6 +191,10 @@ class Manifest:
         self.parent = parent
         self.release = release
         self.schema = schema
+        #: For an increment (schema 3): the hash of the manifest it adds to, and how many
+        #: increments lead down to a whole manifest (this one included). None and 0 when whole.
+        self.base = base
+        self.depth = depth
 
     @property
     def samples(self) -> list[SampleEntry]:
@@ -206,15 +229,18 @@ class Manifest:
 
     # -- (de)serialisation ------------------------------------------------------------------
     def to_json_bytes(self) -> bytes:
-        """The manifest's JSON in the current schema (:data:`SCHEMA`), whatever schema it was read in."""
-        data = {
-            "schema": SCHEMA, "dataset": self.dataset, "format": self.format, "parent": self.parent,
-            "classes": self.classes, "release": self.release,
+        """The manifest's JSON in the current schema (:data:`SCHEMA`, or :data:`INCREMENT_SCHEMA`
+        for an increment), whatever schema it was read in."""
+        data: dict[str, Any] = {
+            "schema": SCHEMA if self.base is None else INCREMENT_SCHEMA, "dataset": self.dataset,
+            "format": self.format, "parent": self.parent, "classes": self.classes, "release": self.release,
             "files": self.files,  # named tuples are written as arrays, by the encoder alone
             # SampleEntry.to_row, inlined: one call less per sample.
             "samples": [(s[0], None if s[1] == s[0] else s[1], s[2], s[3] or None, s[4], s[5] or None)
                         for s in self.samples],
         }
+        if self.base is not None:
+            data["base"], data["depth"] = self.base, self.depth
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def encode(self) -> tuple[str, bytes]:
@@ -228,14 +254,52 @@ class Manifest:
         raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
         data = json.loads(raw)
         schema = int(data.get("schema", 1))
-        if schema > SCHEMA:
+        if schema > INCREMENT_SCHEMA:
             from mloop.errors import DatasetError
 
             raise DatasetError(f"this dataset manifest was written by a newer mloop (schema {schema})",
                                hint="upgrade mloop to read it")
+        base: str | None = None
+        depth = 0
+        if schema == INCREMENT_SCHEMA:
+            base, depth = data.get("base"), data.get("depth")
+            if (not isinstance(base, str) or len(base) != 64 or not isinstance(depth, int)
+                    or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH):
+                from mloop.errors import DatasetError
+
+                raise DatasetError("this dataset manifest is an increment without a valid base and depth",
+                                   hint="the artifact store was changed outside mloop; restore it from a backup")
         return cls(data["dataset"], data["format"], files=[FileEntry(p, s, h) for p, s, h in data["files"]],
                    classes=list(data.get("classes", [])), parent=data.get("parent"), release=data.get("release"),
-                   schema=schema, raw_samples=data["samples"])
+                   schema=schema, raw_samples=data["samples"], base=base, depth=depth)
+
+    def applied_to(self, base: Manifest) -> Manifest:
+        """This increment's files and samples added to ``base`` (the manifest named by
+        :attr:`base`, itself already whole): the whole manifest of this version.
+
+        An entry of the increment at a path (or sample id) ``base`` has too replaces it.
+        """
+        if self.base is None:
+            return self
+        files = _merged(base.files, self.files)
+        samples = _merged(base.samples, self.samples)
+        return Manifest(self.dataset, self.format, files=files, samples=samples, classes=list(self.classes),
+                        parent=self.parent, release=self.release, schema=SCHEMA)
+
+
+def _merged(base: list[Any], added: list[Any]) -> list[Any]:
+    """``base`` and ``added`` (each sorted by their first field, which is unique in each) as one
+    sorted list, an entry of ``added`` replacing the one of ``base`` with the same key."""
+    if not added:
+        return list(base)
+    keys = {entry[0] for entry in added}
+    kept = [entry for entry in base if entry[0] not in keys]
+    # Two sorted runs: timsort merges them in one linear pass.
+    return sorted([*kept, *added], key=_key)
+
+
+def _key(entry: Any) -> Any:
+    return entry[0]
 
 
 def sorted_files(entries: Iterable[FileEntry]) -> list[FileEntry]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mloop.datasets.cache import Entry, HashCache, files_fingerprint
-from mloop.datasets.manifest import FileEntry, Manifest, SampleEntry
+from mloop.datasets.manifest import MAX_DEPTH, FileEntry, Manifest, SampleEntry
 from mloop.datasets.objects import ObjectStore
 from mloop.datasets.reading import SourceReads
 from mloop.datasets.source import SourceFile, walk_stats
@@ -122,14 +122,30 @@ def load_manifest(backend: Context, record: DatasetVersionRecord) -> Manifest:
         ArtifactError: the manifest is missing from the artifact store.
         DatasetError: its content doesn't match the hash the version row records.
     """
+    what = f"{record.dataset_name}:{record.version}"
+    chain = [_read_manifest(backend, record.manifest_hash, what)]
+    # An increment names the manifest it adds to (see mloop.datasets.manifest): read down to a
+    # whole one, each checked against its hash, then apply the increments from the bottom up.
+    while chain[-1].base is not None:
+        if len(chain) > MAX_DEPTH:
+            raise DatasetError(f"the manifest of {what} is more than {MAX_DEPTH} increments deep",
+                               hint="the artifact store was changed outside mloop; restore it from a backup")
+        chain.append(_read_manifest(backend, chain[-1].base, what))
+    manifest = chain.pop()
+    while chain:
+        manifest = chain.pop().applied_to(manifest)
+    return manifest
+
+
+def _read_manifest(backend: Context, digest: str, what: str) -> Manifest:
+    """One stored manifest object (whole or an increment), checked against its hash."""
     import gzip
     import hashlib
 
-    blob = _objects(backend).get_manifest(record.manifest_hash)
+    blob = _objects(backend).get_manifest(digest)
     raw = gzip.decompress(blob)
-    if hashlib.sha256(raw).hexdigest() != record.manifest_hash:
-        raise DatasetError(f"the manifest of {record.dataset_name}:{record.version} is damaged "
-                           f"(its content doesn't match {record.manifest_hash})",
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise DatasetError(f"the manifest of {what} is damaged (its content doesn't match {digest})",
                            hint="the artifact store was changed outside mloop; restore it from a backup")
     return Manifest.decode(raw)
 
@@ -171,9 +187,9 @@ def create_dataset(backend: Context, name: str, source: str | os.PathLike[str], 
                            hint=f"add data with: mloop dataset import {name} --from {os.fspath(source)}",
                            dataset=name)
     with _gc_paused():
-        manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
-                                 params=params,
-                                 base=None, base_version=None, replace=True, progress=progress)
+        manifest, stats, _ = _build(backend, name, source, format=format, classes=classes, clean=clean,
+                                    params=params,
+                                    base=None, base_version=None, replace=True, progress=progress)
         assert manifest is not None  # only a base version can be found unchanged
         record = _commit(backend, name, manifest, stats, description=description, create=True,
                          dataset_description=description)
@@ -218,13 +234,14 @@ def import_data(backend: Context, name: str, source: str | os.PathLike[str], *, 
                               description=description, progress=progress, params=params)
     with _gc_paused():
         base = _Base(backend, latest)
-        manifest, stats = _build(backend, name, source, format=format, classes=classes, clean=clean,
-                                 params=params,
-                                 base=base, base_version=latest.version, replace=replace, progress=progress)
-        if manifest is None or _same_data(base.manifest, manifest):
+        manifest, stats, fingerprint = _build(backend, name, source, format=format, classes=classes,
+                                              clean=clean, params=params, base=base, base_version=latest.version,
+                                              replace=replace, progress=progress)
+        if manifest is None or (manifest.base is None and _same_data(base.manifest, manifest)):
             return latest.model_copy(update={"stats": {**stats, "unchanged": True}})
-        record = _commit(backend, name, manifest, stats, description=description, expect_latest=True)
-        _remember_files(backend, record.manifest_hash, manifest)
+        record = _commit(backend, name, manifest, stats, description=description, expect_latest=True,
+                         on=latest)
+        _remember_files(backend, record.manifest_hash, manifest, fingerprint)
         return record
 
 
@@ -244,11 +261,15 @@ class _Base:
         return self._manifest
 
 
-def _remember_files(backend: Context, manifest_hash: str, manifest: Manifest) -> None:
-    """Remember the fingerprint of a committed version's files (see :mod:`mloop.datasets.cache`)."""
+def _remember_files(backend: Context, manifest_hash: str, manifest: Manifest,
+                    fingerprint: str | None = None) -> None:
+    """Remember the fingerprint of a committed version's files (see :mod:`mloop.datasets.cache`);
+    ``fingerprint`` when the caller has it (an increment's manifest lists only the new files)."""
     with _cache(backend) as cache:
-        files = manifest.files
-        cache.remember_files(manifest_hash, files_fingerprint(zip(map(_first, files), map(_third, files))))
+        if fingerprint is None:
+            files = manifest.files
+            fingerprint = files_fingerprint(zip(map(_first, files), map(_third, files)))
+        cache.remember_files(manifest_hash, fingerprint)
 
 
 @contextlib.contextmanager
@@ -271,14 +292,16 @@ def _gc_paused() -> Iterator[None]:
 def _build(backend: Context, name: str, source: str | os.PathLike[str], *, format: str,
            classes: Sequence[str] | None, clean: bool, base: _Base | None, base_version: str | None,
            replace: bool, progress: Progress | None,
-           params: Mapping[str, Any] | None = None) -> tuple[Manifest | None, dict[str, Any]]:
-    """Scan ``source``, store its new contents, and return the new manifest with build stats.
+           params: Mapping[str, Any] | None = None) -> tuple[Manifest | None, dict[str, Any], str | None]:
+    """Scan ``source``, store its new contents, and return the new manifest with build stats
+    (and, for an increment, the fingerprint of the new version's files, which its manifest
+    does not list).
 
     The manifest is None when ``source`` is found unchanged without scanning it: every file was
     in the re-read cache and ``base`` holds each at the same path with the same hash (a
     scan is a function of the files' paths and bytes, so it would find ``base``'s samples).
     """
-    from mloop.datasets.formats import canonical_format, scan
+    from mloop.datasets.formats import IMAGENET, canonical_format, scan
     from mloop.datasets.formats._common import image_pixel_limit
 
     started = time.perf_counter()
@@ -321,7 +344,19 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
                 and _holds(base, cache, known, replace, classes)):
             return None, {"source": str(src), "files": len(walked), "cache_hits": len(walked), "read": 0,
                           "stored_objects": 0, "stored_bytes": 0, "excluded": 0, "problems": [],
-                          "problem_count": 0, "seconds": round(time.perf_counter() - started, 3)}
+                          "problem_count": 0, "seconds": round(time.perf_counter() - started, 3)}, None
+        # An increment: the folder holds the base version's files, unchanged, plus new ones. Its
+        # manifest then lists only the new files and samples (schema 3, on the base's manifest),
+        # and the base's manifest is never read. Only in the folder format, where a sample is a
+        # function of its own file's path, and on a base whose samples are what a scan of its
+        # files finds (not a release's split, not relabelled): then the result is the version a
+        # whole build would make.
+        increment = (base is not None and not replace and bool(unread) and single_file is None
+                     and classes is None and fmt == IMAGENET and base.record.release is None
+                     and (base.record.stats or {}).get("from_scan") is True and _depth(base.record) < MAX_DEPTH
+                     and cache.files_of(base.record.manifest_hash) == files_fingerprint(known.items()))
+        # Then only the new files are read, stored and listed.
+        listed = [f for f in walked if f[0] in unread] if increment else walked
 
         checked = stored = 0
         to_store = 0
@@ -345,20 +380,27 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
         # Images declaring more pixels than the max_image_pixels setting are refused from their
         # header, before any of their data is inflated (decompression bombs).
         with image_pixel_limit(getattr(backend.settings, "max_image_pixels", None)):
-            reads = _read_unread([(f[0], f[1]) for f in walked if f[0] in unread], on_checked)
+            reads = _read_unread([(f[0], f[1]) for f in listed if f[0] in unread], on_checked)
             result = scan(src, fmt, classes=list(classes) if classes is not None else None, clean=clean,
                           params=dict(params) if params else None, only=unread, progress=on_checked,
                           files=[f[0] for f in walked], verified=reads.verified,
-                          empty_dirs=empty_dirs)
+                          empty_dirs=empty_dirs, samples_for=unread if increment else None)
 
         by_rel = {f[0]: f for f in walked}
-        samples = SampleEntry.from_samples(result.samples)
+        if increment:
+            samples = SampleEntry.from_samples(result.samples)  # the new files' only
+            excluded = result.excluded
+            files = [f for f in listed if f[0] not in excluded] if excluded else listed
+        else:
+            samples = SampleEntry.from_samples(result.samples)
         needed = {p for s in samples for p in (s.files or (s.file,))}  # each sample's all_files
         missing = sorted(needed - by_rel.keys())
         if missing:
             raise DatasetError(f"the {fmt!r} format names files that are not in {src}: {', '.join(missing[:5])}",
                                hint="files must be inside the source folder and not hidden", source=str(src))
-        if single_file is not None:
+        if increment:
+            pass  # files: the new ones, above
+        elif single_file is not None:
             files = [by_rel[rel] for rel in sorted(needed | {single_file})]
         elif result.excluded:
             files = [by_rel[rel] for rel in sorted(by_rel.keys() - result.excluded)]
@@ -367,7 +409,7 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
 
         # Read what the cache doesn't know; a known hash also needs its object in this store
         # (the cache is per machine, the store may be another one than last time).
-        in_base = {f.hash for f in base.manifest.files} if base is not None else set()
+        in_base = {f.hash for f in base.manifest.files} if base is not None and not increment else set()
         to_read: list[SourceFile] = []
         for f in files:
             digest = known.get(f[0])
@@ -401,12 +443,36 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
 
     entries = [FileEntry(rel, sizes.get(rel, size), known[rel]) for rel, _, size, _, _ in files]
     new_classes = set(result.classes)
+    stats: dict[str, Any]
+    if increment:
+        assert base is not None
+        stats = {
+            "source": str(src), "files": len(valid) + len(entries), "cache_hits": len(valid),
+            "read": len(ingested), "stored_objects": sum(1 for g in ingested if g.stored),
+            "stored_bytes": sum(g.size for g in ingested if g.stored), "excluded": len(result.excluded),
+            "problems": [{"path": p.path, "reason": p.reason} for p in result.problems[:_MAX_REPORTED]],
+            "problem_count": len(result.problems), "seconds": round(time.perf_counter() - started, 3),
+        }
+        if not entries:  # every new file was left out (--clean): the base version holds this data
+            return None, stats, None
+        depth = _depth(base.record) + 1
+        stats["increment_depth"], stats["from_scan"] = depth, True
+        # The new version's files, for the "nothing changed" check of the next import: ``known``
+        # holds the base's (exactly, by the fingerprint) and now the new ones read above.
+        every = sorted(known.items(), key=_first)
+        manifest = Manifest(dataset=name, format=fmt, files=entries, samples=samples,
+                            classes=sorted(new_classes | set(base.record.classes)), parent=base_version,
+                            base=base.record.manifest_hash, depth=depth)
+        return manifest, stats, files_fingerprint(every)
     # The scan's samples are sorted by id and unsplit; kept ones are merged in and sorted again.
     # Sorted by path and by id: the first field of each tuple (paths and ids are unique).
+    # Whether every sample is what a scan of its files finds (kept samples: if the base's were).
+    from_scan = True
     if base is not None and not replace:
         replaced = set(map(_first, entries))
         kept_files = [e for e in base.manifest.files if e.path not in replaced]
         if kept_files:
+            from_scan = (base.record.stats or {}).get("from_scan") is True and base.record.release is None
             new_ids = set(map(_first, samples))
             kept_samples = [_unsplit(s) for s in base.manifest.samples
                             if s.id not in new_ids and s.file not in replaced
@@ -419,15 +485,22 @@ def _build(backend: Context, name: str, source: str | os.PathLike[str], *, forma
         new_classes |= set(base.manifest.classes)
     manifest = Manifest(dataset=name, format=fmt, files=sorted(entries, key=_first), samples=samples,
                         classes=sorted(new_classes), parent=base_version)
-    stats: dict[str, Any] = {
+    stats = {
         "source": str(src), "files": len(files),
         "cache_hits": sum(map(valid.__contains__, (f[0] for f in files))),
         "read": len(ingested), "stored_objects": sum(1 for g in ingested if g.stored),
         "stored_bytes": sum(g.size for g in ingested if g.stored), "excluded": len(result.excluded),
         "problems": [{"path": p.path, "reason": p.reason} for p in result.problems[:_MAX_REPORTED]],
         "problem_count": len(result.problems), "seconds": round(time.perf_counter() - started, 3),
+        "from_scan": from_scan,
     }
-    return manifest, stats
+    return manifest, stats, None
+
+
+def _depth(record: DatasetVersionRecord) -> int:
+    """How many increments lead from ``record``'s manifest down to a whole one (0: whole)."""
+    depth = (record.stats or {}).get("increment_depth", 0)
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else 0
 
 
 def _read_unread(files: list[tuple[str, str]], progress: Callable[[int], None]) -> SourceReads:
@@ -479,13 +552,18 @@ def _unsplit(sample: SampleEntry) -> SampleEntry:
 
 def _commit(backend: Context, name: str, manifest: Manifest, stats: dict[str, Any], *, description: str = "",
             version: str | None = None, expect_latest: bool = False, create: bool = False,
-            dataset_description: str = "") -> DatasetVersionRecord:
-    """Store the manifest object, then commit the version row (the version becomes visible)."""
+            dataset_description: str = "", on: DatasetVersionRecord | None = None) -> DatasetVersionRecord:
+    """Store the manifest object, then commit the version row (the version becomes visible).
+    An increment's counts are those of ``on`` (the version whose manifest it adds to) plus its own."""
     digest, blob = manifest.encode()
     _objects(backend).put_manifest(digest, blob)
+    files, samples, size = len(manifest.files), len(manifest.samples), manifest.total_bytes
+    if manifest.base is not None:
+        assert on is not None and on.manifest_hash == manifest.base
+        files, samples, size = on.file_count + files, on.sample_count + samples, on.total_bytes + size
     return _repo(backend).add_version(
         name, manifest_hash=digest, format=manifest.format, parent=manifest.parent,
-        file_count=len(manifest.files), sample_count=len(manifest.samples), total_bytes=manifest.total_bytes,
+        file_count=files, sample_count=samples, total_bytes=size,
         classes=manifest.classes, description=description, release=manifest.release, stats=stats,
         version=version, expect_latest=expect_latest, create=create, dataset_description=dataset_description)
 

@@ -122,7 +122,8 @@ def _scanner(fmt: str) -> Callable[[Collector, list[str] | None, dict[str, Any]]
 def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: bool = False,
          only: set[str] | None = None, params: Mapping[str, Any] | None = None,
          progress: Progress | None = None, files: list[str] | None = None,
-         verified: Mapping[str, str | None] | None = None, empty_dirs: list[str] | None = None) -> ScanResult:
+         verified: Mapping[str, str | None] | None = None, empty_dirs: list[str] | None = None,
+         samples_for: set[str] | None = None) -> ScanResult:
     """Read ``source`` in ``format`` into samples, verifying images on the way.
 
     Args:
@@ -149,6 +150,9 @@ def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: 
             (as :func:`verify_image` says), or None when it is. They are not read again.
         empty_dirs: with ``files``, the folders holding nothing but hidden entries (as
             :func:`~mloop.datasets.source.walk_stats` finds them); None looks for them.
+        samples_for: in the folder format, build samples only for these files (an increment on
+            a version that holds the others); the whole source is still checked. Other formats
+            ignore it (their samples can depend on other files).
 
     Returns:
         The samples sorted by id, the classes, and what was left out.
@@ -170,5 +174,6 @@ def scan(source: Path, format: str, *, classes: list[str] | None = None, clean: 
     if single_file is not None:
         opts["_file"] = single_file
     collector = Collector(source, fmt, clean=clean, only=only, progress=progress, files=files, verified=verified,
-                          empty_dirs=empty_dirs if files is not None else None)
+                          empty_dirs=empty_dirs if files is not None else None,
+                          samples_for=samples_for if fmt == IMAGENET else None)
     return _scanner(fmt)(collector, list(classes) if classes is not None else None, opts)

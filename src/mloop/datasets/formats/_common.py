@@ -286,7 +286,8 @@ class Collector:
 
     def __init__(self, source: Path, fmt: str, *, clean: bool, only: set[str] | None,
                  progress: Progress | None, files: list[str] | None = None,
-                 verified: Mapping[str, str | None] | None = None, empty_dirs: list[str] | None = None) -> None:
+                 verified: Mapping[str, str | None] | None = None, empty_dirs: list[str] | None = None,
+                 samples_for: set[str] | None = None) -> None:
         self.source = source
         self.format = fmt
         self.clean = clean
@@ -295,6 +296,9 @@ class Collector:
         self.files = files
         self.verified = verified or {}
         self.empty_dirs = empty_dirs
+        #: Build samples only for these files (an increment: the others' samples are the base
+        #: version's); the checks of the whole source still see every file. None: every file.
+        self.samples_for = samples_for
         self.samples: list[Sample] = []
         self.file_problems: list[ScanProblem] = []
         self.source_problems: list[ScanProblem] = []
@@ -373,7 +377,8 @@ class Collector:
             for sid, count in sorted(ids.items()):
                 if count > 1:
                     self.bad_source(sid, f"{count} samples have this same path")
-        if not self.samples and not self.file_problems and not self.source_problems:
+        partial = self.samples_for is not None  # an increment may add files but no sample
+        if not self.samples and not self.file_problems and not self.source_problems and not partial:
             self.bad_source(".", f"no samples found: the {self.format!r} format expects {what}")
         problems = list(self.source_problems)
         if not self.clean:
@@ -382,7 +387,7 @@ class Collector:
             raise _format_error(self.source, self.format, problems, cleanable=not self.source_problems
                                 and bool(self.file_problems))
         samples = sorted(self.samples, key=_by_id)
-        if not samples:
+        if not samples and not partial:
             raise _format_error(self.source, self.format, self.file_problems, cleanable=False,
                                 headline_extra=" (every sample was left out)")
         labels = set(self.declared)

@@ -22,6 +22,7 @@ def scan_folder(c: Collector, classes: list[str] | None, params: dict[str, Any])
     images = [rel for rel in files if is_image(rel)]  # README, labels.csv ...: files, not samples
     bad = c.verify(images)
     folders: set[str] = set()
+    wanted = c.samples_for
     for rel in images:
         label = rel[:rel.rfind("/")].rpartition("/")[2] if "/" in rel else ""
         if label:
@@ -29,7 +30,8 @@ def scan_folder(c: Collector, classes: list[str] | None, params: dict[str, Any])
         if rel in bad:
             c.bad_file(rel, bad[rel], exclude=[rel])
             continue
-        c.samples.append(Sample(id=rel, file=rel, labels=(label,) if label else (), files=(rel,)))
+        if wanted is None or rel in wanted:
+            c.samples.append(Sample(id=rel, file=rel, labels=(label,) if label else (), files=(rel,)))
     for rel in c.leaf_dirs_without_files():
         c.bad_source(rel + "/", "empty folder: a class folder needs at least one image")
     for rel in _leaf_dirs_without_images(files):
