@@ -108,6 +108,16 @@ class StepRecord(_Record):
     environment: dict[str, Any] | None = None  # the job's environment (interpreter, requirements)
 
 
+class StepInputsRecord(_Record):
+    """Part of one step's recorded inputs, as :meth:`Store.step_inputs_of_runs` reads it."""
+
+    run_id: str
+    step_name: str
+    type: str  # the step's kind (job, model, dataset_release, ...)
+    #: The step's recorded inputs, or only the asked top-level keys it has (absent or null: left out).
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
 class EventRecord(_Record):
     id: int
     run_id: str
@@ -307,6 +317,21 @@ class Store(abc.ABC):
         runs after it in that order: keyset paging); ``since``/``until`` bound the creation time,
         ``origin`` matches values of the run's origin (a value ending in ``*``: a prefix)."""
 
+    def runs_by_ids(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        """Many runs by their full ids (no prefixes), in the order asked, each once; an unknown
+        (or deleted) id is absent. Stores answer it in one query (per few hundred ids)."""
+        from mloop.errors import NotFoundError
+
+        found: dict[str, RunRecord] = {}
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                run = self.get_run(run_id)
+            except NotFoundError:
+                continue
+            if run.id == run_id:  # get_run also takes a prefix; this asks for full ids only
+                found[run_id] = run
+        return found
+
     @abc.abstractmethod
     def count_runs_by_status(self) -> dict[str, int]:
         """How many runs are in each status (statuses with none are left out)."""
@@ -340,6 +365,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_steps(self, run_id: str) -> list[StepRecord]:
         """In creation order."""
+
+    def step_inputs_of_runs(self, run_ids: Sequence[str], keys: Sequence[str] | None = None
+                            ) -> dict[str, list[StepInputsRecord]]:
+        """The recorded inputs of many runs' steps by run id, each run's in step order; a run with
+        no steps (or unknown) is absent. With ``keys``, only those top-level keys of each step's
+        inputs (e.g. ``("datasets",)``: the dataset versions a job read); the rest is not read.
+        Stores answer it in one query (per few hundred ids)."""
+        from mloop.errors import NotFoundError
+
+        found: dict[str, list[StepInputsRecord]] = {}
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                steps = self.list_steps(run_id)
+            except NotFoundError:
+                continue
+            if steps:
+                found[run_id] = [StepInputsRecord(
+                    run_id=s.run_id, step_name=s.name, type=s.type,
+                    inputs=dict(s.inputs) if keys is None
+                    else {k: s.inputs[k] for k in keys if s.inputs.get(k) is not None})
+                    for s in steps]
+        return found
 
     @abc.abstractmethod
     def update_step(self, run_id: str, name: str, **fields: Any) -> StepRecord:

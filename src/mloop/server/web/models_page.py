@@ -9,10 +9,14 @@ aliases, its lineage and its deployment history.
                                              that follow it switch to the version
 
 Lineage reads facts the store already keeps: a version names the run and step that registered
-it and the dataset version it was trained on; a deployment names the version a service was given.
-So the page draws run → dataset version → model version → service in four columns, and for each
-service the spans of time each version served (a deployment that succeeded serves until the next
-one that succeeded).
+it and the dataset version it was trained on; a run's job steps name in their recorded inputs
+(``inputs["datasets"]``) the exact dataset versions they read; a deployment names the version a
+service was given. The page draws them as a graph, dataset version → run → model version →
+service (:func:`lineage_graph`: nodes and edges as JSON, laid out with dagre and drawn as SVG by
+``static/lineage.js``), over the newest :data:`LINEAGE_VERSIONS` versions, with one store read
+for their runs and one for those runs' step inputs whatever their number; a table under it says
+the same for every version without JavaScript. For each service the page lists the spans of time each
+version served (a deployment that succeeded serves until the next one that succeeded).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ router = APIRouter(include_in_schema=False)
 
 #: Deployments read per service for the history.
 DEPLOYMENTS_PER_SERVICE = 200
+#: Model versions the lineage graph draws (the newest); a note says how many older ones it leaves out.
+LINEAGE_VERSIONS = 50
 
 
 def _ctx(request: Request) -> Any:
@@ -51,6 +57,106 @@ def served_spans(deployments: list[Any], current: str | None) -> list[dict[str, 
         spans.append({"model": dep.model_name, "version": dep.model_version, "start": start, "end": end,
                       "run_id": dep.run_id, "deployment": dep.id})
     return spans
+
+
+def _path(text: str) -> str:
+    return quote(text, safe="")
+
+
+def run_facts(ctx: Any, run_ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[str, str]]]]:
+    """For these runs: ``{run id: {workflow, number, status}}`` (a deleted run is absent) and
+    ``{run id: [(dataset, version), ...]}``, the dataset versions its job steps read (their
+    recorded ``inputs["datasets"]``), in step order, each once.
+
+    Two store reads whatever the number of runs (:meth:`~mloop.store.base.Store.runs_by_ids`,
+    then only the ``datasets`` part of their steps' inputs,
+    :meth:`~mloop.store.base.Store.step_inputs_of_runs`).
+    """
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        return {}, {}
+    runs = {run_id: {"workflow": run.workflow_name, "number": run.number, "status": run.status}
+            for run_id, run in ctx.store.runs_by_ids(ids).items()}
+    consumed: dict[str, list[tuple[str, str]]] = {}
+    for run_id, steps in ctx.store.step_inputs_of_runs(ids, keys=("datasets",)).items():
+        for step in steps:
+            datasets = step.inputs.get("datasets")
+            if not isinstance(datasets, dict):
+                continue
+            for used in datasets.values():
+                if isinstance(used, dict) and used.get("dataset_name") and used.get("version_name"):
+                    pair = (str(used["dataset_name"]), str(used["version_name"]))
+                    seen = consumed.setdefault(run_id, [])
+                    if pair not in seen:
+                        seen.append(pair)
+    return runs, consumed
+
+
+def lineage_graph(name: str, versions: list[Any], runs: dict[str, dict[str, Any]],
+                  consumed: dict[str, list[tuple[str, str]]], history: list[dict[str, Any]],
+                  limit: int = LINEAGE_VERSIONS) -> dict[str, Any]:
+    """The lineage as nodes and edges for ``static/lineage.js``: dataset version → run → model
+    version → service, over the newest ``limit`` of ``versions`` (newest first).
+
+    A node is ``{id, kind, label, sub, title, href, state}`` (``href`` None: nothing to open, a
+    deleted run); an edge is ``[from, to]``. A version registered by hand with a dataset names
+    it straight (dataset → version). Every string is data: the browser sets it as text.
+    """
+    shown = versions[:limit]
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: dict[tuple[str, str], None] = {}
+
+    def node(node_id: str, kind: str, label: str, sub: str, href: str | None, state: str | None = None,
+             title: str | None = None) -> str:
+        if node_id not in nodes:
+            nodes[node_id] = {"id": node_id, "kind": kind, "label": label, "sub": sub, "href": href,
+                              "state": state, "title": title or f"{label} {sub}".strip()}
+        return node_id
+
+    def dataset(ds_name: str, ds_version: str) -> str:
+        return node(f"dataset:{ds_name}:{ds_version}", "dataset", f"{ds_name}:{ds_version}", "dataset version",
+                    f"/ui/datasets/{_path(ds_name)}?version={_path(ds_version)}",
+                    title=f"dataset {ds_name} version {ds_version}")
+
+    steps: dict[str, list[str]] = {}
+    for v in shown:
+        if v.run_id and v.step_name and v.step_name not in steps.setdefault(v.run_id, []):
+            steps[v.run_id].append(v.step_name)
+    for v in shown:
+        aliases = ", ".join(v.aliases)
+        model = node(f"model:{v.version}", "model", f"v{v.version}", aliases, f"#version-{v.version}",
+                     title=f"model {name} version {v.version}" + (f" ({aliases})" if aliases else ""))
+        trained = v.dataset or {}
+        made_of = (str(trained["name"]), str(trained["version"])) if trained.get("name") and trained.get(
+            "version") is not None else None
+        if v.run_id:
+            run = runs.get(v.run_id)
+            via = ", ".join(steps.get(v.run_id, []))
+            if run is not None:
+                label = f"{run['workflow']} #{run['number']}"
+                source = node(f"run:{v.run_id}", "run", label, f"step {via}" if via else run["status"],
+                              f"/ui/runs/{_path(v.run_id)}", run["status"],
+                              title=f"run {label} ({run['status']})" + (f", step {via}" if via else ""))
+            else:
+                source = node(f"run:{v.run_id}", "run", f"run {v.run_id[:8]}", "deleted", None, "deleted",
+                              title=f"run {v.run_id} (deleted)")
+            edges[(source, model)] = None
+            for pair in ([made_of] if made_of else []) + consumed.get(v.run_id, []):
+                edges[(dataset(*pair), source)] = None
+        elif made_of:
+            edges[(dataset(*made_of), model)] = None
+    shown_versions = {v.version for v in shown}
+    for h in history:
+        served = [s["version"] for s in h["spans"] if s["version"] in shown_versions]
+        if not served:
+            continue
+        sub = h["status"] + (f", follows {h['follows']}" if h.get("follows") else "")
+        svc = node(f"service:{h['service']}", "service", h["service"], sub, f"/ui/services/{_path(h['service'])}",
+                   h["status"], title=f"service {h['service']} ({sub})")
+        for version in served:
+            edges[(f"model:{version}", svc)] = None
+    return {"nodes": list(nodes.values()), "edges": [list(e) for e in edges], "shown": len(shown),
+            "total": len(versions), "hidden": len(versions) - len(shown)}
 
 
 @router.get("/ui/models", response_class=HTMLResponse)
@@ -84,7 +190,10 @@ def model_page(request: Request, name: str, session: Session = Depends(require_s
     lineage = [{"version": v.version, "run_id": v.run_id, "step": v.step_name,
                 "dataset": f"{v.dataset.get('name')}:{v.dataset.get('version')}" if v.dataset else None,
                 "services": serving.get(v.version, [])} for v in versions[::-1]]
-    return render(request, "model.html", name=name, versions=versions[::-1], lineage=lineage, history=history,
+    newest = versions[::-1]
+    runs, consumed = run_facts(ctx, [v.run_id for v in newest[:LINEAGE_VERSIONS] if v.run_id])
+    graph = lineage_graph(name, newest, runs, consumed, history)
+    return render(request, "model.html", name=name, versions=newest, lineage=lineage, history=history, graph=graph,
                   can_act=session.allows("run"), csrf=session.csrf,
                   notice=request.query_params.get("notice"), message=request.query_params.get("error"),
                   now=datetime.now())
