@@ -216,13 +216,9 @@ def run(file: str = typer.Argument(..., help="workflow file or spec .json"),
         if from_run:
             raise BadArgumentError("--from-run is not supported in client mode yet",
                                    hint="run the whole workflow, or run it on the server's machine")
-        if no_cache:
-            raise BadArgumentError("--no-cache is not supported in client mode yet",
-                                   hint="set step_cache = false in the server's mloop.toml, or use "
-                                        "StepPolicy(cache=False) on the steps that must run")
         with client:
             result = remote.run(client, spec, values, select_steps(spec, step_list, scene), quiet=quiet,
-                                follow=follow, no_wait=no_wait)
+                                follow=follow, no_wait=no_wait, cache=not no_cache)
         raise_for_result(result)
         return
     from mloop.runs.preflight import resource_warnings
@@ -352,14 +348,10 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
 
 def _show_cache(steps: list[Any], no_cache: bool) -> None:
     """Step caching: per job step, where its result came from or why it ran."""
+    from mloop.commands.remote import print_cache
     from mloop.steps.caching import describe
 
-    lines = [(s.name, describe(s)) for s in steps]
-    lines = [(name, line) for name, line in lines if line]
-    if lines:
-        out.print("cache:" + (" off for this run (--no-cache)" if no_cache else ""), highlight=False)
-        for name, line in lines:
-            out.print(f"  {name}: {line}", highlight=False, overflow="fold")
+    print_cache([(s.name, describe(s)) for s in steps], no_cache)
 
 
 @app.command()
@@ -534,7 +526,8 @@ def retry(run_id: str = typer.Argument(..., help="run id or prefix"),
 
 @app.command()
 def gc(dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be removed")) -> None:
-    """Remove deleted runs' folders and dataset objects and model files no version refers to."""
+    """Remove deleted runs' folders, dataset objects and model files no version refers to, and
+    per-job environments no job has used for env_expiry (default 30d) and none is using now."""
     from mloop.commands._common import size
     from mloop.services.gc import collect
 

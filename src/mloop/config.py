@@ -261,6 +261,9 @@ class Settings(BaseModel):
                                                         "(uv --index-url); default PyPI")
     env_reuse_engine: bool = Field(True, description="run a job whose requirements.txt the engine's own "
                                                      "interpreter already satisfies there, without an environment")
+    env_expiry: str = Field("30d", description="`mloop gc` removes a per-job environment (<home>/envs/<key>) "
+                                             "that no job has used for this long and none is using now: 90s, "
+                                             "30m, 12h, 7d, 2w or never (a later job needing it builds it again)")
     engines: dict[str, list[str]] = Field(
         default_factory=dict, description="JobEngine(engine_name, engine_version) -> requirements of its "
                                           "environment, keyed 'name==version' (or 'name' for any version)")
@@ -328,7 +331,7 @@ class Settings(BaseModel):
             return None
         return found
 
-    @field_validator("cache_expiry", mode="after")
+    @field_validator("cache_expiry", "env_expiry", mode="after")
     @classmethod
     def _a_duration(cls, value: str) -> str:
         duration_seconds(value)

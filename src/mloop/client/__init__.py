@@ -171,8 +171,9 @@ class Client:
 
     # -- runs --------------------------------------------------------------------------------
     def submit(self, workflow: str, version: int | None, values: dict[str, Any],
-               steps: list[str] | None) -> dict[str, Any]:
-        body = {"workflow": workflow, "version": version, "parameters": values, "steps": steps}
+               steps: list[str] | None, *, cache: bool = True) -> dict[str, Any]:
+        """Queue a run of a released workflow; ``cache=False``: its job steps reuse no earlier result."""
+        body = {"workflow": workflow, "version": version, "parameters": values, "steps": steps, "cache": cache}
         result: dict[str, Any] = self.call("POST", "/runs", json=body)
         return result
 

@@ -14,14 +14,19 @@ from mloop.commands._common import err, out
 
 
 def run(client: Client, spec: Any, values: dict[str, Any], steps: list[str] | None, *, quiet: bool,
-        follow: bool, no_wait: bool) -> Any:
-    """Release ``spec`` on the server, queue a run of it and watch it; the RunResult."""
+        follow: bool, no_wait: bool, cache: bool = True) -> Any:
+    """Release ``spec`` on the server, queue a run of it and watch it; the RunResult.
+    ``cache=False`` (``--no-cache``): every job step runs, none reuses an earlier result."""
     from mloop.console import Watcher
 
     released = client.release(spec)
     if not quiet:
         err.print(f"released {released['workflow']} version {released['version']} on {client.url}", highlight=False)
-    queued = client.submit(released["workflow"], released["version"], values, steps)
+    queued = client.submit(released["workflow"], released["version"], values, steps, cache=cache)
+    if not cache and not (queued.get("origin") or {}).get("no_cache"):
+        # A server older than "cache" in POST /runs ignores the field: say so rather than pretend.
+        err.print(f"[yellow]warning:[/yellow] the server at {client.url} ignored --no-cache (upgrade it); "
+                  "cached results may be reused", highlight=False)
     watcher = Watcher(out, quiet=quiet, follow_logs=False, print_id=True)
     if follow and not quiet:
         err.print("(-f: job logs stay on the server; `mloop logs RUN -f` streams them)", style="dim")
@@ -77,6 +82,18 @@ def show(client: Client, run_id: str, as_json: bool) -> None:
     for s in (step_record(r, s) for s in detail["steps"]):
         table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), Text(s.message or "", style="dim"))
     out.print(table)
+    # The server says it with the same words as `mloop show` here (mloop.steps.caching.describe).
+    print_cache([(s["name"], s.get("cache")) for s in detail["steps"]], bool((r.origin or {}).get("no_cache")))
+
+
+def print_cache(lines: list[tuple[str, str | None]], no_cache: bool) -> None:
+    """The cache section of ``mloop show``, in both doors: ``(step, line)`` per step, the line
+    saying where its result came from or why it ran (None: caching does not concern it)."""
+    shown = [(name, line) for name, line in lines if line]
+    if shown:
+        out.print("cache:" + (" off for this run (--no-cache)" if no_cache else ""), highlight=False)
+        for name, line in shown:
+            out.print(f"  {name}: {line}", highlight=False, overflow="fold")
 
 
 def logs(client: Client, run_id: str, step: str | None, follow: bool) -> None:

@@ -18,6 +18,13 @@ the index settings, the Python version and the platform. A build goes into a tem
 two jobs needing the same new environment at once build it once, the second waits and reuses
 it, and a build that died leaves only a temporary folder, never a half environment.
 
+Each job that uses an environment holds a shared lock on ``<key>.use`` next to it for as long
+as it runs (and touches that file: its time is when the environment was last used). ``mloop
+gc`` (:func:`collect`) removes an environment nobody used for ``env_expiry`` only under the
+exclusive lock, so never one a job is using (two runs may share one): it deletes the marker
+first and renames the folder away before deleting it, so a removal cut short never leaves
+something a later job would take as ready.
+
 Requirements the engine's own interpreter already satisfies (``torch`` in an engine that has
 it) need no environment unless ``env_reuse_engine`` is off: the job runs in the runner's
 interpreter as before, so an example whose code folder lists ``torch`` never downloads it.
@@ -36,6 +43,10 @@ import time
 
 #: The file whose presence makes ``<home>/envs/<key>/`` a finished environment (written last).
 MARKER = "mloop-env.json"
+#: ``<envs>/<key>.use``: held (shared) by each job using the environment; its time is the last use.
+USE_SUFFIX = ".use"
+#: ``<envs>/<key>.trash-<pid>``: an environment being removed (never taken as one).
+TRASH_INFIX = ".trash-"
 #: Modules the job's interpreter reaches through a ``.pth`` file (appended to ``sys.path``,
 #: so the environment's own packages win): mloop itself, for ``mloop.metrics.MetricLogger``,
 #: and what ``mloop.metrics`` imports. Nothing else of the engine's packages leaks in.
@@ -313,11 +324,12 @@ def ensure(env: dict) -> tuple[str, bool]:
     key = compute_key(env["requirements"], env.get("find_links") or [], env.get("index_url"))
     root = env["root"]
     path = os.path.join(root, key)
+    os.makedirs(root, exist_ok=True)
+    hold(root, key)  # before looking: `mloop gc` removes nothing a job holds
     if os.path.isfile(os.path.join(path, MARKER)):
         _say(f"environment {key} reused ({path})")
         link_mloop(path)
         return path, True
-    os.makedirs(root, exist_ok=True)
     from filelock import FileLock, Timeout
 
     lock = FileLock(os.path.join(root, f"{key}.lock"))
@@ -374,6 +386,168 @@ def _build(env: dict, requirements: list[str], key: str, path: str) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# -- in use, and removing unused ones (``mloop gc``) ----------------------------------------------
+#: ``<key>.use`` files this process holds (name -> descriptor), open until it exits: a runner
+#: lives as long as its job.
+_HELD: dict = {}
+
+
+def _flock(fd: int, exclusive: bool, wait: bool) -> bool:
+    """Lock ``fd``; False when not waiting and another holder conflicts. Without ``fcntl``
+    (Windows) nothing is locked and True is returned: gc then goes by the last use alone."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _lock_use(name: str, *, exclusive: bool, wait: bool) -> int | None:
+    """A descriptor of the use file ``name``, locked as asked (None: another holds it and we
+    don't wait). A removal unlinks the file while holding it; a lock that ends up on a file no
+    longer at ``name`` is dropped and taken again on the current one."""
+    while True:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _flock(fd, exclusive, wait):
+            os.close(fd)
+            return None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(name)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def hold(root: str, key: str) -> None:
+    """Mark environment ``key`` under ``root`` as used now, and in use by this process until it
+    exits (a shared lock: jobs share an environment; ``mloop gc`` needs it exclusive). The job
+    the runner starts inherits the descriptor, so the hold lasts while either process lives."""
+    name = os.path.join(root, key + USE_SUFFIX)
+    if name not in _HELD:
+        fd = _lock_use(name, exclusive=False, wait=True)
+        if fd is None:  # pragma: no cover - a waiting lock is always taken
+            return
+        os.set_inheritable(fd, True)
+        _HELD[name] = fd
+    os.utime(name)
+
+
+def last_used(root: str, key: str) -> float:
+    """When environment ``key`` was last used (or, never used since it was built, built)."""
+    times = []
+    for path in (os.path.join(root, key + USE_SUFFIX), os.path.join(root, key, MARKER), os.path.join(root, key)):
+        try:
+            times.append(os.stat(path).st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def _key_of(name: str) -> str | None:
+    base = name.split(".", 1)[0]
+    return base if len(base) == 16 and all(c in "0123456789abcdef" for c in base) else None
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def collect(root: str, older_than: float | None, *, dry_run: bool = False,
+            now: float | None = None) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """Remove the environments under ``root`` that no job used for ``older_than`` seconds and
+    none is using now, and what builds or removals cut short left (``<key>.tmp-*``,
+    ``<key>.trash-*``): nothing of them is in use when their key's lock is free.
+
+    Each is removed under the key's exclusive lock (see :func:`hold`): its marker first, then
+    the folder renamed to ``<key>.trash-*`` and only then deleted, so a later job never takes a
+    half-removed environment as ready, and one that wants it meanwhile waits, then builds it anew.
+
+    Args:
+        older_than: the ``env_expiry`` setting in seconds; None (never) removes no environment
+            (leftovers still go).
+        dry_run: remove nothing; report what would go.
+
+    Returns:
+        ``(kind, path, bytes)`` per folder removed (or, dry run, removable), kind
+        ``environment`` or ``unfinished environment``; and a note per expired environment kept
+        because a job is using it.
+    """
+    import shutil
+
+    if not os.path.isdir(root):
+        return [], []
+    cutoff = (time.time() if now is None else now) - older_than if older_than is not None else None
+    names: dict = {}
+    for name in sorted(os.listdir(root)):
+        key = _key_of(name)
+        if key is not None:
+            names.setdefault(key, []).append(name)
+    found: list[tuple[str, str, int]] = []
+    notes: list[str] = []
+    for key, entries in names.items():
+        path = os.path.join(root, key)
+        leftovers = [os.path.join(root, n) for n in entries
+                     if (".tmp-" in n or TRASH_INFIX in n) and os.path.isdir(os.path.join(root, n))]
+        before = last_used(root, key)
+        expired = cutoff is not None and before < cutoff
+        if not expired and not leftovers:
+            continue
+        use = os.path.join(root, key + USE_SUFFIX)
+        existed = os.path.exists(use)
+        fd = None
+        if existed or not dry_run:  # (no use file: no job holds it, and a dry run makes none)
+            fd = _lock_use(use, exclusive=True, wait=False)
+            if fd is None:
+                if expired and os.path.isdir(path):
+                    notes.append(f"environment {path} is in use by a running job; kept")
+                continue
+        doomed: list[str] = []
+        try:
+            if not existed and fd is not None:
+                os.utime(use, (before, before))  # made just now, to lock it: not a use
+            # A job may have used it since we looked; under the lock nobody can start to.
+            expired = cutoff is not None and last_used(root, key) < cutoff
+            is_env = os.path.isdir(path) and not os.path.islink(path)
+            found.extend(("unfinished environment", leftover, _tree_size(leftover)) for leftover in leftovers)
+            if expired and is_env:
+                found.append(("environment", path, _tree_size(path)))
+            if not dry_run:
+                doomed.extend(leftovers)
+                if expired and is_env:
+                    try:
+                        os.unlink(os.path.join(path, MARKER))  # not ready any more, whatever happens next
+                    except FileNotFoundError:
+                        pass
+                    trash = os.path.join(root, f"{key}{TRASH_INFIX}{os.getpid()}-{time.time_ns()}")
+                    os.rename(path, trash)
+                    doomed.append(trash)
+                if expired or not (existed or is_env):
+                    # Unlinked while held: a job waiting on the old file takes the new one (_lock_use).
+                    for extra in (os.path.join(root, f"{key}.lock"), use):
+                        try:
+                            os.unlink(extra)
+                        except FileNotFoundError:
+                            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+        for folder in doomed:
+            shutil.rmtree(folder, ignore_errors=True)
+    return found, notes
 
 
 def _uv() -> str:

@@ -42,8 +42,9 @@ log = logging.getLogger("mloop.queue")
 
 
 def submit(ctx: Context, workflow_name: str, values: dict[str, Any] | None = None, *, version: int | None = None,
-           origin: dict[str, Any] | None = None, steps: list[str] | None = None) -> RunRecord:
-    """Queue a run of a released workflow (its latest release, or ``version``).
+           origin: dict[str, Any] | None = None, steps: list[str] | None = None, cache: bool = True) -> RunRecord:
+    """Queue a run of a released workflow (its latest release, or ``version``); ``cache=False``
+    runs every job step, reusing no earlier result (see ``create_run``).
 
     Raises:
         NotFoundError: the workflow (or that version of it) was never released.
@@ -64,7 +65,8 @@ def submit(ctx: Context, workflow_name: str, values: dict[str, Any] | None = Non
     spec = load_spec(release.spec, validate=False)
     # That very release (an older version stays that version: releasing its spec again would
     # make it the newest).
-    return create_run(ctx, spec, values or {}, steps=steps, origin=origin, queued=True, release=release)
+    return create_run(ctx, spec, values or {}, steps=steps, origin=origin, queued=True, release=release,
+                      cache=cache)
 
 
 def copy_run(ctx: Context, run_id: str, *, origin: dict[str, Any] | None = None,
@@ -84,7 +86,8 @@ def copy_run(ctx: Context, run_id: str, *, origin: dict[str, Any] | None = None,
                                selected_steps=source.selected_steps,
                                origin={**(origin or {"kind": "copy"}), "copied_from": source.id,
                                        # a partial run's inputs taken with --from-run go with it
-                                       **{k: v for k, v in (source.origin or {}).items() if k == "from_run"}})
+                                       **{k: v for k, v in (source.origin or {}).items()
+                                          if k in ("from_run", "no_cache")}})
     return run if queued else ctx.store.update_run(run.id, **process_owner())
 
 

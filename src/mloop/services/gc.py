@@ -5,6 +5,9 @@
   lists;
 * model blobs (``models/blobs/ab/<digest>/`` and its ``.manifest.json``) that no model version
   refers to.
+* per-job environments (``envs/<key>/``) no job has used for ``env_expiry`` (default 30 days)
+  and none is using now, and builds or removals of them cut short (see
+  :func:`mloop.runner.envs.collect`: each goes under its lock, so never one a job is using).
 
 Anything written less than :data:`GRACE_SECONDS` ago is kept: an import or a registration
 writes its objects before the version row that refers to them. Packed dataset objects are
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from mloop.artifacts import local_path
 from mloop.context import Context
+from mloop.durations import duration_seconds
 
 __all__ = ["GRACE_SECONDS", "Garbage", "collect"]
 
@@ -135,4 +139,16 @@ def collect(backend: Context, *, dry_run: bool = False, grace_seconds: float = G
     if not dry_run:
         for _, path, _ in garbage.items:
             _remove(path)
+    _collect_envs(backend, garbage, dry_run)
     return garbage
+
+
+def _collect_envs(backend: Context, garbage: Garbage, dry_run: bool) -> None:
+    """Unused per-job environments: removed by the job runner's own module, which knows their
+    locks (removal happens there, under each one's lock, not in :func:`_remove`)."""
+    from mloop.runner import envs
+
+    root = backend.settings.home_path / "envs"
+    found, notes = envs.collect(str(root), duration_seconds(backend.settings.env_expiry), dry_run=dry_run)
+    garbage.items.extend((kind, Path(path), size) for kind, path, size in found)
+    garbage.skipped.extend(notes)

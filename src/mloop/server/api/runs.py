@@ -4,7 +4,7 @@
 
     GET    /workflows                         released workflows (name, latest version, runs)
     GET    /workflows/{name}/versions         its releases
-    POST   /runs                              queue a run {"workflow", "version"?, "parameters"?, "steps"?}
+    POST   /runs                              queue a run {"workflow", "version"?, "parameters"?, "steps"?, "cache"?}
     GET    /runs                              runs, newest first (?workflow=&status=&limit=&offset=)
     GET    /runs/compare?ids=a,b              runs side by side (parameters, metrics, datasets, code, durations)
     GET    /runs/{id}                         one run with its steps
@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
+import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Literal, Optional
@@ -67,6 +69,9 @@ class SubmitRun(BaseModel):
     version: Optional[int] = Field(None, ge=1, le=INT64_MAX, description="its release version (default: the latest)")
     parameters: dict[str, Any] = Field(default_factory=dict, description="placeholder and data values")
     steps: Optional[list[str]] = Field(None, description="run only these steps")
+    cache: bool = Field(True, strict=True, description="false: every job step runs, reusing no earlier result "
+                                                       "(`mloop run --no-cache`; kept on the run, so a retry "
+                                                       "runs the same way)")
 
 
 class GiveInput(BaseModel):
@@ -90,13 +95,17 @@ class StepOut(BaseModel):
                                     "model versions, services, folders)")
     code_hash: Optional[str] = None
     cached_from: Optional[dict[str, Any]] = Field(None, description="the run and step whose outputs it reused")
+    cache: Optional[str] = Field(None, description="where its result came from or why it ran, as `mloop show` "
+                                                   "says it (null: caching does not concern the step)")
     environment: Optional[dict[str, Any]] = Field(None, description="the job's environment")
 
     @classmethod
     def of(cls, s: StepRecord) -> StepOut:
+        from mloop.steps.caching import describe
+
         return cls(name=s.name, type=s.type, status=s.status, attempt=s.attempt, started_at=s.started_at,
                    finished_at=s.finished_at, exit_code=s.exit_code, message=s.message, outputs=s.outputs,
-                   code_hash=s.code_hash, cached_from=s.cached_from, environment=s.environment)
+                   code_hash=s.code_hash, cached_from=s.cached_from, cache=describe(s), environment=s.environment)
 
 
 class RunOut(BaseModel):
@@ -219,7 +228,7 @@ def submit_run(request: Request, body: SubmitRun) -> RunOut:
     token = getattr(request.state, "token", None)
     origin = {"kind": "api", "token": token.name if token else None}
     run = submit(_ctx(request), body.workflow, body.parameters, version=body.version, origin=origin,
-                 steps=body.steps)
+                 steps=body.steps, cache=body.cache)
     _wake(request)
     return RunOut.of(run)
 
@@ -319,26 +328,138 @@ def _frame(event: EventRecord, workflow: str | None = None) -> str:
     return f"id: {event.id}\nevent: transition\ndata: {json.dumps(data)}\n\n"
 
 
+class _Commits:
+    """Wakes this process's event streams when one of its threads commits a write to the store.
+
+    The engine runs in the server's own threads and writes each transition (with its event
+    row) in one write transaction; the connection pool's ``checkin`` after that commit is the
+    moment its event can be read, so a stream waiting here reads it at once instead of at its
+    next poll. Writers in other processes (an engine started by ``mloop run``, another server
+    on the same database) are still found by the poll. ``generation`` counts the commits, so a
+    commit between a stream's read and its wait is not missed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.generation = 0
+
+    def wrote(self) -> None:
+        with self._lock:
+            self.generation += 1
+            waiters = list(self._waiters)
+        for loop, flag in waiters:
+            try:
+                loop.call_soon_threadsafe(flag.set)
+            except RuntimeError:  # that loop is closed; its stream is gone
+                pass
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Until a commit after generation ``seen``, or ``timeout`` seconds."""
+        flag = asyncio.Event()
+        key = (asyncio.get_running_loop(), flag)
+        with self._lock:
+            if self.generation != seen:
+                return
+            self._waiters.add(key)
+        try:
+            await asyncio.wait_for(flag.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._waiters.discard(key)
+
+
+_COMMITS: weakref.WeakKeyDictionary[Any, _Commits] = weakref.WeakKeyDictionary()
+_COMMITS_LOCK = threading.Lock()
+
+
+def _commits_of(ctx: Context) -> _Commits | None:
+    """The commit signal of the store's SQLAlchemy engine (hooked once per engine), or None for
+    a store without one (then the stream polls alone)."""
+    from sqlalchemy import Engine, event
+
+    from mloop.store.sql import WRITE_OPTION
+
+    engine = getattr(ctx.store, "engine", None)
+    if not isinstance(engine, Engine):
+        return None
+    with _COMMITS_LOCK:
+        found = _COMMITS.get(engine)
+        if found is not None:
+            return found
+        commits = _Commits()
+        mark = "mloop.stream.wrote"
+
+        def on_commit(conn: Any) -> None:
+            # Before the database's COMMIT: mark the pooled connection; the wake-up waits for
+            # its check-in, which comes after the COMMIT. Read transactions commit too: only
+            # write transactions mark.
+            if conn.get_execution_options().get(WRITE_OPTION, False):
+                conn.info[mark] = True
+
+        def on_checkin(_dbapi: Any, record: Any) -> None:
+            if record is not None and record.info.pop(mark, False):
+                commits.wrote()
+
+        event.listen(engine, "commit", on_commit)
+        event.listen(engine.pool, "checkin", on_checkin)
+        _COMMITS[engine] = commits
+        return commits
+
+
+#: An event stream reads at most this often, however often the store is written (metrics
+#: ingestion commits many times a second): the wake-up is a hint, not a read per commit.
+STREAM_MIN_GAP_SECONDS = 0.02
+#: With no events, how often a run's stream checks whether the run has ended (the run's own
+#: terminal transition is an event, and is checked at once).
+STREAM_END_CHECK_SECONDS = 1.0
+
+
 def _stream(request: Request, ctx: Context, after: int, run_id: str | None) -> StreamingResponse:
+    """Server-Sent Events of the run's (or every run's) transitions after event ``after``.
+
+    Each pass reads the events after the last one sent; between passes it waits for a commit
+    by a thread of this process (the server's engine: the event is read at once) or
+    ``STREAM_POLL_SECONDS`` (a writer in another process), and no pass starts sooner than
+    ``STREAM_MIN_GAP_SECONDS`` after the one before."""
+    commits = _commits_of(ctx)
+
     async def frames() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
         last = after
         yield ": mloop event stream\n\n"
-        idle = 0.0
+        said = loop.time()
+        checked = float("-inf")  # the first pass checks: a finished run's stream ends at once
         while not await request.is_disconnected():
+            seen = commits.generation if commits is not None else 0
+            began = loop.time()
             events = await run_in_threadpool(ctx.store.events_after, last, run_id)
+            ended = False
             for event in events:
                 last = event.id
+                said = began
                 yield _frame(event)
-            if run_id is not None and not events:
+                if event.step_name is None and event.to_status in _TERMINAL:
+                    ended = True  # the run ended: the next pass, at once, says so if nothing follows
+                    checked = float("-inf")
+            if run_id is not None and not events and began - checked >= STREAM_END_CHECK_SECONDS:
+                checked = began
                 run = await run_in_threadpool(ctx.store.get_run, run_id)
                 if run.status in _TERMINAL:
                     yield "event: end\ndata: {}\n\n"
                     return
-            idle = 0.0 if events else idle + STREAM_POLL_SECONDS
-            if idle >= 15:
-                idle = 0.0
+            if began - said >= 15:
+                said = began
                 yield ": keep-alive\n\n"
-            await asyncio.sleep(STREAM_POLL_SECONDS)
+            if not ended and commits is not None:
+                await commits.wait(seen, STREAM_POLL_SECONDS)
+            elif not ended:
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+            gap = STREAM_MIN_GAP_SECONDS - (loop.time() - began)
+            if gap > 0:
+                await asyncio.sleep(gap)
 
     return StreamingResponse(frames(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -10,7 +10,7 @@ starting a run from one, and copying and deleting runs.
     GET    /workflows/{name}/configs/{config} one of them
     PUT    /workflows/{name}/configs/{config} save {"parameters", "steps"?, "description"?} (checked)
     DELETE /workflows/{name}/configs/{config} delete it
-    POST   /workflows/{name}/runs             queue a run {"config"?, "parameters"?, "version"?}
+    POST   /workflows/{name}/runs             queue a run {"config"?, "parameters"?, "version"?, "cache"?}
     POST   /runs/{id}/copy                    queue a new run with the same release and values
     DELETE /runs/{id}                         delete an ended run (409 while it lives)
 
@@ -132,6 +132,7 @@ class StartRun(BaseModel):
     config: Optional[str] = Field(None, description="a saved run configuration to start from")
     parameters: dict[str, Any] = Field(default_factory=dict, description="values (override the configuration's)")
     version: Optional[int] = Field(None, ge=1, le=INT64_MAX, description="the release version (default: the latest)")
+    cache: bool = Field(True, strict=True, description="false: every job step runs, reusing no earlier result")
 
 
 class DeletedRunOut(BaseModel):
@@ -205,7 +206,7 @@ def start_run(request: Request, name: str, body: StartRun) -> RunOut:
 
     ctx = _ctx(request)
     values, steps = config_values(ctx, name, body.config, body.parameters)
-    run = submit(ctx, name, values, version=body.version, steps=steps,
+    run = submit(ctx, name, values, version=body.version, steps=steps, cache=body.cache,
                  origin=_origin(request, "api", **({"config": body.config} if body.config else {})))
     _wake(request)
     return RunOut.of(run)

@@ -23,7 +23,9 @@ session cookie, which the API (bearer tokens only) does not take.
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from datetime import datetime
+from itertools import islice
 from typing import Any, Optional
 from urllib.parse import quote
 
@@ -260,9 +262,9 @@ def step_detail(request: Request, run_id: str, name: str = Query(..., min_length
     for m in ctx.store.list_metrics(run.id, name):
         item = {"key": m.key, "title": m.title, "type": m.type, "value": m.value, "data": m.data}
         if m.type == "line chart":
-            xs, _ = _series(m)
-            if len(xs) > INLINE_POINTS:  # long: the page asks /series for what its width can show
-                item["data"], item["points"] = None, len(xs)
+            points = _series_length(m)
+            if points > INLINE_POINTS:  # long: the page asks /series for what its width can show
+                item["data"], item["points"] = None, points
         metrics.append(item)
     body = {**_step_state(record), "title": spec.get("title"), "description": spec.get("description"),
             "inputs": record.inputs, "outputs": record.outputs, "parameters": _parameters(spec, run.params),
@@ -274,11 +276,35 @@ def step_detail(request: Request, run_id: str, name: str = Query(..., min_length
 INLINE_POINTS = 4000
 
 
-def _series(m: Any) -> tuple[list[float], list[float | None]]:
-    """A line chart metric's points as numbers, sorted by x (points without a numeric x dropped)."""
+#: The types of a number in JSON data (``bool`` is not one, though it subclasses ``int``).
+_NUMBER = (int, float)
+
+
+def _axes(m: Any) -> tuple[list[Any], list[Any]]:
     data = m.data or {}
     xs = ((data.get("x_axis") or [{}])[0] or {}).get("value") or []
     ys = ((data.get("y_axis") or [{}])[0] or {}).get("value") or []
+    return xs, ys
+
+
+def _series_length(m: Any) -> int:
+    """How many points :func:`_series` gives, without building them."""
+    xs, ys = _axes(m)
+    return sum(1 for x in xs[:len(ys)] if type(x) in _NUMBER)
+
+
+def _series(m: Any) -> tuple[list[float], list[float | None]]:
+    """A line chart metric's points as numbers, sorted by x (points without a numeric x dropped)."""
+    xs, ys = _axes(m)
+    n = min(len(xs), len(ys))
+    xs, ys = xs[:n], ys[:n]
+    # The usual series (every x a number, in order) at C speed: a million points in ~0.1 s.
+    if all(type(x) in _NUMBER for x in xs):
+        fx = list(map(float, xs))
+        if all(a <= b for a, b in zip(fx, islice(fx, 1, None))):
+            fy: list[float | None] = list(map(float, ys)) if all(type(y) in _NUMBER for y in ys) else \
+                [float(y) if type(y) in _NUMBER else None for y in ys]
+            return fx, fy
     pairs = []
     for x, y in zip(xs, ys):
         if isinstance(x, (int, float)) and not isinstance(x, bool):
@@ -294,20 +320,27 @@ def downsample(xs: list[float], ys: list[float | None], buckets: int) -> tuple[l
         return xs, ys
     lo, hi = xs[0], xs[-1]
     span = (hi - lo) or 1.0
+
+    def bucket(x: float) -> int:
+        return min(buckets - 1, int((x - lo) / span * buckets))
+
     keep: list[int] = []
     start = 0
     n = len(xs)
     while start < n:
-        b = min(buckets - 1, int((xs[start] - lo) / span * buckets))
-        end = start
-        while end < n and min(buckets - 1, int((xs[end] - lo) / span * buckets)) == b:
-            end += 1
-        idx = range(start, end)
-        valued = [i for i in idx if ys[i] is not None]
+        # the bucket's end by bisection (xs sorted, so bucket(x) never decreases): a bucket
+        # costs log(n) steps in Python, its min and max run in C
+        end = bisect_right(xs, bucket(xs[start]), lo=start, key=bucket)
         chosen = {start, end - 1}
-        if valued:
-            chosen.add(min(valued, key=lambda i: ys[i]))  # type: ignore[arg-type, return-value]
-            chosen.add(max(valued, key=lambda i: ys[i]))  # type: ignore[arg-type, return-value]
+        part = ys[start:end]
+        if None in part:
+            valued = [i for i in range(start, end) if ys[i] is not None]
+            if valued:
+                chosen.add(min(valued, key=lambda i: ys[i]))  # type: ignore[arg-type, return-value]
+                chosen.add(max(valued, key=lambda i: ys[i]))  # type: ignore[arg-type, return-value]
+        else:
+            chosen.add(start + part.index(min(part)))  # type: ignore[type-var]
+            chosen.add(start + part.index(max(part)))  # type: ignore[type-var]
         keep.extend(sorted(chosen))
         start = end
     return [xs[i] for i in keep], [ys[i] for i in keep]

@@ -208,11 +208,14 @@ async def run_workflow(request: Request, name: str, session: Session = Depends(r
     typed = {key[2:]: str(value) for key, value in form.multi_items() if key.startswith("v:") and isinstance(value, str)}
     values = {k: v for k, v in typed.items() if v.strip() != ""}  # an empty field: the default
     save_as = str(form.get("save_as") or "").strip()
+    # The checkbox follows a hidden "off": checked sends off, on; unchecked only off; a form
+    # without it (an older page) reuses results as before.
+    cache = [str(v) for v in form.getlist("cache")][-1:] != ["off"]
     ctx = _ctx(request)
     try:
         if save_as:
             save_config(ctx, name, save_as, values)
-        run = submit(ctx, name, values, version=version,
+        run = submit(ctx, name, values, version=version, cache=cache,
                      origin={"kind": "console", "user": session.user, **({"config": save_as} if save_as else {})})
     except PlaceholderValueError as exc:
         errors: dict[str, str] = {}
