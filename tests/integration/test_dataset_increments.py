@@ -18,7 +18,7 @@ import pytest
 
 from mloop.context import Context
 from mloop.datasets.manifest import MAX_DEPTH, Manifest
-from mloop.errors import ArtifactError, DatasetError
+from mloop.errors import ArtifactError, DatasetError, DatasetFormatError
 from mloop.services import datasets as ds
 from mloop.services.gc import collect
 
@@ -169,3 +169,29 @@ def test_gc_keeps_the_objects_only_a_base_lists(local: Context, tmp_path: Path) 
     assert (report.files, report.damaged) == (8, [])
     out = ds.materialize(local, "g", v2.version, tmp_path / "job")
     assert sorted(p.name for p in out.rglob("*.png")) == sorted(p.name for p in src.rglob("*.png"))
+
+
+@pytest.mark.parametrize("added, refused", [
+    ({"a/notes.txt": "x"}, False),             # a plain file beside images
+    ({"train/notes.txt": "x"}, False),         # in a grouping folder (its sub-folders hold images)
+    ({"d/notes.txt": "x"}, True),              # a new folder with files but no image
+    ({"a/deeper/notes.txt": "x"}, True),       # a new leaf below a class folder, no image
+])
+def test_an_increment_checks_the_whole_source_as_a_whole_scan_does(local: Context, tmp_path: Path,
+                                                                   added: dict[str, str], refused: bool) -> None:
+    src = image_folder(tmp_path / "src", {"a": 3, "train/b": 2})
+    ds.create_dataset(local, "chk", src)
+    for rel, text in added.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+        os.utime(src / rel, (1_600_000_000, 1_600_000_000))
+    write_png(src / "a" / "050.png", seed=50)  # and a new image, so the version is an increment
+    if refused:
+        with pytest.raises(DatasetFormatError, match="class folder without any image"):
+            ds.import_data(local, "chk", src)
+        with pytest.raises(DatasetFormatError, match="class folder without any image"):
+            ds.create_dataset(local, "whole", src)  # the same verdict from a whole scan
+        return
+    v2 = ds.import_data(local, "chk", src)
+    assert stored(local, "chk", v2.version).schema == 3
+    same_as_a_whole_scan(local, "chk", v2.version, src, "probe")

@@ -8,7 +8,11 @@ not in the shared metadata store.
 
 One row per source folder holds the entries of every file below it (relative path ->
 size, mtime_ns, inode, sha256) as one ``marshal`` blob: loading 70,000 entries is then one
-read and a few tens of milliseconds, where a row per file costs a third of a second.
+read and a few tens of milliseconds, where a row per file costs a third of a second. When a
+save only adds entries (every remembered file was found unchanged: new images in a folder),
+the new ones go to a second, small row of additions instead of rewriting the 7 MB blob;
+the additions are folded into the main row once they pass a tenth of it, or when a
+remembered file changed or went away.
 
 Racy files: a file modified within the same clock tick as it was hashed could keep its mtime
 while its bytes change. A hash is therefore only remembered when the file's mtime is at least
@@ -47,6 +51,8 @@ _FORMAT = f"marshal-{marshal.version}-{sys.version_info[0]}.{sys.version_info[1]
 
 #: ``(size, mtime_ns, inode, sha256)``
 Entry = tuple[int, int, int, str]
+#: Additions kept apart from a folder's main row up to this many (or a tenth of the main row).
+_ADDITIONS_MIN = 1000
 
 
 def files_fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
@@ -69,6 +75,8 @@ class HashCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        #: root -> (entries in the main row, the additions row, entries in all) as last loaded
+        self._loaded: dict[str, tuple[int, dict[str, Entry], int]] = {}
         if path is None:
             return
         try:
@@ -76,6 +84,8 @@ class HashCache:
             db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, format TEXT NOT NULL, "
+                       "entries BLOB NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS folder_additions (root TEXT PRIMARY KEY, format TEXT NOT NULL, "
                        "entries BLOB NOT NULL)")
             db.execute("CREATE TABLE IF NOT EXISTS manifest_files (manifest TEXT PRIMARY KEY, "
                        "fingerprint TEXT NOT NULL)")
@@ -103,6 +113,13 @@ class HashCache:
             if row is None or row[0] != _FORMAT:
                 return {}
             entries: dict[str, Entry] = marshal.loads(row[1])
+            main = len(entries)
+            added: dict[str, Entry] = {}
+            row = self._db.execute("SELECT format, entries FROM folder_additions WHERE root = ?", (root,)).fetchone()
+            if row is not None and row[0] == _FORMAT:
+                added = marshal.loads(row[1])
+                entries.update(added)
+            self._loaded[root] = (main, added, len(entries))
             return entries
         except (sqlite3.Error, ValueError, EOFError, TypeError) as exc:
             log.warning("the dataset hash cache %s can't be read (%s)", self.path, exc)
@@ -121,10 +138,28 @@ class HashCache:
             return 0
         limit = started_ns - RACY_NS
         kept = {rel: e for rel, e in fresh.items() if e[1] < limit}
-        merged = {**entries, **kept}
+        main, added, loaded = self._loaded.get(root, (-1, {}, -1))
         try:
-            self._db.execute("INSERT OR REPLACE INTO folders (root, format, entries) VALUES (?, ?, ?)",
-                             (root, _FORMAT, marshal.dumps(merged)))
+            if main >= 0 and len(entries) == loaded and entries.keys().isdisjoint(kept):
+                # Every entry loaded is still valid: only additions (the main row stays as is).
+                added = {**added, **kept}
+                if len(added) <= max(_ADDITIONS_MIN, main // 10):
+                    if kept:
+                        self._db.execute("INSERT OR REPLACE INTO folder_additions (root, format, entries) "
+                                         "VALUES (?, ?, ?)", (root, _FORMAT, marshal.dumps(added)))
+                    self._loaded[root] = (main, added, loaded + len(kept))
+                    return len(kept)
+            merged = {**entries, **kept}
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO folders (root, format, entries) VALUES (?, ?, ?)",
+                                 (root, _FORMAT, marshal.dumps(merged)))
+                self._db.execute("DELETE FROM folder_additions WHERE root = ?", (root,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._loaded[root] = (len(merged), {}, len(merged))
         except (sqlite3.Error, ValueError) as exc:
             log.warning("the dataset hash cache %s can't be written (%s)", self.path, exc)
             return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ def scan_folder(c: Collector, classes: list[str] | None, params: dict[str, Any])
     Images directly in the source folder have no class folder: they are unlabeled samples.
     """
     files = c.walk()
-    images = [rel for rel in files if is_image(rel)]  # README, labels.csv ...: files, not samples
+    wanted = c.samples_for
+    # README, labels.csv ...: files, not samples. In an increment only the new files make
+    # samples (and only they can be unverified images); the base's were checked when it was made.
+    images = [rel for rel in (files if wanted is None else sorted(wanted)) if is_image(rel)]
     bad = c.verify(images)
     folders: set[str] = set()
-    wanted = c.samples_for
     for rel in images:
         label = rel[:rel.rfind("/")].rpartition("/")[2] if "/" in rel else ""
         if label:
@@ -30,14 +33,40 @@ def scan_folder(c: Collector, classes: list[str] | None, params: dict[str, Any])
         if rel in bad:
             c.bad_file(rel, bad[rel], exclude=[rel])
             continue
-        if wanted is None or rel in wanted:
-            c.samples.append(Sample(id=rel, file=rel, labels=(label,) if label else (), files=(rel,)))
+        c.samples.append(Sample(id=rel, file=rel, labels=(label,) if label else (), files=(rel,)))
     for rel in c.leaf_dirs_without_files():
         c.bad_source(rel + "/", "empty folder: a class folder needs at least one image")
-    for rel in _leaf_dirs_without_images(files):
+    if wanted is None:
+        leaves = _leaf_dirs_without_images(files)
+    else:  # only a folder that got a new file can have become a leaf without images
+        leaves = _leaf_dirs_without_images_among(files, {rel[:rel.rfind("/")] for rel in wanted if "/" in rel})
+    for rel in leaves:
         c.bad_source(rel + "/", "class folder without any image (only other files)")
+    if classes is not None and wanted is not None:  # every class folder, old files' too
+        folders = {rel[:rel.rfind("/")].rpartition("/")[2] for rel in files if "/" in rel and is_image(rel)}
     c.check_classes(classes, folders=folders)
     return c.finish("one sub-folder per class holding its images (cat/1.jpg, dog/2.png ...)")
+
+
+def _leaf_dirs_without_images_among(files: list[str], folders: set[str]) -> list[str]:
+    """:func:`_leaf_dirs_without_images`, for ``folders`` only: each one holding files but no
+    image, and no folder below it that holds files. ``files`` sorted: a folder's files are one
+    range of it, looked at until an image or a deeper file settles it."""
+    out: list[str] = []
+    for folder in sorted(folders):
+        prefix = folder + "/"
+        i = bisect.bisect_left(files, prefix)
+        holds = settled = False
+        while i < len(files) and files[i].startswith(prefix):
+            rest = files[i][len(prefix):]
+            if "/" in rest or is_image(rest):  # a deeper folder with files, or an image
+                settled = True
+                break
+            holds = True
+            i += 1
+        if holds and not settled:
+            out.append(folder)
+    return out
 
 
 def _leaf_dirs_without_images(files: list[str]) -> list[str]:
