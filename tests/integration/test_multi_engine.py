@@ -350,3 +350,57 @@ def test_an_engine_whose_run_was_taken_over_lets_it_go(backend: Context) -> None
     after = backend.store.get_run(run.id)
     assert (after.status, after.engine_id) == ("running", "f" * 32)
     assert backend.store.get_step(run.id, "train").status == "running"  # left for its new owner
+
+
+@pytest.mark.postgres
+def test_a_terminal_run_on_a_shared_database_beats_and_forgets_its_engine_at_the_end(
+        team: Cli, ctx: Context) -> None:
+    gate = team.cwd / "gate"
+    terminal = team.start("run", "flow.py", "-p", f"gate={gate}")
+    wait_until(lambda: any(s == "train" for (_, s) in ledger(team)), 90, terminal.output)
+    run = ctx.store.list_runs(limit=1)[0]
+    assert run.status == "running" and run.engine_id is not None
+    engine = ctx.store.engines.get(run.engine_id)
+    assert engine is not None and (engine.kind, engine.pid) == ("cli", terminal.proc.pid)
+    # Alive by its heartbeat: a reconcile from another process leaves the run alone.
+    from mloop.runs.reconcile import reconcile_run
+
+    assert reconcile_run(ctx, ctx.store.get_run(run.id)) is False
+    gate.write_text("go")
+    assert terminal.proc.wait(timeout=90) == 0, terminal.output()
+    assert ctx.store.get_run(run.id).status == "succeeded"
+    assert ctx.store.engines.get(run.engine_id) is None  # a clean end forgets its row
+
+
+@pytest.mark.postgres
+def test_a_dead_terminal_on_another_host_has_its_run_failed_not_taken_over(team: Cli, ctx: Context) -> None:
+    """A terminal's engine (`mloop run` on a CI runner that was killed) stops beating: a server
+    fails its run with the reason (`mloop retry` continues it), and never runs its steps."""
+    from mloop.engine import transitions
+
+    period = 0.5
+    ctx.store.engines.register("c" * 32, kind="cli", host="runner.example", pid=4343,
+                               process_started_at=None, heartbeat_seconds=period)
+    run = submit(ctx, "pair")
+    owner = {"engine_id": "c" * 32, "engine_pid": 4343, "engine_host": "runner.example", "engine_started_at": None}
+    assert transitions.run(ctx.store, run.id, "running", expected_from=["pending"], **owner)
+    assert transitions.step(ctx.store, run.id, "prep", "running", expected_from=["pending"], attempt=1)
+    assert transitions.step(ctx.store, run.id, "prep", "succeeded", expected_from=["running"])
+    assert transitions.step(ctx.store, run.id, "train", "running", expected_from=["pending"], attempt=1)
+
+    server = Dispatcher(ctx, QueueLimits(concurrency=2), kind="server")
+    server.start()
+    try:
+        beat_until = time.monotonic() + 4 * period
+        while time.monotonic() < beat_until:  # beating: its run stays running, its own
+            assert ctx.store.engines.beat("c" * 32)
+            assert ctx.store.get_run(run.id).status == "running"
+            time.sleep(period / 2)
+        wait_until(lambda: ctx.store.get_run(run.id).status == "failed", 30, "the dead terminal's run to fail")
+    finally:
+        server.stop()
+    ended = ctx.store.get_run(run.id)
+    assert ended.engine_id == "c" * 32  # never taken over
+    assert "stopped beating" in (ended.message or "") and "mloop retry" in (ended.message or ""), ended.message
+    assert ctx.store.get_step(run.id, "train").status == "failed"
+    assert ledger(team) == {}  # no step ran here

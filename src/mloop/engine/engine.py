@@ -353,7 +353,10 @@ class _Execution:
             return
         self._last_stop_check = now
         run = self.store.get_run(self.ctx.run_id)
-        if self.engine.engine_id is not None and run.engine_id != self.engine.engine_id:
+        if self.engine.engine_id is not None and (run.engine_id != self.engine.engine_id
+                                                  or run.status in transitions.TERMINAL_RUN):
+            # Taken over, or ended by another host that took this engine for dead (its beats
+            # stopped: a terminal's laptop asleep): the rows are no longer this engine's.
             raise Superseded(run.engine_id)
         if self.waiting:  # values given with `mloop input` arrive through the store
             self.ctx.values.update({k: v for k, v in run.params.items() if v is not None})

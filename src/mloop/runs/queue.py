@@ -233,8 +233,14 @@ class Dispatcher:
         live = {e.id for e in registered if engine_row_alive(e, self.heartbeat)} | {self.engine_id}
         taken: list[str] = []
         free, per = self._free_slots()
+        terminals = {e.id for e in registered if e.kind == "cli"}
         if free > 0:
             for run in engines.orphaned_runs(live, limit=free * 4 + 16):
+                if run.engine_id in terminals:  # a dead terminal's run: failed, never taken over
+                    from mloop.runs.reconcile import reconcile_run
+
+                    reconcile_run(self.ctx, run)
+                    continue
                 if free <= 0:
                     break
                 if run.id in self._running or (self.limits.per_workflow > 0

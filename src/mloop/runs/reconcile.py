@@ -17,10 +17,12 @@ again as a new attempt.
 
 from __future__ import annotations
 
+import socket
+
 from mloop.context import Context
 from mloop.engine import transitions
 from mloop.engine.ownership import engine_alive
-from mloop.store.base import RunRecord, StepRecord, StepTransition
+from mloop.store.base import RunRecord, StepRecord, StepTransition, Store
 
 __all__ = ["LIVE_STATUSES", "cancel_step_job", "notify_quietly", "prepare_takeover", "reconcile_orphans",
            "reconcile_run"]
@@ -62,7 +64,8 @@ def reconcile_run(ctx: Context, run: RunRecord) -> bool:
                                        f"started; `mloop retry {run.id[:8]}` runs it")
     if run.status not in LIVE_STATUSES or engine_alive(run, store):
         return False
-    if run.status == "running" and run.engine_id is not None and not run.stop_requested:
+    if run.status == "running" and run.engine_id is not None and not run.stop_requested \
+            and not terminal_engine(store, run.engine_id):
         return False  # a server's or worker's run: a live dispatcher takes it over and continues it
     steps = store.list_steps(run.id)
     if not run.stop_requested and any(s.status == "waiting_input" for s in steps) \
@@ -73,8 +76,20 @@ def reconcile_run(ctx: Context, run: RunRecord) -> bool:
         if run.engine_pid is not None:
             store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None, engine_id=None)
         return False
-    reason = f"the engine process (pid {run.engine_pid}) ended while the run was {run.status}"
+    if run.engine_host and run.engine_host != socket.gethostname():
+        reason = (f"its engine (pid {run.engine_pid} on {run.engine_host}) stopped beating while the run was "
+                  f"{run.status}")
+    else:
+        reason = f"the engine process (pid {run.engine_pid}) ended while the run was {run.status}"
     return _finish_orphan(ctx, run, steps, reason)
+
+
+def terminal_engine(store: Store, engine_id: str) -> bool:
+    """Whether ``engine_id`` is a terminal's engine (``mloop run`` on a shared database): its
+    runs are failed when it dies (`mloop retry` continues them where the user wants), not taken
+    over by a server, which may not reach that machine's paths."""
+    engine = store.engines.get(engine_id)
+    return engine is not None and engine.kind == "cli"
 
 
 def _finish_orphan(ctx: Context, run: RunRecord, steps: list[StepRecord], reason: str) -> bool:

@@ -215,16 +215,39 @@ class Launcher(Protocol):
 
 
 class InProcessLauncher:
-    """Runs the engine in this process until the run ends (or only waits, when detaching)."""
+    """Runs the engine in this process until the run ends (or only waits, when detaching).
+
+    On a database other machines can share (not a SQLite file), the process registers as a
+    ``cli`` engine and beats while it runs, so that a server or a terminal on another host can
+    tell when it died (a killed CI runner, a lost laptop) and fail its run, which `mloop retry`
+    continues, instead of showing it running for ever. On SQLite (one machine) the pid decides.
+    """
 
     def launch(self, ctx: Context, run_id: str, *, listener: Listener | None, detach_when_waiting: bool,
                resume: bool) -> RunRecord:
         import mloop.steps  # noqa: F401 - registers the built-in step kinds with the engine
         from mloop.engine.engine import Engine
 
-        engine = Engine(ctx.store, ctx.settings, ctx.artifacts, listener=listener,
-                        detach_when_waiting=detach_when_waiting)
-        return engine.execute(run_id, resume=resume)
+        heartbeat = _terminal_heartbeat(ctx)
+        try:
+            engine = Engine(ctx.store, ctx.settings, ctx.artifacts, listener=listener,
+                            detach_when_waiting=detach_when_waiting,
+                            engine_id=heartbeat.id if heartbeat is not None else None)
+            return engine.execute(run_id, resume=resume)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop(forget=True)
+
+
+def _terminal_heartbeat(ctx: Context) -> Any:
+    """A started ``cli`` :class:`~mloop.engine.ownership.Heartbeat` on a shared database; None on SQLite."""
+    engine = getattr(ctx.store, "engine", None)
+    if engine is None or engine.dialect.name == "sqlite":
+        return None
+    from mloop import __version__
+    from mloop.engine.ownership import Heartbeat
+
+    return Heartbeat(ctx.store, "cli", ctx.settings.heartbeat_seconds, version=__version__).start()
 
 
 def launcher_for(settings: Settings) -> Launcher:
