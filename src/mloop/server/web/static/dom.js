@@ -12,3 +12,19 @@ export function el(tag, attrs, ...children) {
   for (const c of children) node.append(c);
   return node;
 }
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// An SVG element with attributes (set as they are).
+export function svg(tag, attrs) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  return node;
+}
+
+// An SVG text element at (x, y) holding ``text`` as text.
+export function svgText(x, y, text, cls) {
+  const t = svg("text", { x, y, class: cls });
+  t.textContent = text;
+  return t;
+}

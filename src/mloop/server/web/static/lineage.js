@@ -6,10 +6,9 @@
 // Workflow, step, dataset and service names and aliases come from users: they go into the SVG
 // as text nodes (textContent), and links are set as attributes; nothing here assigns innerHTML.
 
-import { el } from "./dom.js";
+import { el, svg, svgText } from "./dom.js";
 import { pageData } from "./console.js";
 
-const SVG = "http://www.w3.org/2000/svg";
 const NODE_W = 184;
 const NODE_H = 42;
 const LABEL_CHARS = 26;
@@ -18,18 +17,6 @@ const FAST_RANK_AT = 60;
 // The column of each kind: an edge that skips a column (dataset → a version registered by
 // hand) gets a longer minimum length, so the kinds stay in their columns.
 const COLUMN = { dataset: 0, run: 1, model: 2, service: 3 };
-
-function svg(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  return node;
-}
-
-function svgText(x, y, text, cls) {
-  const t = svg("text", { x, y, class: cls });
-  t.textContent = text;
-  return t;
-}
 
 function ellipsis(text, n) {
   return text.length > n ? text.slice(0, n - 1) + "…" : text;

@@ -6,9 +6,8 @@
 // metric values) goes into the DOM as text (textContent / createTextNode / SVG text nodes);
 // nothing here assigns innerHTML.
 
-import { el } from "./dom.js";
+import { el, svg, svgText } from "./dom.js";
 
-const SVG = "http://www.w3.org/2000/svg";
 const TERMINAL = new Set(["succeeded", "failed", "stopped", "skipped"]);
 const RUN_TERMINAL = new Set(["succeeded", "failed", "stopped"]);
 const STATE_ORDER = ["running", "waiting_input", "pending", "failed", "stopped", "succeeded", "skipped", "not in run"];
@@ -27,18 +26,6 @@ const steps = new Map(data.steps.map((s) => [s.name, { ...s, el: null }]));
 const $ = (id) => document.getElementById(id);
 
 // -- small DOM helpers ---------------------------------------------------------------------------
-
-function svg(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  return node;
-}
-
-function svgText(x, y, text, cls) {
-  const t = svg("text", { x, y, class: cls });
-  t.textContent = text;
-  return t;
-}
 
 function shown(value) {
   if (value === null || value === undefined) return "";
