@@ -9,7 +9,6 @@ The console's run form is tested on the real app through TestClient.
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from helpers import Cli, wait_until, write_job, write_workflow
 from test_console_workflow_page import console  # noqa: F401 (the console's fixture)
-from test_server_api import start_server
+from test_server_api import serve_home
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,14 +42,7 @@ FLOW = """
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """The server: (URL, admin token, its home). Step caching on, as it is by default."""
-    home = tmp_path_factory.mktemp("cache-server")
-    cli = Cli(home, home / ".mloop")
-    bg, url, admin = start_server(cli, "--concurrency", "2")
-    assert admin
-    yield url, admin, home / ".mloop"
-    bg.proc.send_signal(signal.SIGTERM)
-    bg.proc.wait(timeout=30)
-    cli.cleanup()
+    yield from serve_home(tmp_path_factory.mktemp("cache-server"), "--concurrency", "2")
 
 
 def client_cli(folder: Path, server: tuple[str, str, Path]) -> Cli:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import stat
 import textwrap
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from helpers import Cli, wait_until, write_job, write_workflow
-from test_server_api import start_server
+from test_server_api import serve_home
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,14 +39,7 @@ FLOW = """
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    home = tmp_path_factory.mktemp("server-home")
-    cli = Cli(home, home / ".mloop")
-    bg, url, admin = start_server(cli, "--concurrency", "2")
-    assert admin
-    yield url, admin, home / ".mloop"
-    bg.proc.send_signal(signal.SIGTERM)
-    bg.proc.wait(timeout=30)
-    cli.cleanup()
+    yield from serve_home(tmp_path_factory.mktemp("server-home"), "--concurrency", "2")
 
 
 def door_cli(door: str, folder: Path, server: tuple[str, str, Path]) -> Cli:

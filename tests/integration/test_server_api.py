@@ -67,6 +67,20 @@ def start_server(cli: Cli, *args: str, **env: str) -> tuple[Background, str, str
     return bg, url, token.group(1) if token else None
 
 
+def serve_home(home: Path, *args: str) -> Iterator[tuple[str, str, Path]]:
+    """A server on a fresh home under ``home`` for a module: (URL, admin token, its home);
+    stopped (SIGTERM) when the generator is closed."""
+    cli = Cli(home, home / ".mloop")
+    bg, url, admin = start_server(cli, *args)
+    assert admin, bg.output()
+    try:
+        yield url, admin, home / ".mloop"
+    finally:
+        bg.proc.send_signal(signal.SIGTERM)
+        bg.proc.wait(timeout=30)
+        cli.cleanup()
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url + "/api/v1/health", timeout=5).status_code == 200

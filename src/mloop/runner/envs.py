@@ -455,7 +455,8 @@ def _key_of(name: str) -> str | None:
     return base if len(base) == 16 and all(c in "0123456789abcdef" for c in base) else None
 
 
-def _tree_size(path: str) -> int:
+def tree_size(path: str) -> int:
+    """Bytes of the files below ``path`` (links counted as themselves, vanished files skipped)."""
     total = 0
     for folder, _dirs, files in os.walk(path):
         for name in files:
@@ -522,9 +523,9 @@ def collect(root: str, older_than: float | None, *, dry_run: bool = False,
             # A job may have used it since we looked; under the lock nobody can start to.
             expired = cutoff is not None and last_used(root, key) < cutoff
             is_env = os.path.isdir(path) and not os.path.islink(path)
-            found.extend(("unfinished environment", leftover, _tree_size(leftover)) for leftover in leftovers)
+            found.extend(("unfinished environment", leftover, tree_size(leftover)) for leftover in leftovers)
             if expired and is_env:
-                found.append(("environment", path, _tree_size(path)))
+                found.append(("environment", path, tree_size(path)))
             if not dry_run:
                 doomed.extend(leftovers)
                 if expired and is_env:

@@ -46,16 +46,11 @@ class Garbage:
 
 
 def _size(path: Path) -> int:
+    from mloop.runner.envs import tree_size
+
     if path.is_file() or path.is_symlink():
         return path.lstat().st_size
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
+    return tree_size(str(path))
 
 
 def _newest_mtime(path: Path) -> float:
