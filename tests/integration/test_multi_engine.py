@@ -27,6 +27,7 @@ from mloop.config import Settings
 from mloop.context import Context
 from mloop.runs import open_backend
 from mloop.runs.queue import Dispatcher, QueueLimits, submit
+from mloop.store.base import RunRecord
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -155,23 +156,30 @@ def test_a_killed_worker_s_runs_are_taken_over_without_rerunning_a_succeeded_ste
     wait_until(lambda: id_a not in {e.id for e in ctx.store.engines.registered()}, 10, "the dead engine to be pruned")
 
 
-@pytest.mark.postgres
-def test_an_engine_on_another_host_is_taken_for_dead_only_when_its_heartbeat_is_stale(
-        team: Cli, ctx: Context) -> None:
-    """The other host's engine can't be killed from here, so a registered row stands in for
-    it: its run is running (first step succeeded), and it stops beating."""
+def running_on_another_host(ctx: Context, engine_id: str, kind: str, period: float) -> RunRecord:
+    """A run of "pair" claimed by a registered engine of another host (which can't be started
+    from here: its row stands in for it): its first step succeeded, its second is running."""
     from mloop.engine import transitions
 
-    period = 0.5
-    ctx.store.engines.register("e" * 32, kind="worker", host="elsewhere.example", pid=4242,
+    ctx.store.engines.register(engine_id, kind=kind, host="elsewhere.example", pid=4242,
                                process_started_at=None, heartbeat_seconds=period)
     run = submit(ctx, "pair")
-    owner = {"engine_id": "e" * 32, "engine_pid": 4242, "engine_host": "elsewhere.example",
+    owner = {"engine_id": engine_id, "engine_pid": 4242, "engine_host": "elsewhere.example",
              "engine_started_at": None}
     assert transitions.run(ctx.store, run.id, "running", expected_from=["pending"], **owner)
     assert transitions.step(ctx.store, run.id, "prep", "running", expected_from=["pending"], attempt=1)
     assert transitions.step(ctx.store, run.id, "prep", "succeeded", expected_from=["running"])
     assert transitions.step(ctx.store, run.id, "train", "running", expected_from=["pending"], attempt=1)
+    return run
+
+
+@pytest.mark.postgres
+def test_an_engine_on_another_host_is_taken_for_dead_only_when_its_heartbeat_is_stale(
+        team: Cli, ctx: Context) -> None:
+    """The other host's engine can't be killed from here, so a registered row stands in for
+    it: its run is running (first step succeeded), and it stops beating."""
+    period = 0.5
+    run = running_on_another_host(ctx, "e" * 32, "worker", period)
 
     survivor = Dispatcher(ctx, QueueLimits(concurrency=2), kind="server")
     survivor.start()
@@ -376,17 +384,8 @@ def test_a_terminal_run_on_a_shared_database_beats_and_forgets_its_engine_at_the
 def test_a_dead_terminal_on_another_host_has_its_run_failed_not_taken_over(team: Cli, ctx: Context) -> None:
     """A terminal's engine (`mloop run` on a CI runner that was killed) stops beating: a server
     fails its run with the reason (`mloop retry` continues it), and never runs its steps."""
-    from mloop.engine import transitions
-
     period = 0.5
-    ctx.store.engines.register("c" * 32, kind="cli", host="runner.example", pid=4343,
-                               process_started_at=None, heartbeat_seconds=period)
-    run = submit(ctx, "pair")
-    owner = {"engine_id": "c" * 32, "engine_pid": 4343, "engine_host": "runner.example", "engine_started_at": None}
-    assert transitions.run(ctx.store, run.id, "running", expected_from=["pending"], **owner)
-    assert transitions.step(ctx.store, run.id, "prep", "running", expected_from=["pending"], attempt=1)
-    assert transitions.step(ctx.store, run.id, "prep", "succeeded", expected_from=["running"])
-    assert transitions.step(ctx.store, run.id, "train", "running", expected_from=["pending"], attempt=1)
+    run = running_on_another_host(ctx, "c" * 32, "cli", period)
 
     server = Dispatcher(ctx, QueueLimits(concurrency=2), kind="server")
     server.start()
