@@ -55,7 +55,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from server_api import (  # noqa: E402
-    MLFLOW_SCRIPT, MLFLOW_STATUS, STATUSES, WORKFLOWS, _free_port, build_store, ensure_mlflow_venv)
+    WORKFLOWS, _free_port, build_store, mlflow_store)
 
 RESULTS = BENCH_DIR / "results" / "console_ui.json"
 CHROMIUM = os.environ.get("MLOOP_CHROMIUM", "/usr/bin/chromium")
@@ -354,20 +354,10 @@ MLFLOW_READY = {
 def measure_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any] | None:
     from playwright.sync_api import sync_playwright
 
-    python = ensure_mlflow_venv()
-    if python is None:
-        print("mlflow could not be installed: measuring mloop alone", file=sys.stderr)
+    found = mlflow_store(work, args)
+    if found is None:
         return None
-    folder = work / f"mlflow-r{args.runs}-p{args.mlflow_points}"
-    db, meta_path, script = folder / "mlflow.db", folder / "meta.json", work / "mlflow_peer.py"
-    script.write_text(MLFLOW_SCRIPT)
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    if not (args.reuse and meta_path.exists()):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        statuses = json.dumps([MLFLOW_STATUS[s] for s in STATUSES])
-        subprocess.run([str(python), str(script), "load", str(db), str(meta_path), str(args.runs),
-                        str(args.mlflow_points), str(WORKFLOWS), str(args.seed), statuses], env=env, check=True)
+    python, db, meta_path, script, env = found
     meta = json.loads(meta_path.read_text())
     port = _free_port()
     mlflow = python.parent / "mlflow"

@@ -307,7 +307,10 @@ def ensure_mlflow_venv() -> Path | None:
     return python
 
 
-def time_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+def mlflow_store(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path, Path, dict[str, str]] | None:
+    """MLflow's venv and its SQLite store loaded with ``args.runs`` runs of ``args.mlflow_points``
+    points (kept with ``--reuse``): (python, db, meta.json, the peer script, env); None when
+    mlflow can't be installed."""
     python = ensure_mlflow_venv()
     if python is None:
         print("mlflow could not be installed: measuring mloop alone", file=sys.stderr)
@@ -322,6 +325,14 @@ def time_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any] | None:
         statuses = json.dumps([MLFLOW_STATUS[s] for s in STATUSES])
         subprocess.run([str(python), str(script), "load", str(db), str(meta_path), str(args.runs),
                         str(args.mlflow_points), str(WORKFLOWS), str(args.seed), statuses], env=env, check=True)
+    return python, db, meta_path, script, env
+
+
+def time_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    found = mlflow_store(work, args)
+    if found is None:
+        return None
+    python, db, meta_path, script, env = found
     out = subprocess.run([str(python), str(script), "measure", str(db), str(meta_path), str(args.requests),
                           str(args.seed)], env=env, check=True, capture_output=True, text=True)
     result = json.loads(out.stdout)
