@@ -213,7 +213,7 @@ def test_the_run_page_paints_a_step_from_its_event_alone(served: Served, monkeyp
         took.sort()
         p95 = took[min(len(took) - 1, round(0.95 * len(took)) - 1)]
         print(f"\nstore -> DOM, writer in the server's process: p95 {p95 * 1000:.0f} ms, {[round(t * 1000) for t in took]}")
-        assert p95 <= 5 * 0.5, took  # the target is 0.5 s; CI can be 5x slower
+        assert max(took) < IN_TIME, took  # by the wake-up: the poll would take LONG_POLL
         for _ in range(100):  # the page refetches 0.4 s after an event
             if refetched:
                 break
