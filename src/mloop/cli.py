@@ -294,7 +294,6 @@ def runs(workflow: Optional[str] = typer.Option(None, "-w", "--workflow", help="
 def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show a run: its values, steps, outputs and state history."""
-    from mloop.console import status_text
     from mloop.runs import run_detail
 
     client = _client()
@@ -312,46 +311,11 @@ def show(run_id: str = typer.Argument(..., help="run id (a unique prefix is enou
                           "events": [e.model_dump(mode="json") for e in events],
                           "release": release.model_dump(mode="json", exclude={"spec"})}, indent=2))
         return
-    out.print(Text.assemble(("run ", ""), (r.id, "bold"), (f"  {r.workflow_name} #{r.number}  ", ""),
-                            status_text(r.status), (f"  attempt {r.attempt}", "dim")), highlight=False)
-    if r.message:
-        out.print(f"  {r.message}", style="dim", highlight=False)
-    source = release.extend
-    origin = ""
-    if source.get("git_commit_id"):
-        origin = f", git {source['git_commit_id'][:12]}" + (f" on {source['git_branch']}" if source.get("git_branch") else "")
-    out.print(f"release: version {release.version} of {release.workflow_name} ({release.spec_hash[:12]}{origin})",
-              highlight=False)
-    if r.origin and set(r.origin) - {"no_cache"}:
-        how = {k: v for k, v in r.origin.items() if k not in ("kind", "no_cache") and v not in (None, "")}
-        out.print(f"started by: {r.origin.get('kind', '?')}" + (" (" + ", ".join(f"{k} {v}" for k, v in how.items())
-                                                                + ")" if how else ""), highlight=False)
-    if r.params:
-        out.print("values: " + ", ".join(f"{k}={v!r}" for k, v in r.params.items()), highlight=False)
-    if r.storages:
-        out.print("storages: " + ", ".join(f"{k}={v}" for k, v in r.storages.items()), highlight=False)
-    table = Table()
-    for col in ("step", "type", "status", "attempt", "duration", "message"):
-        table.add_column(col, overflow="fold", no_wrap=col != "message")
-    for s in steps:
-        table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), _dur(s.started_at, s.finished_at),
-                      Text(s.message or "", style="dim"))
-    out.print(table)
-    _show_cache(steps, bool((r.origin or {}).get("no_cache")))
-    produced = [(s.name, k, v) for s in steps for k, v in s.outputs.items()]
-    if produced:
-        out.print("outputs:")
-        for step_name, key, value in produced:
-            out.print(f"  {step_name}.{key}: {_output_text(value)}", highlight=False)
-    out.print(f"{len(events)} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
-
-
-def _show_cache(steps: list[Any], no_cache: bool) -> None:
-    """Step caching: per job step, where its result came from or why it ran."""
-    from mloop.commands.remote import print_cache
+    from mloop.commands.remote import print_run
     from mloop.steps.caching import describe
 
-    print_cache([(s.name, describe(s)) for s in steps], no_cache)
+    print_run(r, steps, release.version, release.spec_hash, release.extend or {}, len(events),
+              [(s.name, describe(s)) for s in steps])
 
 
 @app.command()
@@ -399,28 +363,6 @@ def metrics(run_id: str = typer.Argument(..., help="run id or prefix"),
     for m in records:
         table.add_row(m.step_name, m.key, m.type, _metric_text(m))
     out.print(table)
-
-
-def _output_text(value: Any) -> str:
-    """One line for a step's output, whatever its kind (``--json`` has every field)."""
-    if not isinstance(value, dict):
-        return str(value)
-    kind = value.get("type")
-    if kind == "model":  # a ModelStep's registered version
-        return f"model {value.get('name')}:{value.get('version')} (`mloop model show` for more)"
-    if kind == "dataset":
-        return (f"dataset {value.get('dataset_name')}:{value.get('version_name')} "
-                f"({value.get('samples')} samples; `mloop dataset show` for more)")
-    if kind == "service":
-        return (f"service {value.get('service_name')} serving {value.get('model_name')}:"
-                f"{value.get('model_version')} at {(value.get('variables') or {}).get('access_address')}")
-    if kind == "label_task":
-        labeled = f", labeled version {value.get('version_name')}" if value.get("version_name") else ""
-        return f"labeling task {value.get('dataset_name')}:{value.get('task_name')}{labeled}"
-    for field in ("url", "value"):
-        if value.get(field) is not None:
-            return str(value[field])
-    return json.dumps(value, ensure_ascii=False)[:120]
 
 
 def _metric_text(m: Any) -> str:

@@ -88,10 +88,13 @@ def test_no_cache_runs_the_jobs_on_the_server_and_show_says_why(tmp_path: Path,
     assert detail["origin"]["no_cache"] is True
     assert {s["name"]: s["cache"] for s in detail["steps"]}["prep"].startswith("ran: not cached because")
 
-    # The same words as `mloop show` on the server's own machine (the embedded door, its home).
+    # The same words as `mloop show` on the server's own machine (the embedded door, its home):
+    # the whole of it (release, started by, steps with durations, cache lines, outputs).
     embedded = Cli(tmp_path, server[2])
     for run_id in (first, cached, forced):
-        assert cache_section(cli.ok("show", run_id).out) == cache_section(embedded.ok("show", run_id).out)
+        remote, local = cli.ok("show", run_id).out, embedded.ok("show", run_id).out
+        assert remote == local, (remote, local)
+        assert "release: version 1 of cachedremote" in remote and "started by: api" in remote, remote
 
 
 def test_a_retry_of_a_no_cache_run_stays_uncached(tmp_path: Path, server: tuple[str, str, Path]) -> None:

@@ -116,7 +116,7 @@ class TestQueries:
 ])
 def test_show_names_every_kind_of_output(value: dict[str, object], shown: str) -> None:
     """`mloop show` printed None for dataset, release and service outputs (issue 9, item 14)."""
-    from mloop.cli import _output_text
+    from mloop.commands.remote import output_text as _output_text
 
     text = _output_text(value)
     assert shown in text and "None" not in text

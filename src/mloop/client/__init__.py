@@ -222,7 +222,8 @@ def run_record(data: dict[str, Any]) -> RunRecord:
                      number=data["number"], status=data["status"], params=data.get("params") or {},
                      created_at=_when(data["created_at"]) or datetime.now(timezone.utc),
                      started_at=_when(data.get("started_at")), finished_at=_when(data.get("finished_at")),
-                     message=data.get("message"), attempt=data.get("attempt", 1), origin=data.get("origin"))
+                     message=data.get("message"), attempt=data.get("attempt", 1), origin=data.get("origin"),
+                     storages=data.get("storages") or {})
 
 
 def step_record(run: RunRecord, data: dict[str, Any]) -> StepRecord:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from mloop.client import Client, RemoteRun, run_record, step_record, watch_remote
 from mloop.commands._common import err, out
+
+if TYPE_CHECKING:
+    from mloop.store.base import RunRecord, StepRecord
 
 
 def run(client: Client, spec: Any, values: dict[str, Any], steps: list[str] | None, *, quiet: bool,
@@ -63,27 +66,81 @@ def list_runs(client: Client, workflow: str | None, status: str | None, limit: i
 
 
 def show(client: Client, run_id: str, as_json: bool) -> None:
-    from mloop.console import status_text
-
     detail = client.run(run_id)
     if as_json:
         print(json.dumps(detail, indent=2))
         return
     r = run_record(detail)
+    release = detail.get("release") or {}
+    steps = [step_record(r, s) for s in detail["steps"]]
+    # The server says each cache line with the same words as here (mloop.steps.caching.describe).
+    print_run(r, steps, release.get("version"), release.get("spec_hash"), release.get("extend") or {},
+              detail.get("event_count"), [(s["name"], s.get("cache")) for s in detail["steps"]])
+
+
+def print_run(r: RunRecord, steps: list[StepRecord], version: int | None, spec_hash: str | None,
+              extend: dict[str, Any], event_count: int | None, cache_lines: list[tuple[str, str | None]]) -> None:
+    """What ``mloop show RUN`` prints, in both doors (the store here, or the server's API)."""
+    from mloop.console import duration, status_text
+
     out.print(Text.assemble(("run ", ""), (r.id, "bold"), (f"  {r.workflow_name} #{r.number}  ", ""),
                             status_text(r.status), (f"  attempt {r.attempt}", "dim")), highlight=False)
     if r.message:
         out.print(f"  {r.message}", style="dim", highlight=False)
+    if version is not None:
+        origin = ""
+        if extend.get("git_commit_id"):
+            origin = f", git {extend['git_commit_id'][:12]}" + (f" on {extend['git_branch']}"
+                                                                  if extend.get("git_branch") else "")
+        out.print(f"release: version {version} of {r.workflow_name} ({(spec_hash or '')[:12]}{origin})",
+                  highlight=False)
+    if r.origin and set(r.origin) - {"no_cache"}:
+        how = {k: v for k, v in r.origin.items() if k not in ("kind", "no_cache") and v not in (None, "")}
+        out.print(f"started by: {r.origin.get('kind', '?')}" + (" (" + ", ".join(f"{k} {v}" for k, v in how.items())
+                                                                + ")" if how else ""), highlight=False)
     if r.params:
         out.print("values: " + ", ".join(f"{k}={v!r}" for k, v in r.params.items()), highlight=False)
+    if r.storages:
+        out.print("storages: " + ", ".join(f"{k}={v}" for k, v in r.storages.items()), highlight=False)
     table = Table()
-    for col in ("step", "type", "status", "attempt", "message"):
+    for col in ("step", "type", "status", "attempt", "duration", "message"):
         table.add_column(col, overflow="fold", no_wrap=col != "message")
-    for s in (step_record(r, s) for s in detail["steps"]):
-        table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), Text(s.message or "", style="dim"))
+    for s in steps:
+        took = duration(s.started_at.timestamp() if s.started_at else None,
+                        s.finished_at.timestamp() if s.finished_at else None)
+        table.add_row(s.name, s.type, status_text(s.status), str(s.attempt or ""), took,
+                      Text(s.message or "", style="dim"))
     out.print(table)
-    # The server says it with the same words as `mloop show` here (mloop.steps.caching.describe).
-    print_cache([(s["name"], s.get("cache")) for s in detail["steps"]], bool((r.origin or {}).get("no_cache")))
+    print_cache(cache_lines, bool((r.origin or {}).get("no_cache")))
+    produced = [(s.name, k, v) for s in steps for k, v in s.outputs.items()]
+    if produced:
+        out.print("outputs:")
+        for step_name, key, value in produced:
+            out.print(f"  {step_name}.{key}: {output_text(value)}", highlight=False)
+    if event_count is not None:
+        out.print(f"{event_count} state changes; `mloop show {r.id[:12]} --json` for all of them", style="dim")
+
+
+def output_text(value: Any) -> str:
+    """One line for a step's output, whatever its kind (``--json`` has every field)."""
+    if not isinstance(value, dict):
+        return str(value)
+    kind = value.get("type")
+    if kind == "model":  # a ModelStep's registered version
+        return f"model {value.get('name')}:{value.get('version')} (`mloop model show` for more)"
+    if kind == "dataset":
+        return (f"dataset {value.get('dataset_name')}:{value.get('version_name')} "
+                f"({value.get('samples')} samples; `mloop dataset show` for more)")
+    if kind == "service":
+        return (f"service {value.get('service_name')} serving {value.get('model_name')}:"
+                f"{value.get('model_version')} at {(value.get('variables') or {}).get('access_address')}")
+    if kind == "label_task":
+        labeled = f", labeled version {value.get('version_name')}" if value.get("version_name") else ""
+        return f"labeling task {value.get('dataset_name')}:{value.get('task_name')}{labeled}"
+    for field in ("url", "value"):
+        if value.get(field) is not None:
+            return str(value[field])
+    return json.dumps(value, ensure_ascii=False)[:120]
 
 
 def print_cache(lines: list[tuple[str, str | None]], no_cache: bool) -> None:

@@ -131,8 +131,17 @@ class RunOut(BaseModel):
                    queued=r.status == "pending" and r.engine_pid is None)
 
 
+class ReleaseBrief(BaseModel):
+    version: int
+    spec_hash: str
+    extend: dict[str, Any] = Field(default_factory=dict, description="git commit, branch and the like")
+
+
 class RunDetailOut(RunOut):
     steps: list[StepOut]
+    release: Optional[ReleaseBrief] = Field(None, description="the workflow version the run ran")
+    storages: dict[str, str] = Field(default_factory=dict, description="storage roots given to the run")
+    event_count: int = Field(0, description="how many state changes the run went through (GET .../events)")
 
 
 class RunPage(BaseModel):
@@ -190,8 +199,13 @@ class CreatedToken(TokenOut):
 
 
 def _detail(ctx: Context, run: RunRecord) -> RunDetailOut:
-    steps = [StepOut.of(s) for s in ctx.store.list_steps(run.id)]
-    return RunDetailOut(**RunOut.of(run).model_dump(), steps=steps)
+    from mloop.runs.queries import run_detail
+
+    detail = run_detail(ctx, run.id)
+    release = ReleaseBrief(version=detail.release.version, spec_hash=detail.release.spec_hash,
+                           extend=detail.release.extend or {})
+    return RunDetailOut(**RunOut.of(detail.run).model_dump(), steps=[StepOut.of(s) for s in detail.steps],
+                        release=release, storages=dict(detail.run.storages or {}), event_count=len(detail.events))
 
 
 # -- workflows ----------------------------------------------------------------------------------
