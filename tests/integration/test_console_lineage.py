@@ -174,6 +174,8 @@ def test_a_long_history_draws_the_newest_versions_in_a_fixed_number_of_queries(w
     runs = [s for s in statements if re.search(r"\bFROM runs\b", s)]
     steps = [s for s in statements if re.search(r"\bFROM steps\b", s)]
     assert (len(runs), len(steps)) == (1, 1), statements  # not one per version
+    deployments = [s for s in statements if re.search(r"\bFROM service_deployments\b", s)]
+    assert len(deployments) == 1, statements  # not one per service
     assert len(statements) < 25, statements
 
 

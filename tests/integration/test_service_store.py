@@ -34,6 +34,31 @@ class TestServiceRepository:
         assert [s.name for s in repo.list_all()] == sorted(["mnist", "服务-1"])
         assert [s.name for s in repo.list_all(status=["running"])] == ["mnist"]
 
+    def test_latest_deployments_of_every_service_in_one_query(self, embedded: Embedded) -> None:
+        from sqlalchemy import event
+
+        repo = self.repo(embedded)
+        services = [repo.create(f"s{i}", host="127.0.0.1", log_path=f"/tmp/s{i}.log") for i in range(4)]
+        for i, svc in enumerate(services[:3]):  # s3 never deployed
+            for v in range(1, 2 + 2 * i):  # s0: 1 deployment, s1: 3, s2: 5
+                repo.add_deployment(svc.id, model_name="m", model_version=str(v))
+        statements: list[str] = []
+        engine = embedded.store.engine  # type: ignore[attr-defined]
+
+        def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            latest = repo.latest_deployments(limit=2)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert len([s for s in statements if "service_deployments" in s]) == 1, statements
+        assert {repo.get(sid).name: [d.model_version for d in ds] for sid, ds in latest.items()} == \
+            {"s0": ["1"], "s1": ["3", "2"], "s2": ["5", "4"]}
+        for svc in services[:3]:  # the same as asking service by service
+            assert latest[svc.id] == repo.list_deployments(svc.id, 2)
+
     def test_refusals(self, embedded: Embedded) -> None:
         repo = self.repo(embedded)
         created = repo.create("svc", host="127.0.0.1", log_path="/tmp/svc.log")

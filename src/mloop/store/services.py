@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
-from sqlalchemy import JSON, Double, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import JSON, Double, ForeignKey, Integer, String, Text, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -305,3 +305,19 @@ class ServiceRepository:
             rows = session.scalars(select(ServiceDeployment).where(ServiceDeployment.service_id == service_id)
                                    .order_by(ServiceDeployment.created_at.desc()).limit(limit))
             return [row.to_record() for row in rows]
+
+    def latest_deployments(self, limit: int = 20) -> dict[str, list[DeploymentRecord]]:
+        """Every service's latest ``limit`` deployments, newest first, by service id, in one
+        query (a window over each service's deployments), however many services there are."""
+        newest = func.row_number().over(partition_by=ServiceDeployment.service_id,
+                                        order_by=(ServiceDeployment.created_at.desc(), ServiceDeployment.id.desc()))
+        ranked = select(ServiceDeployment.id.label("id"), newest.label("n")).subquery()
+        query = (select(ServiceDeployment).join(ranked, ranked.c.id == ServiceDeployment.id)
+                 .where(ranked.c.n <= limit)
+                 .order_by(ServiceDeployment.service_id, ServiceDeployment.created_at.desc(),
+                           ServiceDeployment.id.desc()))
+        out: dict[str, list[DeploymentRecord]] = {}
+        with self.db.session(write=False) as session:
+            for row in session.scalars(query):
+                out.setdefault(row.service_id, []).append(row.to_record())
+        return out

@@ -177,8 +177,9 @@ def model_page(request: Request, name: str, session: Session = Depends(require_s
     versions = list_model_versions(ctx, name)  # NotFoundError: the 404 page
     history: list[dict[str, Any]] = []
     serving: dict[str, list[str]] = {}
+    deployed = ctx.store.services.latest_deployments(DEPLOYMENTS_PER_SERVICE)  # one query, every service
     for svc in list_services(ctx):
-        deployments = ctx.store.services.list_deployments(svc.id, DEPLOYMENTS_PER_SERVICE)
+        deployments = deployed.get(svc.id, [])
         current = svc.model_version if svc.model_name == name and svc.status == "running" else None
         spans = [s for s in served_spans(deployments, current) if s["model"] == name]
         if spans:
