@@ -199,6 +199,17 @@ class TestAptPackages:
         assert "apt-pkgs.txt: 2 package(s): coreutils, mloop-no-such-deb; missing: mloop-no-such-deb" in log, log
         assert "ran" not in log.splitlines()
 
+    @pytest.mark.parametrize("line", ["-oDPkg::Pre-Invoke::=touch /tmp/owned", "--allow-unauthenticated",
+                                      "Coreutils", "core utils", "../coreutils", "coreutils;id"])
+    def test_a_line_that_is_not_a_package_name_is_refused_before_apt_runs(self, home: Path, tmp_path: Path,
+                                                                          line: str) -> None:
+        flow = project(tmp_path, requirements=None, apt=f"coreutils\n{line}", job="print('ran')\n")
+        finished = run(home, flow, allow_apt_install=True)
+        assert finished.status == "failed", finished.why()
+        log = finished.log("train")
+        assert "is not a Debian package name" in log and "ran" not in log.splitlines(), log
+        assert "package(s)" not in log  # refused before dpkg-query or apt-get saw any of it
+
     def test_installed_packages_pass_the_check(self, home: Path, tmp_path: Path) -> None:
         flow = project(tmp_path, requirements=None, apt="coreutils", job="print('ran')\n")
         finished = run(home, flow)
@@ -227,11 +238,13 @@ class TestImages:
         assert not steps or steps["train"].get("pid") is None, steps  # no job process ever started
 
     def test_with_a_runtime_the_job_runs_in_the_image_with_its_folder_mounted(self) -> None:
+        # Variables by name only: the runtime takes their values from its own environment, so
+        # no token is on a command line (ps shows command lines to every user).
         argv = envs.container_argv("docker", self.IMAGE, [sys.executable, "/w/job/code/job.py", "--n=1"],
                                    {"MLOOP_RUN_ID": "r1", "HOME": "/root", "PYTHONUNBUFFERED": "1"},
                                    "/w/job", "/w/job/code", gpu=True)
         assert argv == ["docker", "run", "--rm", "--init", "-v", "/w/job:/w/job", "-w", "/w/job/code",
-                        "--gpus", "all", "-e", "MLOOP_RUN_ID=r1", "-e", "PYTHONUNBUFFERED=1",
+                        "--gpus", "all", "-e", "MLOOP_RUN_ID", "-e", "PYTHONUNBUFFERED",
                         self.IMAGE, "python", "/w/job/code/job.py", "--n=1"]
 
 

@@ -13,6 +13,8 @@ launched it.
 
 from __future__ import annotations
 
+import os
+
 import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -72,6 +74,28 @@ class MetricsFile:
     output: str
     url: str
     kind: str = "local"
+
+
+#: A request longer than this always goes to a file (one argument may hold at most 128 KiB on Linux).
+INLINE_REQUEST_MAX = 64 * 1024
+
+
+def runner_argument(wire: dict[str, Any]) -> str:
+    """The job runner's one argument for the request ``wire`` (``JobRequest.to_dict()``): the
+    JSON itself, or the path of an owner-only file next to the job folder holding it, when it
+    is too long for an argument or carries environment values (a job's tracking token): a
+    command line is readable by every user of the machine (``ps``), a 0600 file is not."""
+    import json
+
+    payload = json.dumps(wire, separators=(",", ":"))
+    if len(payload) <= INLINE_REQUEST_MAX and not wire.get("env"):
+        return payload
+    path = str(wire["workdir"]).rstrip(os.sep) + ".request.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fd, 0o600)  # also when an earlier attempt's file was there
+        fh.write(payload)
+    return path
 
 
 @dataclass

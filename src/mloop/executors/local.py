@@ -9,7 +9,6 @@ reused by another process since is never taken for the job.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import selectors
 import signal
@@ -23,7 +22,9 @@ from typing import Any, Callable
 import psutil
 
 from mloop.errors import ArtifactError
-from mloop.executors.base import JOB_MARKER, ExitCallback, Executor, JobExit, JobHandle, JobRequest, register_executor
+from mloop.executors.base import (
+    JOB_MARKER, ExitCallback, Executor, JobExit, JobHandle, JobRequest, register_executor, runner_argument,
+)
 
 
 def kill_tree(pid: int, grace_seconds: float = 5.0, started_by: float | None = None) -> bool:
@@ -86,8 +87,6 @@ def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Proc
 #: own runner whatever its working directory; the runner sets it to the script's folder.
 RUNNER_BOOT = ("import sys; sys.path[0] = {src!r}; from mloop.runner import main; main()"
                .format(src=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-#: A request longer than this goes to a file (one argument may hold at most 128 KiB on Linux).
-INLINE_REQUEST_MAX = 64 * 1024
 
 
 class _Deadlines:
@@ -270,13 +269,7 @@ class LocalExecutor(Executor):
     def command(self, request: JobRequest, wire: dict[str, Any] | None = None) -> list[str]:
         """The argv that starts the runner for ``request`` (a file next to the job folder
         holds a request too big for one argument)."""
-        payload = json.dumps(wire if wire is not None else request.to_dict(), separators=(",", ":"))
-        if len(payload) > INLINE_REQUEST_MAX:
-            path = request.workdir.rstrip(os.sep) + ".request.json"
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(payload)
-            payload = path
-        return [sys.executable, "-c", RUNNER_BOOT, payload]
+        return [sys.executable, "-c", RUNNER_BOOT, runner_argument(wire if wire is not None else request.to_dict())]
 
     def launch(self, request: JobRequest, on_exit: ExitCallback | None = None) -> JobHandle:
         from mloop.runner import contract, local_path

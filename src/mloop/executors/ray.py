@@ -20,7 +20,6 @@ cluster's nodes by it, with a zero-CPU task pinned to each node.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -31,11 +30,9 @@ from typing import Any
 from mloop.errors import ConfigError, MissingExtraError
 from mloop.executors.base import (
     JOB_MARKER, ExitCallback, Executor, JobExit, JobHandle, JobRequest, Resources, register_executor,
+    runner_argument,
 )
 
-#: A request longer than this goes to a file next to the job folder (one argument may hold
-#: at most 128 KiB on Linux).
-INLINE_REQUEST_MAX = 64 * 1024
 #: Exit code the task reports when the job ran past its time limit and was killed.
 _TIMED_OUT = "timed_out"
 
@@ -71,12 +68,7 @@ def run_job(wire: dict[str, Any], env_extra: dict[str, str], grace_seconds: floa
 
     parent = os.path.dirname(wire["workdir"].rstrip(os.sep))
     os.makedirs(parent, exist_ok=True)
-    payload = json.dumps(wire, separators=(",", ":"))
-    if len(payload) > INLINE_REQUEST_MAX:
-        path = wire["workdir"].rstrip(os.sep) + ".request.json"
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-        payload = path
+    payload = runner_argument(wire)
     env = dict(os.environ)
     env.update(env_extra)
     env["PYTHONUNBUFFERED"] = "1"

@@ -38,6 +38,7 @@ Layer: executors (part of the job runner). Standard library only at import; ``uv
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -54,6 +55,10 @@ SHIM_MODULES = ("mloop", "pydantic", "pydantic_core", "typing_extensions", "anno
                 "typing_inspection")
 REQUIREMENTS_FILE = "requirements.txt"
 APT_FILE = "apt-pkgs.txt"
+
+
+#: A Debian package name (policy 5.6.1), optionally with ``:arch`` and ``=version``.
+APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?")
 
 
 class EnvBuildError(Exception):
@@ -218,9 +223,6 @@ def environment_key(code_dir: str, settings: object = None, engine: dict | None 
     return record(plan(code_dir, engine, settings))
 
 
-#: The name the step-caching code looks for (:func:`mloop.steps.caching.environment_facts`).
-environment_facts = environment_key
-
 
 def record(env: dict | None) -> dict | None:
     """The step's ``environment`` column for a request's ``environment``."""
@@ -259,7 +261,9 @@ def container_argv(runtime: str, image: str, argv: list[str], env: dict[str, str
         out += ["--gpus", "all"] if runtime == "docker" else ["--device", "nvidia.com/gpu=all"]
     for name in sorted(env):
         if name.startswith(("MLOOP_", "MA_", "OMP_", "MKL_", "OPENBLAS_", "CUDA_")) or name == "PYTHONUNBUFFERED":
-            out += ["-e", f"{name}={env[name]}"]
+            # The name alone: the runtime copies the value from its own environment (``env``, which
+            # the runner starts it with), so no token or key is on a command line others can read.
+            out += ["-e", name]
     command = list(argv)
     if command and command[0] == sys.executable:
         command[0] = "python"
@@ -280,6 +284,12 @@ def check_apt(env: dict) -> None:
     packages = env.get("apt") or []
     if not packages:
         return
+    # Each name becomes an argument of dpkg-query and of apt-get (as root): a line such as
+    # "-oDPkg::Pre-Invoke::=..." would be an option, not a package.
+    bad = [name for name in packages if not APT_NAME.fullmatch(name)]
+    if bad:
+        raise EnvBuildError(f"apt-pkgs.txt: {bad[0][:80]!r} is not a Debian package name (lowercase letters, "
+                            "digits, '+', '-', '.', starting with a letter or digit; optionally :arch or =version)")
     missing = missing_apt(packages)
     _say(f"apt-pkgs.txt: {len(packages)} package(s): {', '.join(packages)}"
          + (f"; missing: {', '.join(missing)}" if missing else "; all installed"))
