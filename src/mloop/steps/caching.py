@@ -91,10 +91,8 @@ def environment_facts(code_dir: str, settings: Any, engine: dict[str, Any] | Non
         "python": platform.python_version(), "implementation": sys.implementation.name,
         "platform": f"{sys.platform}-{platform.machine()}",
         "requirements": hash_file(requirements) if os.path.isfile(requirements) else None}
-    try:
-        from mloop.runner import envs
-    except ImportError:  # an mloop without per-job environments
-        return facts
+    from mloop.runner import envs
+
     try:
         own = envs.environment_key(code_dir, settings, engine)
     except (MloopError, OSError, ValueError, TypeError):
