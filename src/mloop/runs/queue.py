@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mloop.engine.ownership import Heartbeat
     from mloop.store.base import RunRecord
 
-__all__ = ["Dispatcher", "QueueLimits", "copy_run", "queued_runs", "submit"]
+__all__ = ["Dispatcher", "QueueLimits", "copy_run", "queued_runs", "retry_queued", "submit"]
 
 log = logging.getLogger("mloop.queue")
 
@@ -67,6 +67,15 @@ def submit(ctx: Context, workflow_name: str, values: dict[str, Any] | None = Non
     # make it the newest).
     return create_run(ctx, spec, values or {}, steps=steps, origin=origin, queued=True, release=release,
                       cache=cache)
+
+
+def retry_queued(ctx: Context, run_id: str, values: dict[str, Any] | None = None) -> RunRecord:
+    """Retry a failed or stopped run through the queue (the API's and the console's retry):
+    ``retry_run``, then the owner of its last attempt is forgotten, so a server takes it."""
+    from mloop.runs.service import retry_run
+
+    run = retry_run(ctx, run_id, values)
+    return ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
 
 
 def copy_run(ctx: Context, run_id: str, *, origin: dict[str, Any] | None = None,

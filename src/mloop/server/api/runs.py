@@ -58,9 +58,9 @@ def _ctx(request: Request) -> Context:
 
 
 def _wake(request: Request) -> None:
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()
+    from mloop.server.app import wake_queue  # (app imports this module)
+
+    wake_queue(request.app)
 
 
 # -- shapes -------------------------------------------------------------------------------------
@@ -286,12 +286,10 @@ def stop(request: Request, run_id: str) -> RunDetailOut:
 
 @router.post("/runs/{run_id}/retry", response_model=RunDetailOut)
 def retry(request: Request, run_id: str, body: Optional[RetryIn] = None) -> RunDetailOut:
-    from mloop.runs.service import retry_run
+    from mloop.runs.queue import retry_queued
 
     ctx = _ctx(request)
-    run = retry_run(ctx, run_id, body.values if body else None)
-    # Into the queue: the owner of its last attempt is forgotten, so a server takes it.
-    run = ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
+    run = retry_queued(ctx, run_id, body.values if body else None)
     _wake(request)
     return _detail(ctx, run)
 

@@ -40,9 +40,9 @@ def _ctx(request: Request) -> Context:
 
 
 def _wake(request: Request) -> None:
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()
+    from mloop.server.app import wake_queue  # (app imports this module)
+
+    wake_queue(request.app)
 
 
 def _origin(request: Request, kind: str, **more: Any) -> dict[str, Any]:

@@ -420,22 +420,33 @@ def _may_act(session: Session) -> None:
                              "a run needs 'run'", needed="run")
 
 
-@router.post("/ui/runs/{run_id}/copy")
-def copy(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
-    """Queue a new run of the same release with the same values (the API's ``POST /runs/{id}/copy``)."""
-    from mloop.runs.queue import copy_run
-
+def _act(request: Request, run_id: str, session: Session, action: Any) -> Response:
+    """A run page action: the session may act, the run exists (else the 404 page), and what
+    the action refuses comes back to the run page as its message."""
     _may_act(session)
     ctx = _ctx(request)
     run = ctx.store.get_run(run_id)
     try:
-        made = copy_run(ctx, run.id, origin={"kind": "copy", "user": session.user})
+        response: Response = action(ctx, run)
+        return response
+    except NotFoundError:
+        raise
     except MloopError as exc:
         return _back(run.id, error=exc.message)
+
+
+@router.post("/ui/runs/{run_id}/copy")
+def copy(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
+    """Queue a new run of the same release with the same values (the API's ``POST /runs/{id}/copy``)."""
+    from mloop.runs.queue import copy_run
     from mloop.server.app import wake_queue
 
-    wake_queue(request.app)
-    return _back(made.id, notice=f"a copy of run #{run.number}")
+    def act(ctx: Context, run: RunRecord) -> Response:
+        made = copy_run(ctx, run.id, origin={"kind": "copy", "user": session.user})
+        wake_queue(request.app)
+        return _back(made.id, notice=f"a copy of run #{run.number}")
+
+    return _act(request, run_id, session, act)
 
 
 @router.post("/ui/runs/{run_id}/delete")
@@ -443,49 +454,33 @@ def delete(request: Request, run_id: str, session: Session = Depends(require_ses
     """Delete an ended run and its files (the API's ``DELETE /runs/{id}``); a live run is refused."""
     from mloop.services.workflows import delete_run
 
-    _may_act(session)
-    ctx = _ctx(request)
-    run = ctx.store.get_run(run_id)
-    try:
+    def act(ctx: Context, run: RunRecord) -> Response:
         delete_run(ctx, run.id)
-    except MloopError as exc:
-        return _back(run.id, error=exc.message)
-    return RedirectResponse(f"/ui/runs?workflow={quote(run.workflow_name, safe='')}", status_code=303)
+        return RedirectResponse(f"/ui/runs?workflow={quote(run.workflow_name, safe='')}", status_code=303)
+
+    return _act(request, run_id, session, act)
 
 
 @router.post("/ui/runs/{run_id}/stop")
 def stop(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
     from mloop.runs.service import stop_run
 
-    _may_act(session)
-    ctx = _ctx(request)
-    run = ctx.store.get_run(run_id)
-    try:
+    def act(ctx: Context, run: RunRecord) -> Response:
         stop_run(ctx, run.id)
-    except NotFoundError:
-        raise
-    except MloopError as exc:
-        return _back(run.id, error=exc.message)
-    return _back(run.id, notice="stop requested")
+        return _back(run.id, notice="stop requested")
+
+    return _act(request, run_id, session, act)
 
 
 @router.post("/ui/runs/{run_id}/retry")
 def retry(request: Request, run_id: str, session: Session = Depends(require_session)) -> Response:
-    from mloop.runs.service import retry_run
-
-    _may_act(session)
-    ctx = _ctx(request)
-    run = ctx.store.get_run(run_id)
-    try:
-        run = retry_run(ctx, run.id)
-    except NotFoundError:
-        raise
-    except MloopError as exc:
-        return _back(run.id, error=exc.message)
-    # Into the queue, as POST /api/v1/runs/{id}/retry does: the owner of its last attempt is
-    # forgotten, so a server takes it.
-    ctx.store.update_run(run.id, engine_pid=None, engine_host=None, engine_started_at=None)
+    """Into the queue again, as ``POST /api/v1/runs/{id}/retry`` does."""
+    from mloop.runs.queue import retry_queued
     from mloop.server.app import wake_queue
 
-    wake_queue(request.app)
-    return _back(run.id, notice=f"queued again (attempt {run.attempt})")
+    def act(ctx: Context, run: RunRecord) -> Response:
+        retried = retry_queued(ctx, run.id)
+        wake_queue(request.app)
+        return _back(retried.id, notice=f"queued again (attempt {retried.attempt})")
+
+    return _act(request, run_id, session, act)
