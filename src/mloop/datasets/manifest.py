@@ -195,6 +195,7 @@ class Manifest:
         #: increments lead down to a whole manifest (this one included). None and 0 when whole.
         self.base = base
         self.depth = depth
+        self._file_map: dict[str, FileEntry] | None = None
 
     @property
     def samples(self) -> list[SampleEntry]:
@@ -213,7 +214,10 @@ class Manifest:
         return sum(f.size for f in self.files)
 
     def file_map(self) -> dict[str, FileEntry]:
-        return {f.path: f for f in self.files}
+        """path -> entry, built once per manifest (its files are not changed in place)."""
+        if self._file_map is None:
+            self._file_map = {f.path: f for f in self.files}
+        return self._file_map
 
     def sample_map(self) -> dict[str, SampleEntry]:
         return {s.id: s for s in self.samples}

@@ -21,6 +21,7 @@ import gc
 import operator
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,7 +41,7 @@ from mloop.store.datasets import DatasetRecord, DatasetRepository, DatasetVersio
 __all__ = [
     "CLASS_FOLDER_FORMATS", "DatasetDiff", "LabelChange", "Progress", "check_dataset_name", "create_dataset",
     "diff_versions", "export_version", "get_version", "import_data", "list_datasets", "list_versions",
-    "load_manifest", "materialize", "parse_ref", "relabel", "release_version",
+    "cached_manifest", "load_manifest", "materialize", "parse_ref", "relabel", "release_version",
     "DamagedFile", "VerifyReport", "ensure_intact", "verify_version",
 ]
 
@@ -134,6 +135,26 @@ def load_manifest(backend: Context, record: DatasetVersionRecord) -> Manifest:
     manifest = chain.pop()
     while chain:
         manifest = chain.pop().applied_to(manifest)
+    return manifest
+
+
+#: Manifests read lately by this process (immutable, named by their hash): a server serving a
+#: page of a version's pictures, or an engine polling a labeling task, reads each once.
+_recent: dict[str, Manifest] = {}
+_recent_lock = threading.Lock()
+
+
+def cached_manifest(backend: Context, record: DatasetVersionRecord) -> Manifest:
+    """:func:`load_manifest`, kept for the last 8 manifests read here. Shared: don't mutate it."""
+    with _recent_lock:
+        found = _recent.get(record.manifest_hash)
+    if found is not None:
+        return found
+    manifest = load_manifest(backend, record)
+    with _recent_lock:
+        if len(_recent) >= 8:
+            _recent.pop(next(iter(_recent)))
+        _recent[record.manifest_hash] = manifest
     return manifest
 
 

@@ -33,7 +33,7 @@ from mloop.datasets.labeling import (
 from mloop.datasets.manifest import Manifest
 from mloop.errors import LabelingError, LabelTaskCompletedError
 from mloop.context import Context
-from mloop.services.datasets import get_version, load_manifest, relabel
+from mloop.services.datasets import cached_manifest, get_version, relabel
 from mloop.store.base import RunRecord
 from mloop.store.labels import LabelRepository, LabelTaskRecord, ReceivedLabel
 
@@ -52,23 +52,8 @@ def _repo(backend: Context) -> LabelRepository:
     return repo
 
 
-# Manifests are immutable and named by their hash: a server or a polling engine reads each once.
-_manifests: dict[str, Manifest] = {}
-_manifests_lock = threading.Lock()
-
-
 def _manifest(backend: Context, dataset: str, version: str) -> Manifest:
-    record = get_version(backend, dataset, version)
-    with _manifests_lock:
-        cached = _manifests.get(record.manifest_hash)
-    if cached is not None:
-        return cached
-    manifest = load_manifest(backend, record)
-    with _manifests_lock:
-        if len(_manifests) >= 8:
-            _manifests.pop(next(iter(_manifests)))
-        _manifests[record.manifest_hash] = manifest
-    return manifest
+    return cached_manifest(backend, get_version(backend, dataset, version))
 
 
 def _task(backend: Context, task: LabelTaskRecord | str, dataset: str | None = None) -> LabelTaskRecord:

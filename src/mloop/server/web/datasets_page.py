@@ -55,7 +55,7 @@ def dataset_page(request: Request, name: str, version: str | None = Query(None, 
                  label: str | None = Query(None, max_length=128), split: str | None = Query(None, max_length=32),
                  page: int = Query(1, ge=1, le=1_000_000), session: Session = Depends(require_session)) -> Response:
     from mloop.server.web.pages import render
-    from mloop.services.datasets import get_version, list_versions, load_manifest
+    from mloop.services.datasets import cached_manifest, get_version, list_versions
 
     ctx = _ctx(request)
     versions = list_versions(ctx, name)  # NotFoundError: the console's 404 page
@@ -63,7 +63,7 @@ def dataset_page(request: Request, name: str, version: str | None = Query(None, 
         return render(request, "dataset.html", name=name, versions=[], shown=None, samples=[], labels=[],
                       splits=[], filters={}, page=1, pages=1, total=0)
     shown = get_version(ctx, name, version or None)
-    manifest = load_manifest(ctx, shown)
+    manifest = cached_manifest(ctx, shown)
     everything = manifest.samples
     labels = sorted({lab for s in everything for lab in s.labels})
     splits = sorted({s.split for s in everything if s.split})
@@ -97,14 +97,14 @@ def dataset_diff(request: Request, name: str, a: str = Query(..., max_length=128
 @router.get("/ui/datasets/{name}/{version}/file")
 def dataset_file(request: Request, name: str, version: str, path: str = Query(..., max_length=1024),
                  session: Session = Depends(require_session)) -> Response:
-    from mloop.services.datasets import _objects, get_version, load_manifest
+    from mloop.services.datasets import _objects, cached_manifest, get_version
 
     ctx = _ctx(request)
     kind = IMAGE_TYPES.get(posixpath.splitext(path)[1].lower())
     if kind is None:
         return Response("only image files are shown here", status_code=415, media_type="text/plain")
     record = get_version(ctx, name, version)
-    entry = load_manifest(ctx, record).file_map().get(path)
+    entry = cached_manifest(ctx, record).file_map().get(path)  # a page of pictures: read once
     if entry is None:
         raise NotFoundError(f"version {version} of {name!r} has no file {path[:200]!r}")
     if entry.size > MAX_IMAGE_BYTES:
