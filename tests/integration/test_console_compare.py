@@ -19,6 +19,7 @@ pytest.importorskip("jinja2")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from helpers import Embedded, write_job, write_workflow  # noqa: E402
+from console_helpers import form_login  # noqa: E402
 
 from mloop.config import Settings  # noqa: E402
 from mloop.server.app import create_app  # noqa: E402
@@ -64,12 +65,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     app = create_app(Settings(home=root / ".mloop"), background=False)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         app.state.backend.store.users.add("ann", PASSWORD, "read")
-        form = client.get("/ui/login")
-        nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert nonce
-        done = client.post("/ui/login", data={"name": "ann", "password": PASSWORD, "csrf": nonce.group(1)},
-                           follow_redirects=False)
-        assert done.status_code == 303
+        form_login(client, "ann", PASSWORD)
         yield {"root": root, "runs": runs, "client": client, "app": app}
 
 
@@ -122,6 +118,9 @@ def test_refusals_are_pages_that_say_what_to_do(world: dict[str, Any]) -> None:
     assert twice.status_code == 400 and "twice" in twice.text
     unknown = world["client"].get(f"/ui/compare?run={a}&run=ffffffffffff")
     assert unknown.status_code == 404
+    many = world["client"].get("/ui/compare?" + "&".join(f"run={i:012x}" for i in range(13)))
+    assert many.status_code == 400 and "compare at most 12 runs at once (13 given)" in many.text
+    assert "<html" in many.text.lower()  # the console's page, not the framework's JSON
 
 
 def test_the_runs_list_picks_runs_to_compare(world: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ version served (a deployment that succeeded serves until the next one that succe
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -196,8 +195,7 @@ def model_page(request: Request, name: str, session: Session = Depends(require_s
     graph = lineage_graph(name, newest, runs, consumed, history)
     return render(request, "model.html", name=name, versions=newest, lineage=lineage, history=history, graph=graph,
                   can_act=session.allows("run"), csrf=session.csrf,
-                  notice=request.query_params.get("notice"), message=request.query_params.get("error"),
-                  now=datetime.now())
+                  notice=request.query_params.get("notice"), message=request.query_params.get("error"))
 
 
 @router.post("/ui/models/{name}/alias")
