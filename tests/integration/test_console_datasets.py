@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from helpers import pets  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from console_helpers import form_login
 from mloop.config import Settings  # noqa: E402
 from mloop.server.app import create_app  # noqa: E402
 from mloop.server.web import datasets_page, pages  # noqa: E402
@@ -46,11 +47,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         ds.import_data(ctx, "pets", str(more))
         ds.release_version(ctx, "pets", "v2", ratio=0.75, seed=1)
         ctx.store.users.add("ann", PASSWORD, "read")
-        form = client.get("/ui/login")
-        nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert nonce
-        assert client.post("/ui/login", data={"name": "ann", "password": PASSWORD, "csrf": nonce.group(1)},
-                           follow_redirects=False).status_code == 303
+        form_login(client, "ann", PASSWORD)
         yield {"client": client, "src": src, "ctx": ctx}
 
 

@@ -7,7 +7,6 @@ resolution, and a double-click goes back to the whole series."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from console_helpers import app_on_loopback, logged_in_pages  # noqa: E402
+from console_helpers import form_login, app_on_loopback, logged_in_pages  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from helpers import Embedded, wait_until, write_job, write_workflow  # noqa: E402
 
@@ -61,10 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     app = create_app(Settings(home=root / ".mloop"), background=False)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         app.state.backend.store.users.add("ann", PASSWORD, "read")
-        form = client.get("/ui/login")
-        nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert nonce
-        client.post("/ui/login", data={"name": "ann", "password": PASSWORD, "csrf": nonce.group(1)})
+        form_login(client, "ann", PASSWORD)
         yield {"app": app, "client": client, "run": done.run.id}
 
 

@@ -19,6 +19,7 @@ pytest.importorskip("sklearn")
 from fastapi.testclient import TestClient  # noqa: E402
 from serving_helpers import sklearn_model  # noqa: E402
 
+from console_helpers import form_login
 from mloop.config import Settings  # noqa: E402
 from mloop.server.app import create_app  # noqa: E402
 from mloop.server.web import pages  # noqa: E402
@@ -45,14 +46,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
             dep = ctx.store.services.add_deployment(svc.id, model_name="digits", model_version=version)
             ctx.store.services.finish_deployment(dep.id, status)
         ctx.store.users.add("ann", PASSWORD, "run")
-        form = client.get("/ui/login")
-        nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert nonce
-        assert client.post("/ui/login", data={"name": "ann", "password": PASSWORD, "csrf": nonce.group(1)},
-                           follow_redirects=False).status_code == 303
-        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/models/digits").text)
-        assert csrf
-        yield {"client": client, "ctx": ctx, "csrf": csrf.group(1)}
+        yield {"client": client, "ctx": ctx, "csrf": form_login(client, "ann", PASSWORD)}
 
 
 def test_the_models_list_and_a_models_versions(world: dict[str, Any]) -> None:
