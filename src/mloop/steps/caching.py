@@ -196,12 +196,13 @@ def _memo_key(url: str) -> tuple[str, str]:
     return ("cache.content", os.path.normpath(path) if path is not None else url.rstrip("/"))
 
 
-def content_digest(ctx: RunContext, url: str) -> str:
+def content_digest(ctx: RunContext, url: str, known_shape: str | None = None) -> str:
     """The digest of the bytes at ``url`` ("absent" when nothing is there): a folder's is
     :func:`~mloop.artifacts.hash_dir`'s (nothing ignored), a remote location's is taken from
     its listing (version tags, not bytes). Memoised in the run by shape, so an output hashed
-    when its job ended is not read again as the next job's input."""
-    now = shape(url)
+    when its job ended is not read again as the next job's input. ``known_shape``: its
+    :func:`shape`, when the caller has just taken it (a walk, or a listing, less)."""
+    now = known_shape if known_shape is not None else shape(url)
     if now is None:
         return "absent"
     memo = ctx.memo.get(_memo_key(url))
@@ -363,7 +364,7 @@ def _outputs_changed(ctx: RunContext, origin: StepRecord) -> str | None:
             recorded = (produced.get(name) or {}).get(url) or {}
             if recorded.get("shape") == now:
                 seen[_memo_key(url)] = (now, recorded["digest"])
-            elif recorded and content_digest(ctx, url) != recorded.get("digest"):
+            elif recorded and content_digest(ctx, url, now) != recorded.get("digest"):
                 return f"output {name!r} of {_origin_name(origin)} was changed since it was written ({url})"
     ctx.memo.update(seen)
     return None
@@ -399,7 +400,7 @@ def finished_fields(ctx: RunContext, decision: Decision | None, outputs: dict[st
             try:
                 now = shape(url)
                 if now is not None:
-                    produced.setdefault(name, {})[url] = {"shape": now, "digest": content_digest(ctx, url)}
+                    produced.setdefault(name, {})[url] = {"shape": now, "digest": content_digest(ctx, url, now)}
             except (MloopError, OSError):
                 continue  # not checkable: a later hit checks that it is there
     return {"cache_facts": {**decision.facts, "produced": produced}}
