@@ -228,6 +228,9 @@ class StoreContract:
             (None, "pending", "running", "engine started"),
             (None, "running", "failed", "train failed"),
         ]
+        assert store.count_events(run.id) == 2 and store.count_events(make_run(store).id) == 0
+        with pytest.raises(NotFoundError):
+            store.count_events("no-such-run")
         assert running.started_at == events[0].at and running.finished_at is None
         assert failed.started_at == running.started_at
         assert failed.finished_at == events[1].at >= events[0].at

@@ -423,6 +423,10 @@ class Store(abc.ABC):
     def list_events(self, run_id: str) -> list[EventRecord]:
         """Oldest first."""
 
+    def count_events(self, run_id: str) -> int:
+        """How many transitions the run and its steps went through (what ``list_events`` would list)."""
+        return len(self.list_events(run_id))
+
     # -- metrics and artifacts ----------------------------------------------------------------
     @abc.abstractmethod
     def events_after(self, after_id: int, run_id: str | None = None, limit: int = 500) -> list[EventRecord]:

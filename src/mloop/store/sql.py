@@ -819,6 +819,16 @@ class SQLStore(Store):
             rows = session.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id))
             return [row.to_record() for row in rows]
 
+    def count_events(self, run_id: str) -> int:
+        """How many transitions the run and its steps went through, counted by the database.
+
+        Raises:
+            NotFoundError: no run has this id.
+        """
+        with self._session(write=False) as session:
+            self._require_run(session, run_id)
+            return int(session.scalar(select(func.count()).select_from(Event).where(Event.run_id == run_id)) or 0)
+
     # -- metrics and artifacts --------------------------------------------------------------
     def add_metrics(self, run_id: str, step_name: str, entries: Sequence[MetricRecord]) -> None:
         """Replace the step's metrics from the same source files with these entries.

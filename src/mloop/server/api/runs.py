@@ -199,13 +199,11 @@ class CreatedToken(TokenOut):
 
 
 def _detail(ctx: Context, run: RunRecord) -> RunDetailOut:
-    from mloop.runs.queries import run_detail
-
-    detail = run_detail(ctx, run.id)
-    release = ReleaseBrief(version=detail.release.version, spec_hash=detail.release.spec_hash,
-                           extend=detail.release.extend or {})
-    return RunDetailOut(**RunOut.of(detail.run).model_dump(), steps=[StepOut.of(s) for s in detail.steps],
-                        release=release, storages=dict(detail.run.storages or {}), event_count=len(detail.events))
+    store = ctx.store
+    made = store.get_release(run.release_id)
+    release = ReleaseBrief(version=made.version, spec_hash=made.spec_hash, extend=made.extend or {})
+    return RunDetailOut(**RunOut.of(run).model_dump(), steps=[StepOut.of(s) for s in store.list_steps(run.id)],
+                        release=release, storages=dict(run.storages or {}), event_count=store.count_events(run.id))
 
 
 # -- workflows ----------------------------------------------------------------------------------
