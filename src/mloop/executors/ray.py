@@ -177,6 +177,7 @@ class RayExecutor(Executor):
         self._watcher: threading.Thread | None = None
         self._wake = threading.Event()
         self._task: Any = None
+        self._scanner: Any = None
 
     # -- the cluster -----------------------------------------------------------------------
     def connect(self) -> Any:
@@ -394,7 +395,9 @@ class RayExecutor(Executor):
         ray = self.connect()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        scan = ray.remote(scan_jobs)
+        if self._scanner is None:  # made once, as launch's task: each ray.remote exports the function again
+            self._scanner = ray.remote(scan_jobs)
+        scan = self._scanner
         refs = [scan.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(prefix, kill, grace_seconds) for n in ray.nodes() if n.get("Alive")]
         found: set[str] = set()
