@@ -27,7 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from mloop.errors import BadArgumentError, ForbiddenError, MloopError
+from mloop.errors import BadArgumentError, MloopError
 from mloop.server.web.session import Session, require_session
 
 router = APIRouter(include_in_schema=False)
@@ -41,9 +41,7 @@ def _ctx(request: Request) -> Any:
 
 
 def _may_label(session: Session) -> None:
-    if not session.allows("run"):
-        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; labeling needs 'run'",
-                             needed="run")
+    session.require("run", "labeling")
 
 
 def _row(task: Any, row: dict[str, Any]) -> dict[str, Any]:

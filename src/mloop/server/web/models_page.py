@@ -27,7 +27,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from mloop.errors import ForbiddenError, MloopError
+from mloop.errors import MloopError
 from mloop.server.web.session import Session, require_session
 
 router = APIRouter(include_in_schema=False)
@@ -204,9 +204,7 @@ async def move_alias(request: Request, name: str, session: Session = Depends(req
 
     from mloop.services.models import move_alias as move
 
-    if not session.allows("run"):
-        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; moving an alias needs 'run'",
-                             needed="run")
+    session.require("run", "moving an alias")
     form = await request.form()
     alias, version = str(form.get("alias") or "").strip(), str(form.get("version") or "").strip()
     page = f"/ui/models/{quote(name, safe='')}"

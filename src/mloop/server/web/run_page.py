@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from mloop.context import Context
-from mloop.errors import ForbiddenError, MloopError, NotFoundError
+from mloop.errors import MloopError, NotFoundError
 from mloop.store.base import RunRecord, StepRecord
 from mloop.server.web.session import Session, require_session
 
@@ -415,9 +415,7 @@ def _back(run_id: str, **message: str) -> RedirectResponse:
 
 
 def _may_act(session: Session) -> None:
-    if not session.allows("run"):
-        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; stopping or retrying "
-                             "a run needs 'run'", needed="run")
+    session.require("run", "stopping or retrying a run")
 
 
 def _act(request: Request, run_id: str, session: Session, action: Any) -> Response:

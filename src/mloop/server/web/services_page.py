@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from mloop.errors import ForbiddenError, MloopError
+from mloop.errors import MloopError
 from mloop.server.web.session import Session, require_session
 
 router = APIRouter(include_in_schema=False)
@@ -140,9 +140,7 @@ async def predict(request: Request, name: str, session: Session = Depends(requir
 
     from mloop.services.serving import predict as call
 
-    if not session.allows("run"):
-        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; calling a service needs 'run'",
-                             needed="run")
+    session.require("run", "calling a service")
     form = await request.form()
     upload, text = form.get("file"), str(form.get("json") or "")
     try:

@@ -53,6 +53,15 @@ class Session:
     def allows(self, scope: str) -> bool:
         return self.token.allows(scope)
 
+    def require(self, scope: str, action: str) -> None:
+        """Raise ForbiddenError (the console's 403 page) unless the user may ``action`` (its
+        words: "moving an alias") with ``scope``."""
+        if not self.allows(scope):
+            from mloop.errors import ForbiddenError
+
+            raise ForbiddenError(f"the user {self.user!r} has scope {self.scope!r}; {action} needs {scope!r}",
+                                 needed=scope)
+
 
 class LoginRequired(Exception):
     """A console page asked without a live session: answered with a redirect to the login form."""

@@ -21,16 +21,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from mloop.errors import ForbiddenError, MloopError
+from mloop.errors import MloopError
 from mloop.server.web.session import Session, require_session
 
 router = APIRouter(include_in_schema=False)
 
 
 def _admin(session: Session) -> None:
-    if not session.allows("admin"):
-        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; managing tokens and users "
-                             "needs 'admin'", needed="admin")
+    session.require("admin", "managing tokens and users")
 
 
 def _page(request: Request, session: Session, *, made: dict[str, Any] | None = None, error: str | None = None,

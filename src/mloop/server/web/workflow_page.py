@@ -29,7 +29,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from mloop.errors import ForbiddenError, MloopError, PlaceholderValueError
+from mloop.errors import MloopError, PlaceholderValueError
 from mloop.server.web.session import Session, require_session
 
 router = APIRouter(include_in_schema=False)
@@ -43,9 +43,7 @@ def _ctx(request: Request) -> Any:
 
 
 def _may_act(session: Session, what: str) -> None:
-    if not session.allows("run"):
-        raise ForbiddenError(f"the user {session.user!r} has scope {session.scope!r}; {what} needs 'run'",
-                             needed="run")
+    session.require("run", what)
 
 
 def _page(name: str, **query: str) -> str:
