@@ -43,15 +43,15 @@ def _thin(xs: list[Any], ys: list[Any]) -> tuple[list[Any], list[Any], int]:
 
 def line_series(ctx: Any, run_ids: list[str]) -> list[dict[str, Any]]:
     """Every line chart of the runs, ``step.key``: one ``{run, x, y}`` series per run that has it."""
+    from mloop.server.web.run_page import line_axes
+
     metrics = ctx.store.metrics_of_runs(run_ids)
     charts: dict[str, dict[str, Any]] = {}
     for run_id in run_ids:
         for m in metrics.get(run_id, []):
             if m.type != "line chart":
                 continue
-            data = m.data or {}
-            xs = ((data.get("x_axis") or [{}])[0] or {}).get("value") or []
-            ys = ((data.get("y_axis") or [{}])[0] or {}).get("value") or []
+            xs, ys = line_axes(m)
             xs, ys, every = _thin(list(xs), list(ys))
             chart = charts.setdefault(f"{m.step_name}.{m.key}", {"key": f"{m.step_name}.{m.key}", "series": [],
                                                                  "every": 1})

@@ -280,7 +280,8 @@ INLINE_POINTS = 4000
 _NUMBER = (int, float)
 
 
-def _axes(m: Any) -> tuple[list[Any], list[Any]]:
+def line_axes(m: Any) -> tuple[list[Any], list[Any]]:
+    """A line chart metric's x and y values as the SDK wrote them (its first axis of each)."""
     data = m.data or {}
     xs = ((data.get("x_axis") or [{}])[0] or {}).get("value") or []
     ys = ((data.get("y_axis") or [{}])[0] or {}).get("value") or []
@@ -289,13 +290,13 @@ def _axes(m: Any) -> tuple[list[Any], list[Any]]:
 
 def _series_length(m: Any) -> int:
     """How many points :func:`_series` gives, without building them."""
-    xs, ys = _axes(m)
+    xs, ys = line_axes(m)
     return sum(1 for x in xs[:len(ys)] if type(x) in _NUMBER)
 
 
 def _series(m: Any) -> tuple[list[float], list[float | None]]:
     """A line chart metric's points as numbers, sorted by x (points without a numeric x dropped)."""
-    xs, ys = _axes(m)
+    xs, ys = line_axes(m)
     n = min(len(xs), len(ys))
     xs, ys = xs[:n], ys[:n]
     # The usual series (every x a number, in order) at C speed: a million points in ~0.1 s.
