@@ -361,7 +361,7 @@ def measure_mlflow(work: Path, args: argparse.Namespace) -> dict[str, Any] | Non
     meta = json.loads(meta_path.read_text())
     port = _free_port()
     mlflow = python.parent / "mlflow"
-    artifacts = folder / "artifacts"
+    artifacts = db.parent / "artifacts"  # beside its store, in the folder mlflow_store() made
     artifacts.mkdir(exist_ok=True)
     server = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", f"sqlite:///{db}",
                                "--default-artifact-root", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
