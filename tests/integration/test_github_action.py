@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from helpers import Cli, write_job, write_workflow
-from test_server_api import start_server
+from test_server_api import serve_home
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -271,14 +270,8 @@ def test_markdown_cells_escape_step_names_and_html() -> None:
 # -- client mode -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    home = tmp_path_factory.mktemp("action-server")
-    cli = Cli(home, home / ".mloop")
-    bg, url, admin = start_server(cli, "--concurrency", "2")
-    assert admin
-    yield url, admin
-    bg.proc.send_signal(signal.SIGTERM)
-    bg.proc.wait(timeout=30)
-    cli.cleanup()
+    for url, admin, _ in serve_home(tmp_path_factory.mktemp("action-server"), "--concurrency", "2"):
+        yield url, admin
 
 
 def test_client_mode_runs_on_the_server_and_links_the_console(tmp_path: Path, server: tuple[str, str]) -> None:

@@ -73,14 +73,16 @@ def server(host: str = typer.Option("127.0.0.1", "--host", help="address to list
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if family == socket.AF_INET6 else host}:{bound}"
     app = create_app(settings, queue=QueueLimits(concurrency=concurrency, per_workflow=per_workflow))
-    out.print(f"mloop server at [bold]{url}[/bold] (store {settings.resolved_database_url.split('://')[0]}; "
-              f"Ctrl-C stops)", highlight=False)
-    out.print(f"  API docs: {url}/docs   health: {url}/api/v1/health   metrics: {url}/metrics", highlight=False)
+    # One print, one write: a script (or a test) that reads the address must find the admin
+    # token with it, not a moment later.
+    lines = [f"mloop server at [bold]{url}[/bold] (store {settings.resolved_database_url.split('://')[0]}; "
+             "Ctrl-C stops)",
+             f"  API docs: {url}/docs   health: {url}/api/v1/health   metrics: {url}/metrics"]
     if first_token is not None:
-        out.print("  first start: an admin token was made (shown this once; only its hash is kept):",
-                  highlight=False)
-        out.print(f"  admin token: {first_token}", highlight=False, soft_wrap=True)
-        out.print("  more tokens: mloop token create NAME --scope read|run|admin", highlight=False)
+        lines += ["  first start: an admin token was made (shown this once; only its hash is kept):",
+                  f"  admin token: {first_token}",
+                  "  more tokens: mloop token create NAME --scope read|run|admin"]
+    out.print("\n".join(lines), highlight=False, soft_wrap=True)
     out.file.flush()
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
